@@ -1,0 +1,42 @@
+# epochwatch: `make demo` and `make test` set everything up on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# CPU build on the dev/CI machines; override on a GPU host (e.g. TORCH_SPEC='torch>=2.4').
+TORCH_SPEC ?= torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: setup test lint demo bench bench-gpu chaos clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q '$(TORCH_SPEC)'
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/epochwatch demo
+
+bench: setup
+	$(BIN)/python -m bench.run_cpu
+
+bench-gpu: setup
+	$(BIN)/python -m bench.run_gpu
+
+chaos: setup
+	$(BIN)/python -m pytest -q -m chaos tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,553 @@
+"""The state database: SQLite in WAL mode, one file per run's state folder.
+
+Everything the daemon must not forget lives here: checkpoints seen and their status,
+evaluations, decisions, the trainer record, stop requests, the outbox of deliveries to
+Supabase and alert targets, and events (errors, warnings) for `status`.
+
+Every write is a short transaction; readers (`status`) never block the daemon thanks to WAL.
+Only the standard library is imported here: `status` must start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS runs (
+    name TEXT PRIMARY KEY,
+    config_path TEXT,
+    params_json TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'running',       -- running | stopped | finished | failed
+    verdict TEXT,
+    best_epoch INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+
+-- One row per distinct checkpoint content seen in the output folder.
+CREATE TABLE IF NOT EXISTS checkpoints (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    path TEXT NOT NULL,
+    epoch INTEGER,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    session_id TEXT,
+    metadata_json TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'pending',       -- pending | evaluating | evaluated | failed
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    detected_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    UNIQUE (run, sha256)
+);
+CREATE INDEX IF NOT EXISTS checkpoints_by_status ON checkpoints (run, status, epoch);
+
+-- Files that were refused (not safetensors, truncated for good, foreign run, ...).
+CREATE TABLE IF NOT EXISTS rejected_files (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER,
+    mtime REAL,
+    reason TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE (run, path, size, mtime)
+);
+
+CREATE TABLE IF NOT EXISTS evaluations (
+    checkpoint_id INTEGER PRIMARY KEY REFERENCES checkpoints(id),
+    run TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    metrics_json TEXT NOT NULL,
+    result_dir TEXT NOT NULL,
+    git_commit TEXT,
+    created_at REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    checkpoint_id INTEGER,
+    criterion TEXT NOT NULL,
+    metric TEXT,
+    value REAL,
+    comparison TEXT,
+    threshold REAL,
+    outcome TEXT NOT NULL,                        -- pass | fail | pending | marked
+    action TEXT NOT NULL,                         -- stop | alert | none | mark
+    message TEXT NOT NULL,
+    evidence_json TEXT NOT NULL DEFAULT '{}',
+    created_at REAL NOT NULL,
+    UNIQUE (run, epoch, criterion, checkpoint_id)
+);
+
+CREATE TABLE IF NOT EXISTS trainer (
+    run TEXT PRIMARY KEY,
+    pid INTEGER,
+    pgid INTEGER,
+    start_time REAL,                              -- process start time (psutil create_time)
+    command_json TEXT,
+    cwd TEXT,
+    log_path TEXT,
+    state TEXT NOT NULL DEFAULT 'unknown',        -- starting | running | exited | stopped | killed | crashed
+    exit_code INTEGER,
+    cause TEXT,
+    started_at REAL,
+    ended_at REAL
+);
+
+CREATE TABLE IF NOT EXISTS stop_requests (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    epoch INTEGER,
+    reason TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    handled_at REAL,
+    result TEXT
+);
+
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    channel TEXT NOT NULL,                        -- supabase | alert | storage
+    dedupe_key TEXT NOT NULL,
+    payload_json TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',       -- pending | delivered | dead
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    delivered_at REAL,
+    UNIQUE (channel, dedupe_key)
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, channel, id);
+
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    epoch INTEGER,
+    level TEXT NOT NULL,                          -- info | warning | error
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS reviews (
+    run TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    visual REAL NOT NULL,
+    style REAL NOT NULL,
+    prompt REAL NOT NULL,
+    notes TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run, epoch)
+);
+
+CREATE TABLE IF NOT EXISTS daemon (
+    run TEXT PRIMARY KEY,
+    pid INTEGER,
+    start_time REAL,
+    heartbeat_at REAL,
+    state TEXT,                                   -- starting | idle | evaluating | stopped
+    gpu_memory_bytes INTEGER
+);
+"""
+
+
+def now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    id: int
+    run: str
+    path: str
+    epoch: int | None
+    sha256: str
+    size: int
+    session_id: str | None
+    metadata: dict[str, str]
+    status: str
+    error: str | None
+    attempts: int
+    detected_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Checkpoint:
+        return cls(
+            id=row["id"], run=row["run"], path=row["path"], epoch=row["epoch"],
+            sha256=row["sha256"], size=row["size"], session_id=row["session_id"],
+            metadata=json.loads(row["metadata_json"]), status=row["status"],
+            error=row["error"], attempts=row["attempts"], detected_at=row["detected_at"],
+        )
+
+
+class Store:
+    """Thin typed access to the state database. One instance per thread."""
+
+    def __init__(self, path: str | Path, *, timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(
+            str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(SCHEMA)
+        self.conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction: writers queue instead of failing half-way."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # ---- runs -------------------------------------------------------------------------
+    def ensure_run(self, name: str, *, config_path: str = "", params: dict[str, Any] | None = None) -> None:
+        t = now()
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO runs (name, config_path, params_json, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "config_path=excluded.config_path, params_json=excluded.params_json, "
+                "updated_at=excluded.updated_at",
+                (name, config_path, json.dumps(params or {}, sort_keys=True), t, t),
+            )
+
+    def run_row(self, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM runs WHERE name=?", (name,)).fetchone()
+        return dict(row) if row else None
+
+    def update_run(self, name: str, **fields: Any) -> None:
+        allowed = {"status", "verdict", "best_epoch"}
+        if not fields.keys() <= allowed:
+            raise ValueError(f"unknown run fields: {sorted(set(fields) - allowed)}")
+        sets = ", ".join(f"{k}=?" for k in fields)
+        self.conn.execute(
+            f"UPDATE runs SET {sets}, updated_at=? WHERE name=?", (*fields.values(), now(), name)
+        )
+
+    # ---- checkpoints --------------------------------------------------------------------
+    def add_checkpoint(
+        self, run: str, path: str, epoch: int | None, sha256: str, size: int,
+        session_id: str | None, metadata: dict[str, str],
+    ) -> tuple[Checkpoint, bool]:
+        """Record a settled checkpoint; returns (checkpoint, created). Same content = same row."""
+        with self.tx() as c:
+            row = c.execute(
+                "SELECT * FROM checkpoints WHERE run=? AND sha256=?", (run, sha256)
+            ).fetchone()
+            if row is not None:
+                if row["path"] != path:  # e.g. renamed by the user: remember the newest path
+                    c.execute("UPDATE checkpoints SET path=? WHERE id=?", (path, row["id"]))
+                    row = c.execute("SELECT * FROM checkpoints WHERE id=?", (row["id"],)).fetchone()
+                return Checkpoint.from_row(row), False
+            cur = c.execute(
+                "INSERT INTO checkpoints (run, path, epoch, sha256, size, session_id, "
+                "metadata_json, detected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run, path, epoch, sha256, size, session_id, json.dumps(metadata), now()),
+            )
+            row = c.execute("SELECT * FROM checkpoints WHERE id=?", (cur.lastrowid,)).fetchone()
+            return Checkpoint.from_row(row), True
+
+    def checkpoint(self, checkpoint_id: int) -> Checkpoint:
+        row = self.conn.execute("SELECT * FROM checkpoints WHERE id=?", (checkpoint_id,)).fetchone()
+        if row is None:
+            raise KeyError(checkpoint_id)
+        return Checkpoint.from_row(row)
+
+    def checkpoints(self, run: str) -> list[Checkpoint]:
+        rows = self.conn.execute(
+            "SELECT * FROM checkpoints WHERE run=? ORDER BY COALESCE(epoch, 1e9), id", (run,)
+        ).fetchall()
+        return [Checkpoint.from_row(r) for r in rows]
+
+    def next_pending(self, run: str) -> Checkpoint | None:
+        """The pending checkpoint with the lowest epoch: epochs are evaluated in order."""
+        row = self.conn.execute(
+            "SELECT * FROM checkpoints WHERE run=? AND status='pending' "
+            "ORDER BY COALESCE(epoch, 1e9), id LIMIT 1",
+            (run,),
+        ).fetchone()
+        return Checkpoint.from_row(row) if row else None
+
+    def pending_count(self, run: str) -> int:
+        return self.conn.execute(
+            "SELECT COUNT(*) FROM checkpoints WHERE run=? AND status='pending'", (run,)
+        ).fetchone()[0]
+
+    def mark_checkpoint(self, checkpoint_id: int, status: str, error: str | None = None) -> None:
+        t = now()
+        if status == "evaluating":
+            self.conn.execute(
+                "UPDATE checkpoints SET status=?, error=NULL, started_at=?, attempts=attempts+1 "
+                "WHERE id=?",
+                (status, t, checkpoint_id),
+            )
+        else:
+            self.conn.execute(
+                "UPDATE checkpoints SET status=?, error=?, finished_at=? WHERE id=?",
+                (status, error, t, checkpoint_id),
+            )
+
+    def requeue_interrupted(self, run: str) -> int:
+        """After a crash: evaluations that were in flight start again from scratch."""
+        cur = self.conn.execute(
+            "UPDATE checkpoints SET status='pending' WHERE run=? AND status='evaluating' "
+            "AND id NOT IN (SELECT checkpoint_id FROM evaluations)",
+            (run,),
+        )
+        return cur.rowcount
+
+    def add_rejected(self, run: str, path: str, size: int | None, mtime: float | None, reason: str) -> bool:
+        """Record a refused file once per (path, size, mtime); True when it is new."""
+        cur = self.conn.execute(
+            "INSERT OR IGNORE INTO rejected_files (run, path, size, mtime, reason, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (run, path, size, mtime, reason, now()),
+        )
+        return cur.rowcount == 1
+
+    def rejected(self, run: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT * FROM rejected_files WHERE run=? ORDER BY id", (run,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    # ---- evaluations ----------------------------------------------------------------------
+    def save_evaluation(self, checkpoint: Checkpoint, epoch: int, metrics: dict[str, Any], result_dir: str) -> None:
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO evaluations (checkpoint_id, run, epoch, metrics_json, result_dir, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(checkpoint_id) DO UPDATE SET "
+                "metrics_json=excluded.metrics_json, result_dir=excluded.result_dir",
+                (checkpoint.id, checkpoint.run, epoch, json.dumps(metrics), result_dir, now()),
+            )
+            c.execute(
+                "UPDATE checkpoints SET status='evaluated', error=NULL, finished_at=? WHERE id=?",
+                (now(), checkpoint.id),
+            )
+
+    def set_git_commit(self, checkpoint_id: int, sha: str) -> None:
+        self.conn.execute(
+            "UPDATE evaluations SET git_commit=? WHERE checkpoint_id=?", (sha, checkpoint_id)
+        )
+
+    def evaluations(self, run: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT e.*, c.path, c.sha256 FROM evaluations e JOIN checkpoints c "
+            "ON c.id = e.checkpoint_id WHERE e.run=? ORDER BY e.epoch, e.checkpoint_id",
+            (run,),
+        ).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["metrics"] = json.loads(d.pop("metrics_json"))
+            out.append(d)
+        return out
+
+    def unpublished(self, run: str) -> list[dict[str, Any]]:
+        return [e for e in self.evaluations(run) if not e["git_commit"]]
+
+    # ---- decisions ------------------------------------------------------------------------
+    def save_decision(self, run: str, epoch: int, checkpoint_id: int | None, d: dict[str, Any]) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO decisions (run, epoch, checkpoint_id, criterion, metric, value, "
+            "comparison, threshold, outcome, action, message, evidence_json, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run, epoch, checkpoint_id, d["criterion"], d.get("metric"), d.get("value"),
+                d.get("comparison"), d.get("threshold"), d["outcome"], d["action"], d["message"],
+                json.dumps(d.get("evidence", {})), now(),
+            ),
+        )
+
+    def decisions(self, run: str, epoch: int | None = None) -> list[dict[str, Any]]:
+        q = "SELECT * FROM decisions WHERE run=?"
+        args: tuple[Any, ...] = (run,)
+        if epoch is not None:
+            q += " AND epoch=?"
+            args += (epoch,)
+        rows = self.conn.execute(q + " ORDER BY epoch, id", args).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["evidence"] = json.loads(d.pop("evidence_json"))
+            out.append(d)
+        return out
+
+    # ---- trainer, daemon, stop requests ---------------------------------------------------------
+    def set_trainer(self, run: str, **fields: Any) -> None:
+        cols = ["pid", "pgid", "start_time", "command_json", "cwd", "log_path", "state",
+                "exit_code", "cause", "started_at", "ended_at"]
+        if not fields.keys() <= set(cols):
+            raise ValueError(f"unknown trainer fields: {sorted(set(fields) - set(cols))}")
+        with self.tx() as c:
+            c.execute("INSERT OR IGNORE INTO trainer (run) VALUES (?)", (run,))
+            if fields:
+                sets = ", ".join(f"{k}=?" for k in fields)
+                c.execute(f"UPDATE trainer SET {sets} WHERE run=?", (*fields.values(), run))
+
+    def trainer(self, run: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM trainer WHERE run=?", (run,)).fetchone()
+        return dict(row) if row else None
+
+    def set_daemon(self, run: str, **fields: Any) -> None:
+        cols = {"pid", "start_time", "heartbeat_at", "state", "gpu_memory_bytes"}
+        if not fields.keys() <= cols:
+            raise ValueError(f"unknown daemon fields: {sorted(set(fields) - cols)}")
+        with self.tx() as c:
+            c.execute("INSERT OR IGNORE INTO daemon (run) VALUES (?)", (run,))
+            sets = ", ".join(f"{k}=?" for k in fields)
+            c.execute(f"UPDATE daemon SET {sets} WHERE run=?", (*fields.values(), run))
+
+    def daemon(self, run: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM daemon WHERE run=?", (run,)).fetchone()
+        return dict(row) if row else None
+
+    def request_stop(self, run: str, epoch: int | None, reason: str) -> int:
+        """Idempotent: one open stop request per run."""
+        with self.tx() as c:
+            row = c.execute(
+                "SELECT id FROM stop_requests WHERE run=? AND handled_at IS NULL", (run,)
+            ).fetchone()
+            if row:
+                return int(row["id"])
+            cur = c.execute(
+                "INSERT INTO stop_requests (run, epoch, reason, requested_at) VALUES (?, ?, ?, ?)",
+                (run, epoch, reason, now()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def open_stop_request(self, run: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT * FROM stop_requests WHERE run=? AND handled_at IS NULL ORDER BY id LIMIT 1",
+            (run,),
+        ).fetchone()
+        return dict(row) if row else None
+
+    def stop_requests(self, run: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT * FROM stop_requests WHERE run=? ORDER BY id", (run,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def close_stop_request(self, request_id: int, result: str) -> None:
+        self.conn.execute(
+            "UPDATE stop_requests SET handled_at=?, result=? WHERE id=?", (now(), result, request_id)
+        )
+
+    # ---- outbox ----------------------------------------------------------------------------
+    def enqueue(self, run: str, channel: str, dedupe_key: str, payload: dict[str, Any]) -> bool:
+        """Queue a delivery durably; a second enqueue with the same key replaces a pending
+        payload (newer data wins) and is ignored once delivered. True when queued."""
+        t = now()
+        cur = self.conn.execute(
+            "INSERT INTO outbox (run, channel, dedupe_key, payload_json, next_attempt_at, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(channel, dedupe_key) DO UPDATE SET "
+            "payload_json=excluded.payload_json WHERE outbox.status='pending'",
+            (run, channel, dedupe_key, json.dumps(payload, sort_keys=True), t, t),
+        )
+        return cur.rowcount == 1
+
+    def due(self, channel: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Pending items in insertion order; stops at the first one not yet due so that
+        deliveries on a channel keep their order."""
+        rows = self.conn.execute(
+            "SELECT * FROM outbox WHERE channel=? AND status='pending' ORDER BY id LIMIT ?",
+            (channel, limit),
+        ).fetchall()
+        out: list[dict[str, Any]] = []
+        t = now()
+        for r in rows:
+            if r["next_attempt_at"] > t:
+                break
+            d = dict(r)
+            d["payload"] = json.loads(d.pop("payload_json"))
+            out.append(d)
+        return out
+
+    def mark_delivered(self, item_id: int) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET status='delivered', delivered_at=?, last_error=NULL WHERE id=?",
+            (now(), item_id),
+        )
+
+    def mark_failed(self, item_id: int, error: str, retry_at: float, dead: bool = False) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET attempts=attempts+1, last_error=?, next_attempt_at=?, status=? "
+            "WHERE id=?",
+            (error, retry_at, "dead" if dead else "pending", item_id),
+        )
+
+    def outbox_counts(self, run: str) -> dict[str, dict[str, int]]:
+        rows = self.conn.execute(
+            "SELECT channel, status, COUNT(*) n FROM outbox WHERE run=? GROUP BY channel, status",
+            (run,),
+        ).fetchall()
+        out: dict[str, dict[str, int]] = {}
+        for r in rows:
+            out.setdefault(r["channel"], {})[r["status"]] = r["n"]
+        return out
+
+    # ---- events and reviews ----------------------------------------------------------------
+    def add_event(self, run: str, level: str, kind: str, message: str, epoch: int | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO events (run, epoch, level, kind, message, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (run, epoch, level, kind, message, now()),
+        )
+
+    def events(self, run: str, level: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        q = "SELECT * FROM events WHERE run=?"
+        args: tuple[Any, ...] = (run,)
+        if level:
+            q += " AND level=?"
+            args += (level,)
+        rows = self.conn.execute(q + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [dict(r) for r in rows]
+
+    def save_review(self, run: str, epoch: int, visual: float, style: float, prompt: float, notes: str) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO reviews (run, epoch, visual, style, prompt, notes, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run, epoch, visual, style, prompt, notes, now()),
+        )
+
+    def reviews(self, run: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM reviews WHERE run=? ORDER BY epoch", (run,)).fetchall()
+        return [dict(r) for r in rows]
