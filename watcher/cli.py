@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="the daemon, in the foreground")
     p.add_argument("--config", required=True)
     p.add_argument("--once", action="store_true", help="process what is there, then exit")
+    # Used by `launch`: exit once the trainer has ended and every checkpoint is processed.
+    p.add_argument("--until-trainer-exits", action="store_true", help=argparse.SUPPRESS)
 
     p = sub.add_parser("launch", help="start trainer and daemon, relay the stop decision, wait")
     p.add_argument("--config", required=True)

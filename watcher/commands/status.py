@@ -1,0 +1,155 @@
+"""`epochwatch status`: what an operator asks first. Reads the state database only
+(stdlib + pydantic for the config): no torch, answers in a fraction of a second."""
+
+from __future__ import annotations
+
+import json
+import time
+from argparse import Namespace
+from typing import Any
+
+from watcher.cli import CommandError
+from watcher.commands._common import load
+from watcher.store import Store
+
+
+def _alive(pid: int | None, start_time: float | None) -> bool:
+    if not pid:
+        return False
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return start_time is None or abs(proc.create_time() - start_time) < 1.0
+    except psutil.Error:
+        return False
+
+
+def _epoch_decision(decisions: list[dict[str, Any]]) -> str | None:
+    if not decisions:
+        return None
+    if any(d["outcome"] == "fail" and d["action"] == "stop" for d in decisions):
+        return "stop"
+    if any(d["outcome"] == "fail" for d in decisions):
+        return "alert"
+    return "continue"
+
+
+def collect(cfg: Any, store: Store) -> dict[str, Any]:
+    run = cfg.run.name
+    now = time.time()
+    evaluations = {e["checkpoint_id"]: e for e in store.evaluations(run)}
+    decisions_by_epoch: dict[int, list[dict[str, Any]]] = {}
+    for d in store.decisions(run):
+        decisions_by_epoch.setdefault(d["epoch"], []).append(d)
+
+    epochs = []
+    for ck in store.checkpoints(run):
+        ev = evaluations.get(ck.id)
+        agg = ev["metrics"]["aggregate"] if ev else {}
+        epochs.append({
+            "epoch": ck.epoch,
+            "status": ck.status,
+            "checkpoint": ck.path,
+            "sha256": ck.sha256,
+            "decision": _epoch_decision(decisions_by_epoch.get(ck.epoch or -1, [])) if ev else None,
+            "background_match_rate": agg.get("background_match_rate"),
+            "color_accuracy": agg.get("color_accuracy"),
+            "style_quality": agg.get("style_quality"),
+            "overall_score": agg.get("overall_score"),
+            "commit": ev["git_commit"] if ev else None,
+            "error": ck.error,
+        })
+
+    latest_epoch = max(decisions_by_epoch, default=None)
+    latest = decisions_by_epoch.get(latest_epoch, []) if latest_epoch is not None else []
+    trainer = store.trainer(run) or {}
+    daemon = store.daemon(run) or {}
+    errors = store.events(run, level="error", limit=1)
+    last_ck = max(store.checkpoints(run), key=lambda c: c.detected_at, default=None)
+    return {
+        "run": run,
+        "status": (store.run_row(run) or {}).get("status"),
+        "trainer": {
+            "state": trainer.get("state", "unknown"),
+            "pid": trainer.get("pid"),
+            "alive": _alive(trainer.get("pid"), trainer.get("start_time")),
+            "exit_code": trainer.get("exit_code"),
+            "cause": trainer.get("cause"),
+            "log": trainer.get("log_path"),
+        },
+        "daemon": {
+            "pid": daemon.get("pid"),
+            "state": daemon.get("state"),
+            "alive": _alive(daemon.get("pid"), daemon.get("start_time")),
+            "heartbeat_age_s": round(now - daemon["heartbeat_at"], 1) if daemon.get("heartbeat_at") else None,
+            "gpu_memory_mb": round((daemon.get("gpu_memory_bytes") or 0) / 2**20, 1),
+        },
+        "epochs": epochs,
+        "decision": _epoch_decision(latest),
+        "decision_detail": {
+            "epoch": latest_epoch,
+            "criteria": [{k: d[k] for k in ("criterion", "outcome", "action", "metric", "value",
+                                             "threshold", "message")} for d in latest],
+        },
+        "last_checkpoint": {
+            "path": last_ck.path, "epoch": last_ck.epoch,
+            "age_s": round(now - last_ck.detected_at, 1),
+        } if last_ck else None,
+        "queue": {
+            "pending": sum(1 for e in epochs if e["status"] == "pending"),
+            "evaluating": sum(1 for e in epochs if e["status"] == "evaluating"),
+        },
+        "last_error": {"message": errors[0]["message"], "kind": errors[0]["kind"],
+                       "epoch": errors[0]["epoch"], "age_s": round(now - errors[0]["created_at"], 1)}
+        if errors else None,
+        "stop_requests": store.stop_requests(run),
+        "rejected": store.rejected(run),
+        "outbox": store.outbox_counts(run),
+        "results": {"repo": str(cfg.results_repo), "dir": str(cfg.run_results_dir)},
+    }
+
+
+def _fmt(value: Any, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render(s: dict[str, Any]) -> str:
+    t, d = s["trainer"], s["daemon"]
+    lines = [
+        f"run       {s['run']} ({s['status'] or 'unknown'})",
+        f"trainer   {t['state']}" + (f", pid {t['pid']}" if t["pid"] else "")
+        + (" (alive)" if t["alive"] else "") + (f", {t['cause']}" if t["cause"] else ""),
+        f"daemon    {d['state'] or 'never started'}" + (" (alive)" if d["alive"] else "")
+        + (f", heartbeat {d['heartbeat_age_s']}s ago" if d["heartbeat_age_s"] is not None else "")
+        + f", GPU memory {d['gpu_memory_mb']} MiB",
+    ]
+    lc = s["last_checkpoint"]
+    lines.append(f"last ckpt {lc['path']} (epoch {lc['epoch']}, {lc['age_s']}s ago)" if lc else "last ckpt none yet")
+    lines.append(f"queue     {s['queue']['pending']} pending, {s['queue']['evaluating']} evaluating")
+    lines.append(f"decision  {s['decision'] or 'none yet'}"
+                 + (f" at epoch {s['decision_detail']['epoch']}" if s["decision"] else ""))
+    if s["last_error"]:
+        lines.append(f"last error {s['last_error']['kind']}: {s['last_error']['message']}")
+    lines.append(f"results   {s['results']['dir']}")
+    lines.append("")
+    lines.append(f"{'epoch':>5}  {'status':<10} {'bg match':>8} {'colour':>6} {'style':>6} {'score':>5}  decision")
+    for e in s["epochs"]:
+        lines.append(
+            f"{_fmt(e['epoch'], 'd'):>5}  {e['status']:<10} {_fmt(e['background_match_rate'], '.2f'):>8} "
+            f"{_fmt(e['color_accuracy']):>6} {_fmt(e['style_quality']):>6} {_fmt(e['overall_score']):>5}  "
+            f"{e['decision'] or '-'}"
+        )
+    return "\n".join(lines)
+
+
+def run(args: Namespace) -> int:
+    cfg = load(args.config)
+    if not cfg.state_db.exists():
+        raise CommandError(f"no state database at {cfg.state_db}: has the daemon run yet?")
+    with Store(cfg.state_db) as store:
+        s = collect(cfg, store)
+    print(json.dumps(s, default=str) if args.json else render(s))
+    return 0

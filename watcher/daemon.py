@@ -1,0 +1,311 @@
+"""The watcher daemon: detect -> settle -> evaluate -> decide -> publish -> act.
+
+One main thread runs the loop; watchdog's observer and the rescan thread only put paths on a
+queue, and the outbox worker delivers to Supabase and alert targets in its own thread, so the
+loop never waits on the network. The loop sleeps on that queue (no busy polling) until a path
+arrives, a file is due to be re-checked, or the systemd watchdog needs a ping.
+
+Crash safety: every step is recorded in the state database before the next begins. A
+checkpoint caught mid-evaluation is evaluated again after a restart; an evaluation recorded
+but not committed is committed on restart (the commit trailer makes that exactly-once).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psutil
+
+from watcher import logs
+from watcher.criteria import EpochRecord, Rule, decide
+from watcher.detect import CheckpointDetector
+from watcher.health import EpochClock
+from watcher.publish.gitrepo import ResultsRepo
+from watcher.publish.publisher import Publisher
+from watcher.sdnotify import Notifier
+from watcher.settle import CheckpointInfo, Settler
+from watcher.store import Checkpoint, Store
+
+TRAINER_ENDED = {"exited", "stopped", "killed", "crashed"}
+HEARTBEAT_EVERY_S = 1.0
+HEALTH_EVERY_S = 5.0
+
+
+class ShutdownRequested(Exception):
+    """Raised inside an evaluation when SIGTERM arrives: abandon it, it is redone later."""
+
+
+class Daemon:
+    def __init__(self, cfg: Any, *, until_trainer_exits: bool = False, once: bool = False) -> None:
+        self.cfg = cfg
+        self.run_name: str = cfg.run.name
+        self.until_trainer_exits = until_trainer_exits
+        self.once = once
+        self.paths: queue.Queue[Path] = queue.Queue()
+        self.notifier = Notifier.from_env()
+        self.log = logs.get_logger(run=self.run_name)
+        self._stopping = False
+        self._reload = False
+        self._evaluating = False
+        self._last_heartbeat = 0.0
+        self._last_health = 0.0
+        self.rules = self._rules(cfg)
+
+    @staticmethod
+    def _rules(cfg: Any) -> list[Rule]:
+        return [Rule.from_config(c) for c in cfg.criteria]
+
+    # ---- signals --------------------------------------------------------------------------
+    def _on_term(self, signum: int, _frame: FrameType | None) -> None:
+        self._stopping = True
+        self.paths.put(Path())  # wake the loop
+        if self._evaluating:
+            raise ShutdownRequested(signal.Signals(signum).name)
+
+    def _on_hup(self, _signum: int, _frame: FrameType | None) -> None:
+        self._reload = True
+        self.paths.put(Path())
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def run(self) -> int:
+        from watcher.pipeline import SamplePipeline  # heavy: torch + diffusers
+
+        self._install_signals()
+        cfg = self.cfg
+        self.store = Store(cfg.state_db)
+        store = self.store
+        store.ensure_run(self.run_name, config_path=str(cfg.path), params=cfg.params())
+        me = psutil.Process()
+        store.set_daemon(self.run_name, pid=me.pid, start_time=me.create_time(),
+                         state="starting", heartbeat_at=time.time())
+        requeued = store.requeue_interrupted(self.run_name)
+        if requeued:
+            self.log.info("requeued interrupted evaluations", count=requeued)
+
+        self.repo = ResultsRepo(cfg.results_repo, cfg.results.remote)
+        self.repo.ensure()
+        self.publisher = Publisher(cfg, store, self.repo, self.log)
+        self.publisher.start()
+        self.publisher.publish_backlog()
+
+        self.notifier.status("loading pipeline")
+        self.pipeline = SamplePipeline(cfg.model.base, device=cfg.model.device,
+                                       dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
+        self.pipeline.load()
+        self.log.info("pipeline loaded", base=str(cfg.model.base), device=str(self.pipeline.device))
+
+        self.settler = Settler(cfg.output_dir, cfg.run.output_name, cfg.run.max_train_epochs,
+                               settle_interval_s=cfg.daemon.settle_interval_s)
+        detector = CheckpointDetector(cfg.output_dir, self.paths.put,
+                                      rescan_interval_s=cfg.daemon.rescan_interval_s,
+                                      polling=cfg.daemon.polling_observer)
+        detector.start()
+        detector.rescan_now()
+        self.clock = EpochClock(expected_epoch_s=cfg.run.expected_epoch_minutes * 60,
+                                factor=cfg.run.overdue_factor)
+        self.notifier.ready()
+        self.notifier.status(f"watching {cfg.output_dir}")
+        self.log.info("watching", folder=str(cfg.output_dir))
+        try:
+            while not self._stopping:
+                if self._tick(detector):
+                    break
+        except ShutdownRequested:
+            pass
+        finally:
+            self.notifier.stopping()
+            detector.stop()
+            self.publisher.stop()
+            store.set_daemon(self.run_name, state="stopped", heartbeat_at=time.time())
+            self.log.info("daemon stopped")
+            store.close()
+        return 0
+
+    def _tick(self, detector: CheckpointDetector) -> bool:
+        """One loop iteration; True when the daemon should exit."""
+        now = time.time()
+        self.notifier.watchdog()
+        if now - self._last_heartbeat >= HEARTBEAT_EVERY_S:
+            self._heartbeat("idle")
+        if self._reload:
+            self._reload_config()
+        self._drain_paths()
+        for result in self.settler.poll(time.time()):
+            self._record(result)
+        checkpoint = self.store.next_pending(self.run_name)
+        if checkpoint is not None:
+            self._process(checkpoint)
+            return False
+        if now - self._last_health >= HEALTH_EVERY_S:
+            self._check_health()
+        if self._finished(detector):
+            return True
+        self._sleep()
+        return False
+
+    def _heartbeat(self, state: str) -> None:
+        self._last_heartbeat = time.time()
+        self.store.set_daemon(self.run_name, state=state, heartbeat_at=self._last_heartbeat,
+                              gpu_memory_bytes=self.pipeline.memory_bytes())
+
+    def _sleep(self) -> None:
+        timeout = HEALTH_EVERY_S
+        deadline = self.settler.next_deadline()
+        if deadline is not None:
+            timeout = min(timeout, max(0.0, deadline - time.time()))
+        if self.notifier.watchdog_interval_s:
+            timeout = min(timeout, self.notifier.watchdog_interval_s / 2)
+        try:
+            self.paths.put_nowait(self.paths.get(timeout=max(timeout, 0.01)))
+        except queue.Empty:
+            pass
+
+    def _drain_paths(self) -> None:
+        while True:
+            try:
+                path = self.paths.get_nowait()
+            except queue.Empty:
+                return
+            if path != Path():
+                self.settler.offer(path)
+
+    def _finished(self, detector: CheckpointDetector) -> bool:
+        if self.once:
+            detector.rescan_now()
+            self._drain_paths()
+            return self.settler.next_deadline() is None and self.paths.empty()
+        if not self.until_trainer_exits:
+            return False
+        trainer = self.store.trainer(self.run_name)
+        if not trainer or trainer["state"] not in TRAINER_ENDED:
+            return False
+        # The trainer is gone: one last look at the folder, then exit once all is settled.
+        detector.rescan_now()
+        self._drain_paths()
+        for result in self.settler.poll(time.time()):
+            self._record(result)
+        return self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
+
+    def _reload_config(self) -> None:
+        from watcher.config import ConfigError, load_config
+
+        self._reload = False
+        try:
+            new = load_config(self.cfg.path)
+        except ConfigError as exc:
+            self.log.error("config reload refused", error=str(exc))
+            return
+        if new.model != self.cfg.model or new.output_dir != self.cfg.output_dir:
+            self.log.warning("model or output folder changed: restart the daemon to apply")
+        self.cfg.__dict__.update({k: getattr(new, k) for k in ("sampling", "criteria", "alerts")})
+        self.rules = self._rules(new)
+        self.log.info("config reloaded", criteria=len(self.rules))
+
+    # ---- settle results -----------------------------------------------------------------------
+    def _record(self, result: Any) -> None:
+        if isinstance(result, CheckpointInfo):
+            ck, created = self.store.add_checkpoint(
+                self.run_name, str(result.path), result.epoch, result.sha256, result.size,
+                result.session_id, result.header.metadata,
+            )
+            if created:
+                self.clock.checkpoint_seen(time.time())
+                self.log.info("checkpoint settled", epoch=ck.epoch, path=ck.path,
+                              sha256=ck.sha256[:12])
+            return
+        path, reason = str(result.path), result.reason
+        size = mtime = None
+        try:
+            st = os.lstat(path)
+            size, mtime = st.st_size, st.st_mtime
+        except OSError:
+            pass
+        if self.store.add_rejected(self.run_name, path, size, mtime, reason):
+            self.log.warning("checkpoint refused", path=path, reason=reason)
+            self.store.add_event(self.run_name, "error", "checkpoint_refused", f"{path}: {reason}")
+            self.publisher.alert("evaluation_error", f"refused:{path}:{size}:{mtime}",
+                                 error=f"checkpoint refused: {Path(path).name}: {reason}")
+
+    # ---- evaluate, decide, publish, act --------------------------------------------------------
+    def _process(self, checkpoint: Checkpoint) -> None:
+        from watcher.evaluate import evaluate_checkpoint
+        from watcher.pipeline import LoraLoadError
+
+        epoch = checkpoint.epoch if checkpoint.epoch is not None else 0
+        log = self.log.bind(epoch=epoch)
+        self.store.mark_checkpoint(checkpoint.id, "evaluating")
+        self._heartbeat("evaluating")
+        log.info("evaluation started", path=checkpoint.path)
+        self._evaluating = True
+        try:
+            evaluation = evaluate_checkpoint(self.pipeline, self.cfg, checkpoint, epoch,
+                                             heartbeat=self.notifier.watchdog)
+        except ShutdownRequested:
+            self._evaluating = False
+            self.store.mark_checkpoint(checkpoint.id, "pending")
+            log.info("evaluation abandoned for shutdown; it will be redone")
+            raise
+        except (LoraLoadError, OSError, ValueError, RuntimeError) as exc:
+            self._evaluating = False
+            message = logs.redact(f"{type(exc).__name__}: {exc}")
+            self.store.mark_checkpoint(checkpoint.id, "failed", error=message)
+            self.store.add_event(self.run_name, "error", "evaluation_failed", message, epoch)
+            log.error("evaluation failed", error=message)
+            self.publisher.alert("evaluation_error", f"eval:{checkpoint.sha256}",
+                                 epoch=epoch, error=message)
+            return
+        finally:
+            self._evaluating = False
+        if self.cfg.model.offload_between_epochs:
+            self.pipeline.release()
+
+        history = self._history(exclude_checkpoint=checkpoint.id)
+        history.append(EpochRecord(epoch=epoch, metrics=evaluation.aggregate))
+        decisions = decide(self.rules, history, epoch)
+        evaluation.metrics["decisions"] = [d.to_dict() for d in decisions]
+        agg = evaluation.aggregate
+        log.info("evaluation finished", background_match_rate=agg.get("background_match_rate"),
+                 color_accuracy=agg.get("color_accuracy"), style_quality=agg.get("style_quality"),
+                 overall_score=agg.get("overall_score"),
+                 decisions={d.criterion: d.outcome for d in decisions})
+        self.publisher.publish_epoch(evaluation, decisions)
+        self._act(epoch, decisions)
+
+    def _history(self, exclude_checkpoint: int | None = None) -> list[EpochRecord]:
+        latest: dict[int, dict[str, Any]] = {}
+        for e in self.store.evaluations(self.run_name):
+            if e["checkpoint_id"] != exclude_checkpoint:
+                latest[e["epoch"]] = e["metrics"]["aggregate"]
+        return [EpochRecord(epoch=ep, metrics=m) for ep, m in sorted(latest.items())]
+
+    def _act(self, epoch: int, decisions: list[Any]) -> None:
+        stops = [d for d in decisions if d.action == "stop" and d.outcome == "fail"]
+        if not stops:
+            return
+        reason = "; ".join(d.message for d in stops)
+        request = self.store.request_stop(self.run_name, epoch, reason)
+        self.store.update_run(self.run_name, status="stopping")
+        self.log.warning("stop requested", epoch=epoch, reason=reason, request=request)
+
+    def _check_health(self) -> None:
+        self._last_health = time.time()
+        trainer = self.store.trainer(self.run_name)
+        if not trainer or trainer["state"] != "running":
+            return
+        message = self.clock.overdue_message(time.time(), trainer.get("started_at"))
+        if message:
+            self.store.add_event(self.run_name, "warning", "epoch_overdue", message)
+            self.log.warning("epoch overdue", detail=message)
+            self.publisher.alert("epoch_overdue", f"overdue:{self.clock.expected_epoch()}",
+                                 message=message)

@@ -1,0 +1,146 @@
+"""The publish stage: results folder into place, state recorded, one git commit, Supabase
+rows and alerts queued in the durable outbox (delivered by a background worker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from watcher import logs
+from watcher.publish import alerts as alert_mod
+from watcher.publish import supabase as supabase_mod
+from watcher.publish.gitrepo import GitPublishError, ResultsRepo
+from watcher.publish.outbox import OutboxWorker
+from watcher.store import Store
+
+
+def one_line_verdict(aggregate: dict[str, Any], decisions: list[Any]) -> str:
+    """`bg 0/4 green, colour 41.0, style 63.2, score 3.4/10 -> STOP (green_background_by_epoch_4)`."""
+    parts = []
+    rate = aggregate.get("background_match_rate")
+    n = aggregate.get("n_images") or 0
+    if rate is not None:
+        parts.append(f"bg {round(rate * n)}/{n} right")
+    if aggregate.get("color_accuracy") is not None:
+        parts.append(f"colour {aggregate['color_accuracy']:.1f}")
+    if aggregate.get("style_quality") is not None:
+        parts.append(f"style {aggregate['style_quality']:.1f}")
+    if aggregate.get("overall_score") is not None:
+        parts.append(f"score {aggregate['overall_score']:.1f}/10")
+    failed = [d for d in decisions if d.outcome == "fail"]
+    stops = [d.criterion for d in failed if d.action == "stop"]
+    marks = [d.criterion for d in decisions if d.outcome == "marked"]
+    if stops:
+        tail = f"STOP ({', '.join(stops)})"
+    elif failed:
+        tail = f"continue, alert ({', '.join(d.criterion for d in failed)})"
+    else:
+        tail = "continue"
+    if marks:
+        tail += " [production candidate]"
+    return ", ".join(parts) + " -> " + tail
+
+
+def decision_word(decisions: list[Any]) -> str:
+    if any(d.outcome == "fail" and d.action == "stop" for d in decisions):
+        return "stop"
+    if any(d.outcome == "fail" for d in decisions):
+        return "alert"
+    return "continue"
+
+
+class Publisher:
+    def __init__(self, cfg: Any, store: Store, repo: ResultsRepo, log: Any) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.repo = repo
+        self.log = log
+        self.run = cfg.run.name
+        self.worker = OutboxWorker(
+            cfg.state_db, self.run,
+            supabase=supabase_mod.SupabaseSink.from_env(cfg.supabase.timeout_s)
+            if cfg.supabase.enabled else None,
+            alerts=alert_mod.AlertSink.from_env(),
+            min_alert_interval_s=cfg.alerts.min_interval_s,
+        )
+
+    def start(self) -> None:
+        supabase_mod.enqueue_run(self.store, self.run, "running", self.cfg.params())
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop(timeout=5.0)
+
+    # ---- alerts ---------------------------------------------------------------------------------
+    def alert(self, kind: str, dedupe_key: str, **facts: Any) -> None:
+        title, body = alert_mod.format_alert(kind, run=self.run, **facts)
+        alert_mod.enqueue_alert(self.store, self.run, kind, f"{kind}:{dedupe_key}", title, body,
+                                self.cfg.alerts.dedupe_window_s)
+        self.worker.wake()
+
+    # ---- epochs ---------------------------------------------------------------------------------
+    def publish_epoch(self, evaluation: Any, decisions: list[Any]) -> None:
+        ck, epoch = evaluation.checkpoint, evaluation.epoch
+        evaluation.folder.write_metrics(evaluation.metrics)
+        final = evaluation.folder.finish()
+        self.store.save_evaluation(ck, epoch, evaluation.metrics, str(final))
+        for d in decisions:
+            self.store.save_decision(self.run, epoch, ck.id, d.to_dict())
+        self._commit(ck.id, ck.sha256, epoch, final, evaluation.metrics, decisions)
+        for d in decisions:
+            if d.outcome == "fail" and d.action in ("stop", "alert"):
+                kind = "stop_decision" if d.action == "stop" else (
+                    "oscillation" if "oscillat" in d.criterion else "criterion_failed")
+                self.alert(kind, f"{d.criterion}:{epoch}", epoch=epoch, criterion=d.criterion,
+                           metric=d.metric, value=d.value, threshold=d.threshold,
+                           message=d.message, commit=self._commit_of(ck.id))
+
+    def _commit_of(self, checkpoint_id: int) -> str | None:
+        row = self.store.conn.execute(
+            "SELECT git_commit FROM evaluations WHERE checkpoint_id=?", (checkpoint_id,)
+        ).fetchone()
+        return row["git_commit"] if row else None
+
+    def _commit(self, checkpoint_id: int, sha256: str, epoch: int, folder: Path,
+                metrics: dict[str, Any], decisions: list[Any]) -> None:
+        """Commit once: reuse a commit already made for this checkpoint (crash recovery)."""
+        log = self.log.bind(epoch=epoch)
+        existing = self.repo.find_commit(sha256)
+        if existing:
+            commit = existing
+            log.info("commit already present", commit=commit[:12])
+        else:
+            subject = f"{self.run} epoch {epoch}: {one_line_verdict(metrics['aggregate'], decisions)}"
+            body = "\n".join(f"- {d.criterion}: {d.outcome} ({d.message})" for d in decisions)
+            try:
+                commit = self.repo.commit_paths([folder], subject, body or "no criteria", sha256)
+            except GitPublishError as exc:
+                message = logs.redact(str(exc))
+                self.store.add_event(self.run, "error", "git_commit_failed", message, epoch)
+                log.error("git commit failed; will retry", error=message)
+                return
+            log.info("committed", commit=commit[:12])
+            push = self.repo.push()
+            if not push.ok:
+                self.store.add_event(self.run, "warning", "git_push_failed", push.detail, epoch)
+                log.warning("push failed", detail=logs.redact(push.detail))
+        self.store.set_git_commit(checkpoint_id, commit)
+        supabase_mod.enqueue_epoch(self.store, self.run, epoch, metrics, commit,
+                                   decision_word(decisions))
+        self.worker.wake()
+
+    def publish_backlog(self) -> None:
+        """Evaluations recorded but not committed (a crash or a git outage): commit them now."""
+        from watcher.criteria import Decision
+
+        for e in self.store.unpublished(self.run):
+            folder = Path(e["result_dir"])
+            if not folder.exists():
+                self.log.warning("results folder missing; re-evaluating", epoch=e["epoch"])
+                self.store.conn.execute("DELETE FROM evaluations WHERE checkpoint_id=?",
+                                        (e["checkpoint_id"],))
+                self.store.mark_checkpoint(e["checkpoint_id"], "pending")
+                continue
+            decisions = [Decision(**{k: d[k] for k in Decision.__dataclass_fields__ if k in d})
+                         for d in e["metrics"].get("decisions", [])]
+            self._commit(e["checkpoint_id"], e["sha256"], e["epoch"], folder, e["metrics"], decisions)
