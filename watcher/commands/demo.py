@@ -1,0 +1,141 @@
+"""`epochwatch demo`: the whole loop on the embedded default.
+
+CPU, the tiny random SD1.5-shaped model, SQLite state and a local results git repository.
+The stand-in trainer (`simtrain`) writes 10 kohya-format LoRA epochs; the daemon evaluates
+each one; the random model cannot draw a green background, so the Epoch 4 rule stops the
+trainer before it writes its last epoch. That is the stop path, end to end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+
+from watcher.commands._common import load
+
+REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+KOHYA_TEMPLATE = REPO_CONFIGS / "SD15_KEEP_TOKENS_3_EXPERIMENT" / "training_config_SD15_KEEP_TOKENS_3.toml"
+
+DEMO_PROMPTS = [
+    "pixel art portrait of a woman, pink hair (#ff66cc), lips (#cc6666), gold crown (#ffd700), solid green background (#00ff00)",
+    "pixel art portrait of a man, brown hair (#8b4513), blue shirt (#1e90ff), solid green background (#00ff00)",
+    "pixel art portrait of a girl, purple hair (#9932cc), necklace (#c0c0c0), solid green background (#00ff00)",
+    "pixel art portrait of a robot, grey metal (#808080), red eyes (#ff0000), solid green background (#00ff00)",
+]
+
+CONFIG_TEMPLATE = """\
+# epochwatch demo: CPU, tiny random model, SQLite state, local results repository.
+[run]
+name = "DEMO_KEEP_TOKENS_3"
+{kohya_line}output_dir = "output"
+output_name = "demo_lora"
+max_train_epochs = 10
+save_every_n_epochs = 1
+state_dir = "state"
+expected_epoch_minutes = 0.25
+overdue_factor = 4.0
+
+[model]
+base = "models/tiny-sd"
+device = "cpu"
+dtype = "float32"
+scheduler = "dpmsolver++"
+steps = 6
+guidance_scale = 7.5
+width = 512
+height = 512
+batch_size = 4
+
+[sampling]
+seeds = [1234]
+prompts = [
+{prompts}
+]
+
+[evaluation]
+cells = 24
+
+[results]
+repo = "results"
+dir = "runs"
+
+[trainer]
+command = [{command}]
+cwd = "."
+log_file = "logs/trainer.log"
+stop_grace_s = 5.0
+"""
+
+
+def setup(workdir: Path) -> Path:
+    """Write `workdir/config.toml` (and the tiny model, the kohya config); return its path."""
+    from watcher.tinymodel import build_tiny_model
+
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    for stale in ("output", "state", "results", "logs"):
+        shutil.rmtree(workdir / stale, ignore_errors=True)
+    build_tiny_model(workdir / "models" / "tiny-sd", seed=0)
+    kohya_line = ""
+    if KOHYA_TEMPLATE.exists():
+        shutil.copyfile(KOHYA_TEMPLATE, workdir / "kohya.toml")
+        kohya_line = 'kohya_config = "kohya.toml"\n'
+    config = workdir / "config.toml"
+    command = [sys.executable, "-m", "watcher", "simtrain", "--config", str(config), "--interval", "7"]
+    config.write_text(CONFIG_TEMPLATE.format(
+        kohya_line=kohya_line,
+        prompts=",\n".join(f'  {{ text = "{p}" }}' for p in DEMO_PROMPTS),
+        command=", ".join(f'"{c}"' for c in command),
+    ))
+    return config
+
+
+def summary(cfg: object) -> str:
+    from watcher.commands.status import _fmt, collect
+    from watcher.publish.gitrepo import ResultsRepo
+    from watcher.store import Store
+
+    with Store(cfg.state_db) as store:  # type: ignore[attr-defined]
+        s = collect(cfg, store)
+    lines = ["", f"{'epoch':>5}  {'bg match':>8}  {'colour':>6}  {'style':>6}  {'score':>5}  decision"]
+    for e in s["epochs"]:
+        lines.append(f"{_fmt(e['epoch'], 'd'):>5}  {_fmt(e['background_match_rate'], '.2f'):>8}  "
+                     f"{_fmt(e['color_accuracy']):>6}  {_fmt(e['style_quality']):>6}  "
+                     f"{_fmt(e['overall_score']):>5}  {e['decision'] or e['status']}")
+    written = sorted(Path(cfg.output_dir).glob("*.safetensors"))  # type: ignore[attr-defined]
+    repo = ResultsRepo(cfg.results_repo)  # type: ignore[attr-defined]
+    rel = str(Path(cfg.run_results_dir).relative_to(cfg.results_repo))  # type: ignore[attr-defined]
+    commits = repo.commits_touching(rel)
+    lines += [
+        "",
+        f"trainer: {s['trainer']['state']} ({s['trainer']['cause']}); "
+        f"{len(written)} checkpoint files written: {', '.join(p.name for p in written)}",
+        f"results: {s['results']['dir']}",
+        f"commits: {len(commits)} in {s['results']['repo']} (git -C {s['results']['repo']} log --oneline)",
+        f"state:   {cfg.state_db}  (epochwatch status --config {cfg.path})",  # type: ignore[attr-defined]
+    ]
+    return "\n".join(lines)
+
+
+def run(args: Namespace) -> int:
+    config = setup(Path(args.workdir))
+    if args.setup_only:
+        print(config)
+        return 0
+    from watcher import logs
+    from watcher.commands.launch import Launch
+
+    logs.configure()
+    cfg = load(str(config))
+    t0 = time.time()
+    launch = Launch(cfg)
+    try:
+        rc = launch.run()
+    finally:
+        launch.store.close()
+    print(summary(cfg))
+    print(f"demo took {time.time() - t0:.0f} s")
+    return rc
