@@ -78,10 +78,10 @@ class Daemon:
         signal.signal(signal.SIGHUP, self._on_hup)
 
     # ---- lifecycle --------------------------------------------------------------------------
-    def run(self) -> int:
+    def open(self) -> None:
+        """Everything but the detector: state, results repository, outbox, warm pipeline."""
         from watcher.pipeline import SamplePipeline  # heavy: torch + diffusers
 
-        self._install_signals()
         cfg = self.cfg
         self.store = Store(cfg.state_db)
         store = self.store
@@ -104,16 +104,25 @@ class Daemon:
                                        dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
         self.pipeline.load()
         self.log.info("pipeline loaded", base=str(cfg.model.base), device=str(self.pipeline.device))
-
         self.settler = Settler(cfg.output_dir, cfg.run.output_name, cfg.run.max_train_epochs,
                                settle_interval_s=cfg.daemon.settle_interval_s)
+        self.clock = EpochClock(expected_epoch_s=cfg.run.expected_epoch_minutes * 60,
+                                factor=cfg.run.overdue_factor)
+
+    def close(self) -> None:
+        self.publisher.stop()
+        self.store.set_daemon(self.run_name, state="stopped", heartbeat_at=time.time())
+        self.store.close()
+
+    def run(self) -> int:
+        self._install_signals()
+        self.open()
+        cfg = self.cfg
         detector = CheckpointDetector(cfg.output_dir, self.paths.put,
                                       rescan_interval_s=cfg.daemon.rescan_interval_s,
                                       polling=cfg.daemon.polling_observer)
         detector.start()
         detector.rescan_now()
-        self.clock = EpochClock(expected_epoch_s=cfg.run.expected_epoch_minutes * 60,
-                                factor=cfg.run.overdue_factor)
         self.notifier.ready()
         self.notifier.status(f"watching {cfg.output_dir}")
         self.log.info("watching", folder=str(cfg.output_dir))
@@ -126,10 +135,8 @@ class Daemon:
         finally:
             self.notifier.stopping()
             detector.stop()
-            self.publisher.stop()
-            store.set_daemon(self.run_name, state="stopped", heartbeat_at=time.time())
+            self.close()
             self.log.info("daemon stopped")
-            store.close()
         return 0
 
     def _tick(self, detector: CheckpointDetector) -> bool:

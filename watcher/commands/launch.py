@@ -114,19 +114,14 @@ class Launch:
         self.say(f"trainer stop: {result.outcome} ({result.detail})")
 
     def announce_evaluations(self) -> None:
-        from watcher.publish.publisher import one_line_verdict
+        from watcher.publish.publisher import decisions_from_dicts, one_line_verdict
 
         for e in self.store.evaluations(self.run_name):
             if e["checkpoint_id"] in self._announced:
                 continue
             self._announced.add(e["checkpoint_id"])
             agg = e["metrics"]["aggregate"]
-
-            class _D:  # decisions as attribute objects for the one-line verdict
-                def __init__(self, d: dict[str, Any]) -> None:
-                    self.__dict__.update(d)
-
-            decisions = [_D(d) for d in e["metrics"].get("decisions", [])]
+            decisions = decisions_from_dicts(e["metrics"].get("decisions", []))
             self.say(f"epoch {e['epoch']:>2}: {one_line_verdict(agg, decisions)}")
 
     # ---- main ----------------------------------------------------------------------------------

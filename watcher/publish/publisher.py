@@ -4,6 +4,7 @@ rows and alerts queued in the durable outbox (delivered by a background worker).
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from watcher import logs
@@ -39,6 +40,11 @@ def one_line_verdict(aggregate: dict[str, Any], decisions: list[Any]) -> str:
     if marks:
         tail += " [production candidate]"
     return ", ".join(parts) + " -> " + tail
+
+
+def decisions_from_dicts(items: list[dict[str, Any]]) -> list[Any]:
+    """Stored decisions (dicts) back as attribute objects, as the helpers here expect."""
+    return [SimpleNamespace(**d) for d in items]
 
 
 def decision_word(decisions: list[Any]) -> str:
@@ -131,8 +137,6 @@ class Publisher:
 
     def publish_backlog(self) -> None:
         """Evaluations recorded but not committed (a crash or a git outage): commit them now."""
-        from watcher.criteria import Decision
-
         for e in self.store.unpublished(self.run):
             folder = Path(e["result_dir"])
             if not folder.exists():
@@ -141,6 +145,5 @@ class Publisher:
                                         (e["checkpoint_id"],))
                 self.store.mark_checkpoint(e["checkpoint_id"], "pending")
                 continue
-            decisions = [Decision(**{k: d[k] for k in Decision.__dataclass_fields__ if k in d})
-                         for d in e["metrics"].get("decisions", [])]
+            decisions = decisions_from_dicts(e["metrics"].get("decisions", []))
             self._commit(e["checkpoint_id"], e["sha256"], e["epoch"], folder, e["metrics"], decisions)
