@@ -1,0 +1,239 @@
+"""kohya-ss (sd-scripts `networks.lora`) LoRA layout for SD 1.x models.
+
+kohya wraps every Linear and 1x1 Conv2d inside the UNet's `Transformer2DModel` blocks and
+inside the CLIP text encoder's attention and MLP blocks. A wrapped module's name is its module
+path with dots replaced by underscores, prefixed `lora_unet_` or `lora_te_`; each has
+`.lora_down.weight` (rank x in), `.lora_up.weight` (out x rank) and a scalar `.alpha`.
+
+This module derives those names and shapes from a model's configs (models are built on the
+`meta` device: no weights are read) and makes random state dicts in that layout for the
+stand-in trainer and the tests. torch / diffusers / transformers are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+UNET_PREFIX = "lora_unet_"
+TE_PREFIX = "lora_te_"
+UNET_TARGET_CLASSES = frozenset({"Transformer2DModel"})
+TE_TARGET_CLASSES = frozenset(
+    {"CLIPAttention", "CLIPSdpaAttention", "CLIPFlashAttention2", "CLIPMLP"}
+)
+SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
+
+# A target's shape: (in_features, out_features) for Linear, (in, out, kh, kw) for Conv2d.
+Shape = tuple[int, ...]
+
+# Stable Diffusion 1.5's component configs, for single-file checkpoints that carry none.
+SD15_UNET_CONFIG: dict[str, Any] = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+    "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+    "layers_per_block": 2,
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+}
+SD15_TEXT_CONFIG: dict[str, Any] = {
+    "vocab_size": 49408,
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+}
+
+
+def _wrapped_children(block: Any) -> Iterable[tuple[str, Shape]]:
+    import torch
+
+    for child_name, child in block.named_modules():
+        if isinstance(child, torch.nn.Linear):
+            yield child_name, (child.in_features, child.out_features)
+        elif isinstance(child, torch.nn.Conv2d) and tuple(child.kernel_size) == (1, 1):
+            yield child_name, (child.in_channels, child.out_channels, 1, 1)
+
+
+def kohya_targets(unet: Any | None, text_encoder: Any | None) -> dict[str, Shape]:
+    """kohya module name -> shape for live (or meta) UNet / CLIP text encoder modules.
+
+    Call it before any adapter is injected: peft's wrappers add Linear layers of their own.
+    """
+    targets: dict[str, Shape] = {}
+    if unet is not None:
+        for path, module in unet.named_modules():
+            if type(module).__name__ in UNET_TARGET_CLASSES:
+                for child, shape in _wrapped_children(module):
+                    targets[UNET_PREFIX + f"{path}.{child}".replace(".", "_")] = shape
+    if text_encoder is not None:
+        for path, module in text_encoder.named_modules():
+            if type(module).__name__ in TE_TARGET_CLASSES:
+                # transformers 5 dropped CLIPTextModel's `text_model.` level; kohya files
+                # (written under transformers 4) always carry it.
+                full = path if path.startswith("text_model.") else f"text_model.{path}"
+                for child, shape in _wrapped_children(module):
+                    targets[TE_PREFIX + f"{full}.{child}".replace(".", "_")] = shape
+    return targets
+
+
+def _targets_from_configs(unet_config: Mapping[str, Any], text_config: Mapping[str, Any]) -> dict[str, Shape]:
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(dict(unet_config))
+        text_encoder = CLIPTextModel(CLIPTextConfig(**dict(text_config)))
+    return kohya_targets(unet, text_encoder)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    return data
+
+
+def _single_file_configs(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """SD 1.x configs for a single-file checkpoint, checked against its tensor shapes."""
+    from safetensors import safe_open
+
+    probe = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+        if probe not in keys:
+            raise ValueError(f"{path}: not a Stable Diffusion 1.x single-file checkpoint (no {probe})")
+        width = f.get_slice(probe).get_shape()[1]
+    if width != SD15_TEXT_CONFIG["hidden_size"]:
+        raise ValueError(f"{path}: text encoder width {width}, SD 1.x has 768 (SD 2.x/XL are not supported)")
+    return dict(SD15_UNET_CONFIG), dict(SD15_TEXT_CONFIG)
+
+
+def model_configs(model: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(unet config, text encoder config) of a diffusers folder, single file or cached hub id."""
+    path = Path(model)
+    if path.is_dir():
+        unet_cfg, te_cfg = path / "unet" / "config.json", path / "text_encoder" / "config.json"
+        if not unet_cfg.is_file() or not te_cfg.is_file():
+            raise ValueError(f"{path}: not a diffusers model folder (needs unet/ and text_encoder/ configs)")
+        return _read_json(unet_cfg), _read_json(te_cfg)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file")
+        return _single_file_configs(path)
+    # A hub id: the configs must be in the local cache (runs are offline).
+    from huggingface_hub import hf_hub_download
+
+    try:
+        unet_file = hf_hub_download(str(model), "unet/config.json")
+        te_file = hf_hub_download(str(model), "text_encoder/config.json")
+    except Exception as exc:  # the hub library raises many kinds; the message is what matters
+        raise ValueError(f"{model}: not a local model and its configs are not cached ({type(exc).__name__})") from exc
+    return _read_json(Path(unet_file)), _read_json(Path(te_file))
+
+
+def lora_target_names(model_dir: str | Path) -> dict[str, Shape]:
+    """kohya module name -> (in, out) or (in, out, kh, kw), from the model's configs only."""
+    unet_config, text_config = model_configs(model_dir)
+    return _targets_from_configs(unet_config, text_config)
+
+
+def _seed_for(seed: int, name: str) -> int:
+    # per-module seeds: a UNet-only dict holds the same UNet weights as a full one
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
+
+
+def make_lora_state_dict(
+    targets: Mapping[str, Shape],
+    rank: int,
+    alpha: float,
+    seed: int,
+    scale: float,
+    unet: bool = True,
+    text_encoder: bool = True,
+    dtype: str = "float32",
+) -> dict[str, torch.Tensor]:
+    """Random kohya-layout LoRA weights for targets (as from lora_target_names).
+
+    `scale` sets the size of the weight change: each module's delta W = up @ down * alpha/rank
+    has entries of roughly scale * alpha / rank. Unlike a fresh kohya network (up = 0) these
+    are "trained": loading them changes the model's output.
+    """
+    import torch
+
+    if rank < 1:
+        raise ValueError(f"rank must be >= 1, got {rank}")
+    torch_dtype = getattr(torch, dtype)
+    out: dict[str, torch.Tensor] = {}
+    for name in sorted(targets):
+        if name.startswith(UNET_PREFIX) and not unet:
+            continue
+        if name.startswith(TE_PREFIX) and not text_encoder:
+            continue
+        shape = targets[name]
+        n_in, n_out, kernel = shape[0], shape[1], tuple(shape[2:])
+        gen = torch.Generator().manual_seed(_seed_for(seed, name))
+        down = torch.randn((rank, n_in, *kernel), generator=gen) / (n_in**0.5)
+        up = torch.randn((n_out, rank, *((1, 1) if kernel else ())), generator=gen) * (scale / rank**0.5)
+        out[f"{name}.lora_down.weight"] = down.to(torch_dtype).contiguous()
+        out[f"{name}.lora_up.weight"] = up.to(torch_dtype).contiguous()
+        out[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=torch_dtype)
+    return out
+
+
+def module_shapes(tensor_shapes: Mapping[str, Iterable[int]]) -> dict[str, dict[str, tuple[int, ...]]]:
+    """Group a file's tensor shapes by kohya module: name -> {suffix: shape}; raises on
+    keys that are not kohya LoRA keys."""
+    modules: dict[str, dict[str, tuple[int, ...]]] = {}
+    stray: list[str] = []
+    for key, shape in tensor_shapes.items():
+        for suffix in SUFFIXES:
+            if key.endswith(suffix) and key.startswith((UNET_PREFIX, TE_PREFIX)):
+                modules.setdefault(key[: -len(suffix)], {})[suffix] = tuple(shape)
+                break
+        else:
+            stray.append(key)
+    if stray:
+        raise ValueError(f"{len(stray)} keys are not kohya LoRA keys (e.g. {sorted(stray)[0]!r})")
+    if not modules:
+        raise ValueError("no kohya LoRA keys (lora_unet_* / lora_te_*)")
+    return modules
+
+
+def check_fits(tensor_shapes: Mapping[str, Iterable[int]], targets: Mapping[str, Shape]) -> dict[str, int]:
+    """Check a kohya LoRA's tensor shapes against a model's targets.
+
+    Returns {"unet": n, "text_encoder": n} module counts; raises ValueError with a one-line
+    reason for foreign keys, unknown modules, missing halves or shape mismatches.
+    """
+    modules = module_shapes(tensor_shapes)
+    unknown = sorted(name for name in modules if name not in targets)
+    if unknown:
+        raise ValueError(f"{len(unknown)} LoRA modules are not in this model (e.g. {unknown[0]})")
+    for name, parts in sorted(modules.items()):
+        down, up = parts.get(".lora_down.weight"), parts.get(".lora_up.weight")
+        if down is None or up is None:
+            raise ValueError(f"{name}: lora_down/lora_up pair incomplete")
+        shape = targets[name]
+        rank = down[0]
+        if len(down) < 2 or down[1] != shape[0] or up[0] != shape[1] or up[1] != rank:
+            raise ValueError(
+                f"{name}: LoRA shapes down {list(down)} / up {list(up)} do not fit the model's "
+                f"{shape[0]} -> {shape[1]} layer"
+            )
+    counts = {
+        "unet": sum(1 for n in modules if n.startswith(UNET_PREFIX)),
+        "text_encoder": sum(1 for n in modules if n.startswith(TE_PREFIX)),
+    }
+    return counts

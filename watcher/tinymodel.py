@@ -1,0 +1,155 @@
+"""A tiny Stable Diffusion 1.5-shaped model, built offline from configs with random weights.
+
+The demo and the tests use it instead of a 4 GB download. It keeps everything a LoRA and the
+evaluator care about: SD's component layout, the VAE scale factor 8 (so a 512 px image is a
+64 x 64 latent, as in SD 1.5), cross-attention blocks in the UNet (kohya's `lora_unet_*`
+targets) and a CLIP text encoder (the `lora_te_*` targets). Output images are noise-like,
+since nothing was trained.
+
+torch / diffusers / transformers are imported inside functions only (see INTERFACES.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Written last: its presence means every component was saved completely.
+COMPLETE_MARKER = ".epochwatch-tiny-model"
+
+# SD 1.5's noise schedule, so schedulers behave as they would on the real model.
+_SCHEDULER_CONFIG: dict[str, object] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+}
+
+TEXT_HIDDEN = 32  # CLIP width; also the UNet's cross-attention width
+MAX_TOKENS = 77
+
+
+def is_complete(model_dir: Path) -> bool:
+    """True when model_dir holds a finished tiny model (marker and model_index.json)."""
+    return (model_dir / COMPLETE_MARKER).is_file() and (model_dir / "model_index.json").is_file()
+
+
+def _write_tokenizer_files(folder: Path) -> tuple[Path, Path]:
+    """A byte-level CLIP vocabulary: each byte alone and as a word end, plus BOS/EOS."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_chars = list(bytes_to_unicode().values())
+    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_file = folder / "vocab.json"
+    merges_file = folder / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    merges_file.write_text("#version: 0.2\n", encoding="utf-8")
+    return vocab_file, merges_file
+
+
+def _build_into(folder: Path, seed: int) -> None:
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab_file, merges_file = _write_tokenizer_files(folder / "_vocab")
+    tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=MAX_TOKENS)
+
+    # Separate seeds per component so changing one config leaves the others' weights alone.
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TEXT_HIDDEN,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        # four blocks keep SD's scale factor 8: 512 px <-> 64 x 64 latent
+        block_out_channels=(8, 16, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=512,
+    )
+    torch.manual_seed(seed + 2)
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        projection_dim=TEXT_HIDDEN,
+    )
+    text_encoder = CLIPTextModel(text_config)
+    scheduler = PNDMScheduler(**_SCHEDULER_CONFIG)
+
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    shutil.rmtree(folder / "_vocab")
+    (folder / COMPLETE_MARKER).write_text(json.dumps({"seed": seed}) + "\n", encoding="utf-8")
+
+
+def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
+    """Build the tiny model as a diffusers folder at out_dir and return out_dir.
+
+    Idempotent: a complete model already at out_dir is returned as is. The model is built in a
+    temporary sibling folder and renamed into place, so concurrent builders (parallel test
+    processes) never see a half-written model. An existing, non-empty folder that is not a
+    complete tiny model is refused rather than overwritten.
+    """
+    out_dir = Path(out_dir)
+    if is_complete(out_dir):
+        return out_dir
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FileExistsError(f"{out_dir} exists and is not a complete tiny model; choose an empty folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    try:
+        _build_into(staging, seed)
+        try:
+            # rename over a missing or empty folder is atomic on POSIX
+            os.replace(staging, out_dir)
+        except OSError:
+            if not is_complete(out_dir):  # lost a race to a builder that failed: report it
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
