@@ -1,0 +1,701 @@
+"""The watcher config: one TOML file per run, validated with pydantic (unknown keys refused).
+
+Errors are one line naming the file, the line and the dotted key
+(`config.toml:12: model.steps: Input should be a valid integer`). tomllib reports no
+positions for valid TOML, so `_KeyLines` re-scans the text to find where each key was set.
+Also here: the kohya `--config_file` reader (sections flattened, as sd-scripts does) and the
+kohya sample-prompt file format (`text --n neg --w 512 --h 512 --d 42 --s 20 --l 7.5`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+class ConfigError(Exception):
+    """A bad config, kohya config or prompt file; the message is one line."""
+
+
+Loc = tuple[str | int, ...]
+
+# ----------------------------------------------------------------------------- key lines
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class _KeyLines:
+    """Where each key (and array element) of a syntactically valid TOML text is set."""
+
+    def __init__(self, text: str) -> None:
+        self.t, self.i, self.line = text, 0, 1
+        self.lines: dict[Loc, int] = {}
+        self._arrays: dict[Loc, int] = {}
+        try:
+            self._document()
+        except (IndexError, ValueError):
+            pass  # best effort: tomllib already accepted the text
+
+    def find(self, loc: Loc) -> int | None:
+        for end in range(len(loc), 0, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return None
+
+    def _ch(self, k: int = 0) -> str:
+        return self.t[self.i + k] if self.i + k < len(self.t) else ""
+
+    def _advance(self, n: int = 1) -> None:
+        self.line += self.t.count("\n", self.i, self.i + n)
+        self.i += n
+
+    def _skip(self, newlines: bool) -> None:
+        while self.i < len(self.t):
+            c = self._ch()
+            if c in " \t\r" or (newlines and c == "\n"):
+                self._advance()
+            elif c == "#":
+                end = self.t.find("\n", self.i)
+                self._advance((len(self.t) if end < 0 else end) - self.i)
+            else:
+                return
+
+    def _key(self) -> tuple[str, ...]:
+        parts: list[str] = []
+        while True:
+            self._skip(False)
+            c = self._ch()
+            if c in "\"'":
+                start = self.i
+                self._string()
+                raw = self.t[start + 1 : self.i - 1]
+                parts.append(raw.encode().decode("unicode_escape") if c == '"' and "\\" in raw else raw)
+            else:
+                m = _BARE_KEY.match(self.t, self.i)
+                if not m:
+                    raise ValueError("bad key")
+                parts.append(m.group())
+                self._advance(m.end() - self.i)
+            self._skip(False)
+            if self._ch() != ".":
+                return tuple(parts)
+            self._advance()
+
+    def _string(self) -> None:
+        q = self._ch()
+        delim = q * 3 if self.t.startswith(q * 3, self.i) else q
+        self._advance(len(delim))
+        while self.i < len(self.t):
+            if q == '"' and self._ch() == "\\":
+                self._advance(2)
+            elif self.t.startswith(delim, self.i):
+                self._advance(len(delim))
+                while delim != q and self._ch() == q:  # """a"""" ends with quotes in the string
+                    self._advance()
+                return
+            else:
+                self._advance()
+
+    def _resolve(self, path: tuple[str, ...]) -> Loc:
+        loc: Loc = ()
+        for part in path:
+            loc += (part,)
+            if loc in self._arrays:
+                loc += (self._arrays[loc] - 1,)
+        return loc
+
+    def _document(self) -> None:
+        table: Loc = ()
+        while True:
+            self._skip(True)
+            if self.i >= len(self.t):
+                return
+            if self.t.startswith("[[", self.i):
+                self._advance(2)
+                path = self._key()
+                self._advance(2)
+                parent = self._resolve(path[:-1]) + (path[-1],)
+                self._arrays[parent] = self._arrays.get(parent, 0) + 1
+                table = parent + (self._arrays[parent] - 1,)
+                self.lines.setdefault(parent, self.line)
+                self.lines[table] = self.line
+            elif self._ch() == "[":
+                self._advance()
+                table = self._resolve(self._key())
+                self._advance()
+                self.lines[table] = self.line
+            else:
+                self._pair(table)
+
+    def _pair(self, table: Loc) -> None:
+        line = self.line
+        path = table + self._key()
+        for end in range(len(table) + 1, len(path) + 1):
+            self.lines.setdefault(path[:end], line)
+        self._skip(False)
+        self._advance()  # '='
+        self._value(path)
+
+    def _value(self, path: Loc) -> None:
+        self._skip(False)
+        c = self._ch()
+        if c in "\"'":
+            self._string()
+        elif c == "[":
+            self._advance()
+            index = 0
+            while True:
+                self._skip(True)
+                if self._ch() == "]":
+                    self._advance()
+                    return
+                self.lines[path + (index,)] = self.line
+                self._value(path + (index,))
+                self._skip(True)
+                if self._ch() == ",":
+                    self._advance()
+                    index += 1
+        elif c == "{":
+            self._advance()
+            while True:
+                self._skip(False)
+                if self._ch() == "}":
+                    self._advance()
+                    return
+                if self._ch() == ",":
+                    self._advance()
+                    continue
+                self._pair(path)
+        else:
+            m = re.compile(r"[^,\]}\n#]*").match(self.t, self.i)
+            self._advance(m.end() - self.i if m else 1)
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _read_toml(path: Path, what: str) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"at line (\d+)", str(exc))
+        where = f"{path}:{m.group(1)}" if m else str(path)
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- kohya
+
+
+def _load_kohya(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    data, text = _read_toml(path, "kohya config")
+    lines = _KeyLines(text)
+    flat: dict[str, Any] = {}
+    where: dict[str, int] = {}
+    # sd-scripts flattens exactly one level of sections; a later duplicate wins, as there.
+    for section, value in data.items():
+        if isinstance(value, dict):
+            for key, item in value.items():
+                flat[key] = item
+                where[key] = lines.find((section, key)) or 0
+        else:
+            flat[section] = value
+            where[section] = lines.find((section,)) or 0
+    return flat, where
+
+
+def load_kohya_config(path: Path | str) -> dict[str, Any]:
+    """A kohya `--config_file` TOML as sd-scripts sees it: sections flattened to option names."""
+    return _load_kohya(Path(path))[0]
+
+
+def kohya_network_arg(kohya: dict[str, Any], name: str) -> str | None:
+    """Value of `name=value` in kohya's `network_args` list (e.g. conv_dim), or None."""
+    args = kohya.get("network_args") or []
+    for item in args if isinstance(args, list) else [args]:
+        key, sep, value = str(item).partition("=")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+@dataclass(frozen=True)
+class SamplePrompt:
+    text: str
+    negative: str
+    seed: int
+    width: int
+    height: int
+    steps: int
+    cfg: float
+
+
+@dataclass(frozen=True)
+class PromptDefaults:
+    negative: str = ""
+    seeds: tuple[int, ...] = (1234,)
+    width: int = 512
+    height: int = 512
+    steps: int = 20
+    cfg: float = 7.5
+
+
+# Options sd-scripts understands that do not change what we render here.
+_IGNORED_PROMPT_OPTIONS = frozenset({"ss", "cn", "am"})
+
+
+def _kohya_size(value: int) -> int:
+    return max(64, value - value % 8)  # sd-scripts rounds sample sizes down the same way
+
+
+def parse_prompt_file(path: Path | str, defaults: PromptDefaults) -> list[SamplePrompt]:
+    """A kohya sample-prompt .txt file: one prompt per line, `#` comment lines skipped.
+
+    A prompt without `--d` is expanded over `defaults.seeds` (one SamplePrompt per seed).
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".toml", ".json"):
+        raise ConfigError(f"{path}: only the .txt kohya prompt format is supported")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: prompt file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read prompt file: {exc}") from None
+    out: list[SamplePrompt] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):  # '#' inside a prompt is a hex code, not a comment
+            continue
+        try:
+            out.extend(_parse_prompt_line(line, defaults))
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{lineno}: {exc}") from None
+    return out
+
+
+def _parse_prompt_line(line: str, d: PromptDefaults) -> list[SamplePrompt]:
+    text, *options = line.split(" --")
+    text = text.strip()
+    values: dict[str, Any] = {}
+    for option in options:
+        name, _, value = option.strip().partition(" ")
+        value = value.strip()
+        try:
+            if name == "n":
+                values["negative"] = value
+            elif name in ("w", "h", "s", "d"):
+                values[name] = int(value)
+            elif name == "l":
+                values["l"] = float(value)
+            elif name not in _IGNORED_PROMPT_OPTIONS:
+                raise ValueError(f"unknown prompt option --{name} (known: n, w, h, d, s, l)")
+        except ValueError as exc:
+            if "unknown prompt option" in str(exc):
+                raise
+            raise ValueError(f"--{name}: bad value {value!r}") from None
+    if not text:
+        raise ValueError("empty prompt text")
+    if values.get("s", 1) < 1 or values.get("w", 64) < 1 or values.get("h", 64) < 1:
+        raise ValueError("--w, --h and --s must be positive")
+    seeds = (values["d"],) if "d" in values else d.seeds
+    return [
+        SamplePrompt(
+            text=text,
+            negative=values.get("negative", d.negative),
+            seed=seed,
+            width=_kohya_size(values.get("w", d.width)),
+            height=_kohya_size(values.get("h", d.height)),
+            steps=values.get("s", d.steps),
+            cfg=values.get("l", d.cfg),
+        )
+        for seed in seeds
+    ]
+
+
+# ----------------------------------------------------------------------------- schema
+
+PathT = Annotated[Path, Strict(False)]
+AGGREGATE_METRICS = (
+    "background_match_rate", "color_accuracy", "style_quality", "visual_score",
+    "style_score", "prompt_score", "overall_score", "unique_colors", "n_images",
+)  # fmt: skip
+Metric = Literal[
+    "background_match_rate", "color_accuracy", "style_quality", "visual_score",
+    "style_score", "prompt_score", "overall_score", "unique_colors", "n_images",
+]  # fmt: skip
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DatasetInfo(_Model):
+    num_images: int | None = Field(None, ge=0)
+    caption_version: str | None = None
+
+
+class RunConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    kohya_config: PathT | None = None
+    output_dir: PathT | None = None
+    output_name: str | None = Field(None, pattern=r"^[^/\\\x00-\x1f]+$")
+    max_train_epochs: int | None = Field(None, ge=1)
+    save_every_n_epochs: int | None = Field(None, ge=1)
+    state_dir: PathT = Path("state")
+    expected_epoch_minutes: float = Field(11.0, gt=0)
+    overdue_factor: float = Field(2.0, ge=1)
+    dataset: DatasetInfo = DatasetInfo()
+    params: dict[str, Any] = {}
+
+
+class ModelConfig(_Model):
+    base: str | None = None
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    scheduler: Literal["dpmsolver++", "euler_a", "ddim", "pndm"] = "dpmsolver++"
+    steps: int = Field(20, ge=1, le=1000)
+    guidance_scale: float = Field(7.5, ge=0, le=50)
+    width: int = Field(512, ge=64, le=4096, multiple_of=8)
+    height: int = Field(512, ge=64, le=4096, multiple_of=8)
+    batch_size: int = Field(8, ge=1, le=256)
+    offload_between_epochs: bool = False
+
+
+class InlinePrompt(_Model):
+    text: str = Field(min_length=1)
+    negative: str | None = None
+    seed: int | None = None
+    width: int | None = Field(None, ge=64, le=4096, multiple_of=8)
+    height: int | None = Field(None, ge=64, le=4096, multiple_of=8)
+    steps: int | None = Field(None, ge=1, le=1000)
+    cfg: float | None = Field(None, ge=0, le=50)
+
+
+class SamplingConfig(_Model):
+    prompts_file: PathT | None = None
+    prompts: list[InlinePrompt] = []
+    seeds: list[int] = Field([1234], min_length=1)
+    negative_prompt: str = ""
+    review_epochs: list[Annotated[int, Field(ge=1)]] = [1, 3, 5, 7, 10]
+    review_prompts_file: PathT | None = None
+
+
+class EvaluationConfig(_Model):
+    cells: int = Field(24, ge=2, le=512)
+
+
+class ResultsConfig(_Model):
+    repo: PathT = Path("results")
+    dir: str = Field("runs", min_length=1)
+    remote: str = ""
+
+    @field_validator("dir")
+    @classmethod
+    def _inside_repo(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/"):
+            raise ValueError("must be a relative folder inside the repository")
+        return value
+
+
+class TrainerConfig(_Model):
+    command: list[str] = []
+    cwd: PathT = Path(".")
+    log_file: PathT = Path("logs/trainer.log")
+    stop_grace_s: float = Field(30.0, ge=0)
+
+
+class DaemonConfig(_Model):
+    rescan_interval_s: float = Field(2.0, gt=0)
+    settle_interval_s: float = Field(0.25, gt=0)
+    polling_observer: bool = False
+
+
+class SupabaseConfig(_Model):
+    enabled: bool = True
+    timeout_s: float = Field(10.0, gt=0)
+    upload_contact_sheet: bool = False
+    bucket: str = "epochwatch"
+
+
+class AlertsConfig(_Model):
+    min_interval_s: float = Field(1.0, ge=0)
+    dedupe_window_s: float = Field(600.0, ge=0)
+
+
+class Criterion(_Model):
+    name: str = Field(min_length=1)
+    metric: Metric
+    comparison: Literal[">=", ">", "<=", "<", "=="] = ">="
+    threshold: float
+    epoch: int | None = Field(None, ge=1)
+    mode: Literal["at", "by", "from", "oscillation", "candidate"] = "by"
+    action: Literal["stop", "alert", "none", "mark"] = "alert"
+
+    @model_validator(mode="after")
+    def _epoch_for_timed_modes(self) -> Criterion:
+        if self.mode in ("at", "by", "from") and self.epoch is None:
+            raise ValueError(f"mode {self.mode!r} needs an epoch")
+        return self
+
+
+def default_criteria() -> list[Criterion]:
+    """The plan's rules (NEXT_TRAINING_RUN_PLAN.md, Success Criteria and Decision Points)."""
+    return [
+        Criterion(name="green_background_by_epoch_4", metric="background_match_rate",
+                  threshold=0.5, epoch=4, mode="by", action="stop"),
+        Criterion(name="background_oscillation", metric="background_match_rate",
+                  threshold=0.5, mode="oscillation", action="alert"),
+        Criterion(name="quality_8_by_epoch_7", metric="overall_score",
+                  threshold=8.0, epoch=7, mode="by", action="alert"),
+        Criterion(name="color_accuracy_80_by_epoch_5", metric="color_accuracy",
+                  threshold=80.0, epoch=5, mode="by", action="alert"),
+        Criterion(name="production_candidate", metric="overall_score",
+                  threshold=8.5, mode="candidate", action="mark"),
+    ]  # fmt: skip
+
+
+class _ConfigFile(_Model):
+    run: RunConfig
+    model: ModelConfig = ModelConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    results: ResultsConfig = ResultsConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    supabase: SupabaseConfig = SupabaseConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    criteria: list[Criterion] | None = None
+
+
+class WatchConfig(_ConfigFile):
+    """A loaded config: paths absolute, kohya values merged into `run` and `model`."""
+
+    path: PathT
+    kohya: dict[str, Any] = {}
+    criteria: list[Criterion] = []
+
+    @property
+    def state_db(self) -> Path:
+        return self.run.state_dir / "state.db"
+
+    @property
+    def output_dir(self) -> Path:
+        assert self.run.output_dir is not None  # load_config guarantees it
+        return self.run.output_dir
+
+    @property
+    def results_repo(self) -> Path:
+        return self.results.repo
+
+    @property
+    def run_results_dir(self) -> Path:
+        return self.results.repo / self.results.dir / self.run.name
+
+    def prompt_defaults(self) -> PromptDefaults:
+        m, s = self.model, self.sampling
+        return PromptDefaults(s.negative_prompt, tuple(s.seeds), m.width, m.height, m.steps,
+                              m.guidance_scale)  # fmt: skip
+
+    def prompts(self) -> list[SamplePrompt]:
+        """Prompt file then inline prompts; a prompt without a seed runs once per `seeds`."""
+        d = self.prompt_defaults()
+        out = parse_prompt_file(self.sampling.prompts_file, d) if self.sampling.prompts_file else []
+        for p in self.sampling.prompts:
+            for seed in (p.seed,) if p.seed is not None else d.seeds:
+                out.append(SamplePrompt(
+                    text=p.text,
+                    negative=d.negative if p.negative is None else p.negative,
+                    seed=seed,
+                    width=p.width or d.width,
+                    height=p.height or d.height,
+                    steps=p.steps or d.steps,
+                    cfg=d.cfg if p.cfg is None else p.cfg,
+                ))  # fmt: skip
+        return out
+
+    def review_prompts(self) -> list[SamplePrompt]:
+        """The diverse set rendered at review epochs ([] when no review_prompts_file)."""
+        f = self.sampling.review_prompts_file
+        return parse_prompt_file(f, self.prompt_defaults()) if f else []
+
+    def params(self) -> dict[str, Any]:
+        """The plan's "Parameters to Track" JSON, from the kohya config plus [run.params]."""
+        k, ds = self.kohya, self.run.dataset
+        conv = kohya_network_arg(k, "conv_dim")
+        conv_dim: int | None = (int(conv) if conv and conv.isdigit() else 0) if k else None
+        params: dict[str, Any] = {
+            "run_name": self.run.name,
+            "architecture": {"network_dim": k.get("network_dim"),
+                             "network_alpha": k.get("network_alpha"), "conv_dim": conv_dim},
+            "hyperparameters": {"learning_rate": k.get("learning_rate"),
+                                "lr_scheduler": k.get("lr_scheduler"),
+                                "max_train_epochs": self.run.max_train_epochs,
+                                "optimizer_type": k.get("optimizer_type")},
+            "data": {"num_images": ds.num_images if ds.num_images is not None else k.get("num_images"),
+                     "caption_version": ds.caption_version, "keep_tokens": k.get("keep_tokens"),
+                     "caption_dropout_rate": k.get("caption_dropout_rate")},
+            "augmentation": {"noise_offset": k.get("noise_offset")},
+        }  # fmt: skip
+        return _deep_merge(params, self.run.params)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _validation_message(path: Path, lines: _KeyLines, exc: ValidationError) -> str:
+    errors = sorted(exc.errors(), key=lambda e: lines.find(tuple(e["loc"])) or 0)
+    first = errors[0]
+    loc = tuple(first["loc"])
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "required key missing"
+    else:
+        msg = str(first["msg"]).removeprefix("Value error, ")
+    line = lines.find(loc)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{path}{f':{line}' if line else ''}: {_dotted(loc) or '(top level)'}: {msg}{more}"
+
+
+def _absolute(base: Path, value: Path) -> Path:
+    value = value.expanduser()
+    return value if value.is_absolute() else (base / value).resolve()
+
+
+def _looks_local(base: str) -> bool:
+    return base.startswith((".", "/", "~")) or base.endswith((".safetensors", ".ckpt"))
+
+
+def _from_kohya(
+    kohya: dict[str, Any], where: dict[str, int], kpath: Path, key: str, kind: type
+) -> Any:
+    value = kohya.get(key)
+    if value is None:
+        return None
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if ok and kind is int and value < 1:
+        ok = False
+    if not ok:
+        expected = "a positive integer" if kind is int else "a string"
+        raise ConfigError(f"{kpath}:{where.get(key, 0)}: {key}: expected {expected}, got {value!r}")
+    return value
+
+
+def load_config(path: Path | str) -> WatchConfig:
+    """Read, validate and complete one watcher config (see docs/INTERFACES.md)."""
+    path = Path(path)
+    data, text = _read_toml(path, "config file")
+    lines = _KeyLines(text)
+    try:
+        raw = _ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(path, lines, exc)) from None
+
+    def fail(loc: Loc, msg: str) -> ConfigError:
+        line = lines.find(loc)
+        return ConfigError(f"{path}{f':{line}' if line else ''}: {_dotted(loc)}: {msg}")
+
+    base = path.resolve().parent
+    run, model, sampling = raw.run, raw.model, raw.sampling
+    trainer = raw.trainer.model_copy(update={
+        "cwd": _absolute(base, raw.trainer.cwd),
+        "log_file": _absolute(base, raw.trainer.log_file),
+    })  # fmt: skip
+    kohya: dict[str, Any] = {}
+    kohya_path: Path | None = None
+    updates: dict[str, Any] = {"state_dir": _absolute(base, run.state_dir)}
+    if run.output_dir is not None:
+        updates["output_dir"] = _absolute(base, run.output_dir)
+    if run.kohya_config is not None:
+        kohya_path = _absolute(base, run.kohya_config)
+        if not kohya_path.is_file():
+            raise fail(("run", "kohya_config"), f"file not found: {kohya_path}")
+        kohya, where = _load_kohya(kohya_path)
+        updates["kohya_config"] = kohya_path
+        if run.output_dir is None:
+            out = _from_kohya(kohya, where, kohya_path, "output_dir", str)
+            # kohya paths are relative to where train_network.py runs: the trainer's cwd
+            updates["output_dir"] = _absolute(trainer.cwd, Path(out)) if out else None
+        for key, kind in (("output_name", str), ("max_train_epochs", int),
+                          ("save_every_n_epochs", int)):  # fmt: skip
+            if getattr(run, key) is None:
+                updates[key] = _from_kohya(kohya, where, kohya_path, key, kind)
+        if model.base is None:
+            pretrained = _from_kohya(kohya, where, kohya_path, "pretrained_model_name_or_path", str)
+            model = model.model_copy(update={"base": pretrained})
+    run = run.model_copy(update=updates)
+    for key in ("output_dir", "output_name", "max_train_epochs"):
+        if getattr(run, key) is None:
+            raise fail(("run",), f"{key} is required (set run.{key} or point run.kohya_config "
+                                 "at a kohya config that has it)")  # fmt: skip
+    if run.save_every_n_epochs is None:
+        run = run.model_copy(update={"save_every_n_epochs": 1})
+    if model.base is None:
+        raise fail(("model",), "base is required (set model.base or run.kohya_config)")
+    if _looks_local(model.base):
+        model = model.model_copy(update={"base": str(_absolute(base, Path(model.base)))})
+    elif (base / model.base).exists():
+        model = model.model_copy(update={"base": str((base / model.base).resolve())})
+    sampling = sampling.model_copy(update={
+        "prompts_file": _absolute(base, sampling.prompts_file) if sampling.prompts_file else None,
+        "review_prompts_file": (_absolute(base, sampling.review_prompts_file)
+                                if sampling.review_prompts_file else None),
+    })  # fmt: skip
+    command: list[str] = []
+    for arg in trainer.command:
+        if "{kohya_config}" in arg and kohya_path is None:
+            raise fail(("trainer", "command"), "{kohya_config} used but run.kohya_config is unset")
+        command.append(arg.replace("{config_dir}", str(base))
+                       .replace("{kohya_config}", str(kohya_path)))  # fmt: skip
+    trainer = trainer.model_copy(update={"command": command})
+    criteria = raw.criteria if raw.criteria is not None else default_criteria()
+    names = [c.name for c in criteria]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise fail(("criteria", i, "name"), f"duplicate criterion name {name!r}")
+    config = WatchConfig(
+        path=path.resolve(), kohya=kohya, run=run, model=model, sampling=sampling,
+        evaluation=raw.evaluation, results=raw.results.model_copy(
+            update={"repo": _absolute(base, raw.results.repo)}),
+        trainer=trainer, daemon=raw.daemon, supabase=raw.supabase, alerts=raw.alerts,
+        criteria=criteria,
+    )  # fmt: skip
+    # Fail now, not at epoch 4, on a bad prompt file.
+    config.prompts()
+    config.review_prompts()
+    return config
