@@ -1,0 +1,265 @@
+"""Alerts: short messages to Slack, webhooks, Discord, ntfy ... through apprise.
+
+Targets come from EPOCHWATCH_ALERT_URLS (apprise URLs separated by spaces or commas). The
+daemon formats an alert (`format_alert`) and queues it (`enqueue_alert`, which drops repeats
+within a window); the outbox worker sends it, paced and retried. Each target is tracked on its
+own, so a failing target is retried without repeating the message to the ones that got it.
+Target URLs carry tokens: they never appear in logs, errors or messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+from watcher.logs import get_logger, redact
+
+if TYPE_CHECKING:
+    from watcher.store import Store
+
+ALERT_KINDS = (
+    "stop", "criterion_failed", "oscillation", "trainer_exited", "trainer_crashed",
+    "epoch_overdue", "evaluation_error", "run_finished",
+)
+# apprise notify types per kind (colour / icon in Slack and Discord)
+_NOTIFY_TYPE = {
+    "stop": "failure", "criterion_failed": "warning", "oscillation": "warning",
+    "trainer_exited": "info", "trainer_crashed": "failure", "epoch_overdue": "warning",
+    "evaluation_error": "failure", "run_finished": "success",
+}
+FACTS = (
+    "run", "epoch", "criterion", "metric", "value", "comparison", "threshold", "message",
+    "background_hex", "visual_score", "style_score", "prompt_score", "overall_score",
+    "color_accuracy", "style_quality", "background_match_rate", "history", "commit",
+    "results_url", "exit_code", "signal", "cause", "overdue_minutes", "expected_minutes",
+    "error", "verdict", "best_epoch",
+)
+_ANY_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]+", re.IGNORECASE)
+
+
+class AlertConfigError(ValueError):
+    """EPOCHWATCH_ALERT_URLS holds an entry apprise cannot use (the entry itself is not shown)."""
+
+
+def scrub(text: str) -> str:
+    """Secrets and any URL removed: apprise messages may echo a target's URL and its token."""
+    return _ANY_URL.sub(r"\1<redacted>", redact(text))
+
+
+class _ScrubAppriseLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage())
+        record.args = None
+        return True
+
+
+def _install_apprise_filter() -> None:
+    logger = logging.getLogger("apprise")
+    if not any(isinstance(f, _ScrubAppriseLogs) for f in logger.filters):
+        logger.addFilter(_ScrubAppriseLogs())
+
+
+def split_urls(raw: str) -> list[str]:
+    return [u for u in re.split(r"[\s,]+", raw.strip()) if u]
+
+
+def target_id(url: str) -> str:
+    """A stable, non-reversible name for one target (stored in the outbox, never the URL)."""
+    return hashlib.sha256(url.encode()).hexdigest()[:12]
+
+
+class AlertSink:
+    """One apprise object per target URL, so each target succeeds or fails on its own."""
+
+    def __init__(self, urls: list[str]) -> None:
+        import apprise
+
+        _install_apprise_filter()
+        self._targets: list[tuple[str, Any]] = []
+        for n, url in enumerate(urls, 1):
+            ap = apprise.Apprise()
+            if not ap.add(url):
+                scheme = url.split("://", 1)[0] if "://" in url else "?"
+                raise AlertConfigError(
+                    f"EPOCHWATCH_ALERT_URLS entry {n} (scheme '{scheme[:20]}') is not an apprise URL"
+                )
+            self._targets.append((target_id(url), ap))
+        if not self._targets:
+            raise AlertConfigError("EPOCHWATCH_ALERT_URLS holds no URL")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AlertSink | None:
+        env = os.environ if env is None else env
+        urls = split_urls(env.get("EPOCHWATCH_ALERT_URLS", ""))
+        return cls(urls) if urls else None
+
+    @property
+    def target_ids(self) -> list[str]:
+        return [t for t, _ in self._targets]
+
+    def deliver(
+        self, title: str, body: str, notify_type: str = "info", skip: Collection[str] = ()
+    ) -> tuple[set[str], list[str]]:
+        """Send to every target not in skip. Returns (targets now done, skip included;
+        one scrubbed error line per failed target)."""
+        import apprise
+
+        done = set(skip) & set(self.target_ids)
+        errors: list[str] = []
+        for n, (tid, ap) in enumerate(self._targets, 1):
+            if tid in done:
+                continue
+            with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
+                try:
+                    ok = bool(ap.notify(body=body, title=title, notify_type=notify_type))
+                except Exception as exc:  # a plugin bug must not kill the worker
+                    ok = False
+                    logging.getLogger("apprise").warning("%s", type(exc).__name__)
+            if ok:
+                done.add(tid)
+            else:
+                reason = " ".join(captured.getvalue().split())[-200:] or "no detail"
+                errors.append(f"target {n}: {scrub(reason)}")
+        return done, errors
+
+    def send(self, title: str, body: str, notify_type: str = "info") -> bool:
+        """Send to every target; True when all of them accepted the message."""
+        done, _errors = self.deliver(title, body, notify_type)
+        return done == set(self.target_ids)
+
+
+# ---- formatting ---------------------------------------------------------------------------------
+def _num(value: Any, digits: int = 2) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
+
+
+def _scores(f: Mapping[str, Any]) -> str | None:
+    parts = [
+        f"{label} {_num(f[key], 1)}"
+        for key, label in (("visual_score", "visual"), ("style_score", "style"),
+                           ("prompt_score", "prompt"), ("overall_score", "overall"))
+        if f.get(key) is not None
+    ]
+    return "Scores (1-10): " + ", ".join(parts) if parts else None
+
+
+def _measures(f: Mapping[str, Any]) -> str | None:
+    parts = []
+    if f.get("background_hex"):
+        parts.append(f"background {f['background_hex']}")
+    if f.get("background_match_rate") is not None:
+        parts.append(f"background match {100 * float(f['background_match_rate']):.0f}%")
+    if f.get("color_accuracy") is not None:
+        parts.append(f"colour accuracy {_num(f['color_accuracy'], 1)}/100")
+    if f.get("style_quality") is not None:
+        parts.append(f"style quality {_num(f['style_quality'], 1)}/100")
+    return ", ".join(parts).capitalize() if parts else None
+
+
+def _check(f: Mapping[str, Any]) -> str | None:
+    if f.get("metric") is None or f.get("value") is None:
+        return None
+    need = ""
+    if f.get("comparison") and f.get("threshold") is not None:
+        need = f" (needs {f['comparison']} {_num(f['threshold'])})"
+    return f"{f['metric']} = {_num(f['value'])}{need}"
+
+
+def _links(f: Mapping[str, Any]) -> list[str | None]:
+    return [
+        f"Commit {str(f['commit'])[:12]}" if f.get("commit") else None,
+        f"Results: {f['results_url']}" if f.get("results_url") else None,
+    ]
+
+
+def _epoch(f: Mapping[str, Any]) -> str:
+    return f" epoch {f['epoch']}" if f.get("epoch") is not None else ""
+
+
+def format_alert(kind: str, **facts: Any) -> tuple[str, str]:
+    """(title, body) for one alert kind (ALERT_KINDS). facts: names in FACTS, `run` required.
+    Missing facts are left out; text is scrubbed of secrets."""
+    if kind not in ALERT_KINDS:
+        raise ValueError(f"unknown alert kind {kind!r}; expected one of {', '.join(ALERT_KINDS)}")
+    unknown = sorted(set(facts) - set(FACTS))
+    if unknown:
+        raise ValueError(f"unknown alert facts: {', '.join(unknown)}")
+    if not facts.get("run"):
+        raise ValueError("format_alert needs run=<run name>")
+    f = facts
+    run, ep = f["run"], _epoch(f)
+    crit = f.get("criterion") or "criterion"
+    lines: list[str | None]
+    if kind == "stop":
+        title = f"STOP {run}{ep}: {crit}"
+        lines = ["Decision: stop training.", f.get("message"), _check(f), _measures(f), _scores(f)]
+    elif kind == "criterion_failed":
+        title = f"Failed {crit}: {run}{ep}"
+        lines = [f.get("message"), _check(f), _measures(f), _scores(f)]
+    elif kind == "oscillation":
+        title = f"Oscillation: {run}{ep}"
+        history = f.get("history")
+        trail = " -> ".join(_num(v) for v in history) if history else None
+        lines = [f.get("message"),
+                 f"{f.get('metric') or 'metric'} by epoch: {trail}" if trail else _check(f),
+                 _measures(f), _scores(f)]
+    elif kind in ("trainer_exited", "trainer_crashed"):
+        how = "crashed" if kind == "trainer_crashed" else "exited"
+        code = f" (exit {f['exit_code']})" if f.get("exit_code") is not None else ""
+        sig = f" (signal {f['signal']})" if f.get("signal") else ""
+        title = f"Trainer {how}: {run}{code or sig}"
+        lines = [f"Cause: {f['cause']}" if f.get("cause") else None,
+                 f"Last epoch seen: {f['epoch']}" if f.get("epoch") is not None else None,
+                 f.get("message")]
+    elif kind == "epoch_overdue":
+        title = f"Epoch overdue: {run}{ep}"
+        overdue = f.get("overdue_minutes")
+        expected = f.get("expected_minutes")
+        lines = [
+            f"No new checkpoint for {_num(overdue, 0)} min" if overdue is not None else None,
+            f"(expected one every {_num(expected, 0)} min)" if expected is not None else None,
+            f.get("message"),
+        ]
+    elif kind == "evaluation_error":
+        title = f"Evaluation error: {run}{ep}"
+        err = str(f.get("error") or "").strip().splitlines()
+        lines = [err[0][:300] if err else None, f.get("message")]
+    else:  # run_finished
+        verdict = f.get("verdict") or "finished"
+        best = f", best epoch {f['best_epoch']}" if f.get("best_epoch") is not None else ""
+        title = f"Run finished: {run}: {verdict}{best}"
+        lines = [f.get("message"), _scores(f), _measures(f)]
+    lines += _links(f)
+    body = "\n".join(str(x) for x in lines if x)
+    return redact(title)[:150], redact(body)
+
+
+def notify_type_for(kind: str) -> str:
+    return _NOTIFY_TYPE.get(kind, "info")
+
+
+def enqueue_alert(
+    store: Store, run: str, kind: str, dedupe_key: str, title: str, body: str, window_s: float
+) -> bool:
+    """Queue an alert unless one with the same dedupe_key was queued within window_s.
+    True when queued."""
+    now = time.time()
+    with store.tx() as conn:
+        # The window looks at the outbox's own records (read-only; Store has no query for it).
+        row = conn.execute(
+            "SELECT MAX(created_at) FROM outbox WHERE channel='alert' AND run=? "
+            "AND json_extract(payload_json, '$.dedupe_key')=?",
+            (run, dedupe_key),
+        ).fetchone()
+        if row and row[0] is not None and now - float(row[0]) < window_s:
+            get_logger(run=run).info("alert.suppressed", kind=kind, dedupe_key=dedupe_key)
+            return False
+        payload = {"kind": kind, "title": title, "body": body, "dedupe_key": dedupe_key}
+        return store.enqueue(run, "alert", f"{dedupe_key}@{time.time_ns()}", payload)
