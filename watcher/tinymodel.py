@@ -141,6 +141,7 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
         raise FileExistsError(f"{out_dir} exists and is not a complete tiny model; choose an empty folder")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the model folder is not
     try:
         _build_into(staging, seed)
         try:
