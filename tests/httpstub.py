@@ -34,6 +34,7 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]  # names lower-cased
     body: bytes
+    at: float = 0.0  # time.monotonic() when the request arrived
     served: bool = False  # True when `respond` ran (the request reached the "application")
 
     def json(self) -> Any:
@@ -99,6 +100,7 @@ class HttpStub:
                     query=parse_qs(parts.query, keep_blank_values=True),
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=body,
+                    at=time.monotonic(),
                 )
                 with stub._lock:
                     stub.requests.append(req)

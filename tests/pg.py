@@ -7,7 +7,10 @@ as root the binaries run as the `postgres` system user (runuser); otherwise as t
 
 `pg_database` (function scope) gives each test its own empty database on that server.
 
-Register the fixtures in a test module with `from tests.pg import pg_database, postgres  # noqa: F401`.
+Register the fixtures in a test module by importing them:
+`from tests.pg import pg_database_fixture, postgres_fixture  # noqa: F401`
+(the functions are named *_fixture so that test parameters `postgres` / `pg_database` do not
+shadow an import).
 """
 
 from __future__ import annotations
@@ -111,8 +114,8 @@ class PostgresServer:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[str]:
+@pytest.fixture(scope="session", name="postgres")
+def postgres_fixture() -> Iterator[str]:
     """DSN of the superuser's `postgres` database on a server started for this session."""
     bindir = find_pg_bindir()
     if bindir is None:
@@ -130,8 +133,8 @@ def postgres() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture()
-def pg_database(postgres: str) -> Iterator[str]:
+@pytest.fixture(name="pg_database")
+def pg_database_fixture(postgres: str) -> Iterator[str]:
     """DSN of a new, empty database (dropped afterwards). Roles are cluster-wide."""
     import psycopg
     from psycopg.conninfo import make_conninfo
@@ -245,3 +248,50 @@ PLAN_PARAMS: dict[str, Any] = {
              "keep_tokens": 3, "caption_dropout_rate": 0.05},
     "augmentation": {"noise_offset": 0.05},
 }
+
+
+class PostgrestStandIn:
+    """A small PostgREST in front of the real test database, as an `HttpStub` responder:
+    checks the API key headers, applies `POST /rest/v1/<table>?on_conflict=...` upserts
+    with `postgrest_upsert` as service_role, answers 201 (or PostgREST-style errors) and
+    counts, per conflict key, the requests that were applied."""
+
+    def __init__(self, dsn: str, key: str) -> None:
+        import threading
+
+        self.dsn = dsn
+        self.key = key
+        self.applied: list[tuple[str, dict[str, Any]]] = []  # (table, row) in commit order
+        self.refuse: Any = None  # optional predicate(row) -> bool: answer 400 for such rows
+        self._lock = threading.Lock()
+
+    def __call__(self, req: Any) -> Any:
+        import json
+
+        import psycopg
+
+        from tests.httpstub import Response
+
+        if req.headers.get("apikey") != self.key or req.headers.get("authorization") != f"Bearer {self.key}":
+            return Response(401, {"code": "PGRST301", "message": "JWT invalid"})
+        table = req.path.removeprefix("/rest/v1/")
+        if req.method != "POST" or "/" in table:
+            return Response(404, {"code": "PGRST125", "message": "invalid path"})
+        rows = json.loads(req.body)
+        if self.refuse is not None and any(self.refuse(r) for r in rows):
+            return Response(400, {"code": "23514", "message": "refused by the test"})
+        on_conflict = req.query.get("on_conflict", [""])[0]
+        cols = columns_param(req.query["columns"][0]) if "columns" in req.query else None
+        with self._lock:  # applied-order bookkeeping matches commit order
+            try:
+                with psycopg.connect(self.dsn) as conn:
+                    postgrest_upsert(conn, table, req.body, on_conflict, cols)
+            except psycopg.Error as exc:
+                return Response(409 if exc.sqlstate == "23503" else 400,
+                                {"code": exc.sqlstate, "message": str(exc).splitlines()[0]})
+            self.applied.extend((table, r) for r in rows)
+        return Response(201, b"")
+
+    def applied_keys(self, table: str, on_conflict: str) -> list[tuple[Any, ...]]:
+        cols = on_conflict.split(",")
+        return [tuple(r[c] for c in cols) for t, r in self.applied if t == table]

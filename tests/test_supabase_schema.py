@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from tests.pg import (  # noqa: F401  (pytest fixtures are registered by import)
     PLAN_PARAMS,
     apply_migrations,
-    pg_database,
-    postgres,
+    pg_database_fixture,
+    postgres_fixture,
     postgrest_upsert,
     sample_metrics,
 )
@@ -128,7 +128,7 @@ def test_anon_key_may_read_but_never_write(pg_database: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def migrated_dsn(postgres: str) -> Any:  # noqa: F811
+def migrated_dsn(postgres: str) -> Any:
     """One migrated database shared by the property test's examples."""
     from psycopg.conninfo import make_conninfo
 
