@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -299,7 +307,7 @@ def parse_prompt_file(path: Path | str, defaults: PromptDefaults) -> list[Sample
 
 
 def _parse_prompt_line(line: str, d: PromptDefaults) -> list[SamplePrompt]:
-    text, *options = line.split(" --")
+    text, *options = (" " + line).split(" --")  # a line may start with an option
     text = text.strip()
     values: dict[str, Any] = {}
     for option in options:
@@ -667,10 +675,10 @@ def load_config(path: Path | str) -> WatchConfig:
         run = run.model_copy(update={"save_every_n_epochs": 1})
     if model.base is None:
         raise fail(("model",), "base is required (set model.base or run.kohya_config)")
-    if _looks_local(model.base):
-        model = model.model_copy(update={"base": str(_absolute(base, Path(model.base)))})
-    elif (base / model.base).exists():
-        model = model.model_copy(update={"base": str((base / model.base).resolve())})
+    # A hub id stays as it is; a local path is relative to whoever named it.
+    base_dir = base if raw.model.base is not None else trainer.cwd
+    if _looks_local(model.base) or (base_dir / model.base).exists():
+        model = model.model_copy(update={"base": str(_absolute(base_dir, Path(model.base)))})
     sampling = sampling.model_copy(update={
         "prompts_file": _absolute(base, sampling.prompts_file) if sampling.prompts_file else None,
         "review_prompts_file": (_absolute(base, sampling.review_prompts_file)

@@ -400,7 +400,10 @@ class _Candidate:
 @dataclass
 class Settler:
     """Tracks candidate files until they are complete (or hopeless). Not thread-safe:
-    the daemon calls offer/poll from one thread; detect's callbacks only enqueue paths."""
+    the daemon calls offer/poll from one thread; detect's callbacks only enqueue paths.
+
+    Times are `time.time()` seconds unless the caller passes its own `now` everywhere.
+    """
 
     watched_dir: Path
     output_name: str
@@ -418,14 +421,14 @@ class Settler:
     def offer(self, path: Path | str, now: float | None = None) -> None:
         """A candidate path from detect (new, changed or deleted); checked on the next poll."""
         path = Path(path)
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         if path not in self._pending:
             self._pending[path] = _Candidate(due=now)
         else:
             self._pending[path].due = min(self._pending[path].due, now)
 
     def next_deadline(self) -> float | None:
-        """Monotonic time of the next re-check, or None when nothing is pending."""
+        """When the next re-check is due (same clock as `now`), or None when nothing is pending."""
         return min((c.due for c in self._pending.values()), default=None)
 
     def pending(self) -> list[Path]:
@@ -433,7 +436,7 @@ class Settler:
 
     def poll(self, now: float | None = None) -> list[CheckpointInfo | Rejection]:
         """Re-check every candidate that is due; return what became complete or was refused."""
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         out: list[CheckpointInfo | Rejection] = []
         for path in [p for p, c in self._pending.items() if c.due <= now]:
             result = self._check(path, self._pending[path], now)
@@ -471,7 +474,7 @@ class Settler:
             info = inspect_checkpoint(path, self.watched_dir, self.output_name, self.max_epochs)
         except NotReady as exc:
             cand.last_complete_at = None
-            waited = now - (cand.unchanged_since or now)
+            waited = now - (now if cand.unchanged_since is None else cand.unchanged_since)
             if waited >= self.stale_after_s:
                 return self._reject(path, f"incomplete and unchanged for {waited:.0f} s: {exc.reason}", st)
             cand.due = now + self.settle_interval_s
