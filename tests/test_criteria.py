@@ -24,7 +24,7 @@ from watcher.criteria import (
 from watcher.store import Store
 
 GATE = "green_background_by_epoch_4"
-STABLE = "background_stable"
+STABLE = "background_oscillation"
 
 
 def run(bg: list[float | None], score: list[float | None] | None = None,
@@ -272,3 +272,9 @@ def test_decide_never_crashes_and_ignores_later_epochs(
     shifted = [EpochRecord(r.epoch + epoch + 1, r.metrics) for r in later]
     assert decide(PLAN_RULES, history + shifted, epoch) == decisions
     assert verdict(PLAN_RULES, history)["verdict"] in ("success", "partial", "failure", "pending")
+
+
+def test_plan_rules_equal_the_configs_defaults() -> None:
+    from watcher.config import default_criteria
+
+    assert tuple(Rule.from_config(c) for c in default_criteria()) == PLAN_RULES

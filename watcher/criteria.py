@@ -123,7 +123,7 @@ class Rule:
 PLAN_RULES: tuple[Rule, ...] = (
     Rule("green_background_by_epoch_4", "background_match_rate", ">=", 0.5, epoch=4,
          mode="by", action="stop"),
-    Rule("background_stable", "background_match_rate", ">=", 0.5, mode="oscillation",
+    Rule("background_oscillation", "background_match_rate", ">=", 0.5, mode="oscillation",
          action="alert"),
     Rule("quality_8_by_epoch_7", "overall_score", ">=", 8.0, epoch=7, mode="by", action="alert"),
     Rule("color_accuracy_80_by_epoch_5", "color_accuracy", ">=", 80.0, epoch=5, mode="by",
