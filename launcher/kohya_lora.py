@@ -120,6 +120,12 @@ def _single_file_configs(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return dict(SD15_UNET_CONFIG), dict(SD15_TEXT_CONFIG)
 
 
+def looks_like_path(model: str | Path) -> bool:
+    """True for anything that cannot be a hub id ("org/name"): absolute, ./, ~, deeper paths."""
+    text = str(model)
+    return text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
+
+
 def model_configs(model: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(unet config, text encoder config) of a diffusers folder, single file or cached hub id."""
     path = Path(model)
@@ -132,14 +138,18 @@ def model_configs(model: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         if not path.is_file():
             raise ValueError(f"{path}: no such file")
         return _single_file_configs(path)
-    # A hub id: the configs must be in the local cache (runs are offline).
+    if looks_like_path(model):
+        raise ValueError(f"{model}: no such model folder or file")
+    # A hub id: read its configs from the local Hugging Face cache only (no download here).
     from huggingface_hub import hf_hub_download
 
     try:
-        unet_file = hf_hub_download(str(model), "unet/config.json")
-        te_file = hf_hub_download(str(model), "text_encoder/config.json")
+        unet_file = hf_hub_download(str(model), "unet/config.json", local_files_only=True)
+        te_file = hf_hub_download(str(model), "text_encoder/config.json", local_files_only=True)
     except Exception as exc:  # the hub library raises many kinds; the message is what matters
-        raise ValueError(f"{model}: not a local model and its configs are not cached ({type(exc).__name__})") from exc
+        raise ValueError(
+            f"{model}: not a local model, and not in the Hugging Face cache ({type(exc).__name__})"
+        ) from exc
     return _read_json(Path(unet_file)), _read_json(Path(te_file))
 
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from launcher.kohya_lora import TE_PREFIX, Shape, check_fits, kohya_targets
+from launcher.kohya_lora import TE_PREFIX, Shape, check_fits, kohya_targets, looks_like_path
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -155,7 +155,7 @@ class SamplePipeline:
             return StableDiffusionPipeline.from_pretrained(
                 str(path), requires_safety_checker=False, **common
             )
-        if path.suffix == ".safetensors" or path.is_absolute() or self.base.startswith("."):
+        if path.suffix == ".safetensors" or looks_like_path(self.base):
             raise PipelineError(f"{path}: no such model file or folder")
         return StableDiffusionPipeline.from_pretrained(self.base, requires_safety_checker=False, **common)
 
