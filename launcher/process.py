@@ -340,3 +340,18 @@ def stop_group(pid: int, pgid: int, start_time: float, grace_s: float, log: Any 
     finally:
         if pidfd is not None:
             os.close(pidfd)
+
+
+def stop_from_record(record: Mapping[str, Any] | None, grace_s: float,
+                     log: Any = None) -> StopResult:
+    """`stop_group` on a trainer row of the state database (`Store.trainer(run)`), as the
+    daemon or the launcher reads it: a missing row or field is refused, never guessed."""
+    if not record:
+        return StopResult("refused", "no trainer record for this run")
+    missing = [k for k in ("pid", "pgid", "start_time") if record.get(k) is None]
+    if missing:
+        detail = f"trainer record lacks {', '.join(missing)}"
+        (log or logs.get_logger()).error("trainer stop refused", detail=detail)
+        return StopResult("refused", detail)
+    return stop_group(int(record["pid"]), int(record["pgid"]), float(record["start_time"]),
+                      grace_s, log=log)

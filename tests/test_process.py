@@ -25,6 +25,7 @@ from launcher.process import (
     describe_exit,
     identity_matches,
     spawn,
+    stop_from_record,
     stop_group,
     trainer_state,
 )
@@ -236,6 +237,25 @@ def test_stop_from_a_process_that_is_not_the_parent(
                          timeout=60, check=True)
     outcome, detail = json.loads(out.stdout.strip().splitlines()[-1])
     assert outcome == "terminated", detail
+    assert trainer.wait(10).cause == "killed by SIGTERM"
+
+
+def test_stop_through_the_state_database_record(
+        tmp_path: Path, started: list[TrainerProcess]) -> None:
+    from watcher.store import Store
+
+    log = tmp_path / "trainer.log"
+    trainer = spawn([str(script(tmp_path, "accel.sh", ACCELERATE_LIKE))], tmp_path, log)
+    started.append(trainer)
+    wait_for(log, "^child ready$")
+    with Store(tmp_path / "state.db") as store:
+        store.set_trainer("run", **trainer.record())
+        row = store.trainer("run")
+        assert stop_from_record({**row, "start_time": None}, 1).outcome == "refused"
+        assert stop_from_record(None, 1).outcome == "refused"
+        assert trainer.poll() is None
+        result = stop_from_record(row, grace_s=20)
+    assert result.outcome == "terminated", result.detail
     assert trainer.wait(10).cause == "killed by SIGTERM"
 
 
