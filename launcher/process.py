@@ -320,7 +320,8 @@ def stop_group(pid: int, pgid: int, start_time: float, grace_s: float, log: Any 
         bound.info("SIGTERM sent to trainer group", members=list(signalled), grace_s=grace_s)
         gone, leader_gone = _wait_group_gone(pidfd, pid, pgid, grace_s, leader_gone)
         if gone:
-            detail = f"process group {pgid} ({len(signalled)} processes) ended after SIGTERM"
+            count = f"{len(signalled)} process" + ("es" if len(signalled) != 1 else "")
+            detail = f"process group {pgid} ({count}) ended after SIGTERM"
             bound.info("trainer terminated", detail=detail)
             return StopResult("terminated", detail, signalled)
         left = group_members(pgid)

@@ -252,6 +252,7 @@ def test_verdict_lists_candidates_and_failure_reason() -> None:
     assert success["best_epoch"] == 4  # the earliest of the tied best
     failure = verdict(PLAN_RULES, run([0.0, 0.0, 0.0, 0.0]))
     assert failure["stop_failures"][0]["epoch"] == 4 and GATE in failure["reasons"][0]
+    assert len(failure["reasons"]) == 1  # one reason per failed rule
     assert verdict(PLAN_RULES, [])["verdict"] == "pending"
 
 

@@ -368,7 +368,8 @@ def verdict(rules: Sequence[Rule], history: Iterable[EpochRecord]) -> dict[str, 
     best = scores.get(best_epoch) if best_epoch is not None else None
     reasons = [f["message"] for f in stop_failures]
     if not unjudged:
-        reasons += [f"{name}: condition never met" for name in never_met]
+        failed = {f["criterion"] for f in stop_failures}
+        reasons += [f"{name}: condition never met" for name in never_met if name not in failed]
     if reasons:
         outcome = "failure"
     elif not epochs or best is None or unjudged:
