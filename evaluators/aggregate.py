@@ -1,0 +1,38 @@
+"""Per-epoch aggregate of image score dicts (as from ImageScore.to_dict)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from statistics import mean, median
+from typing import Any
+
+
+def _mean_of(scores: list[Mapping[str, Any]], key: str) -> float | None:
+    values = [float(s[key]) for s in scores if s.get(key) is not None]
+    return round(mean(values), 4) if values else None
+
+
+def aggregate_epoch(scores: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Epoch metrics; the keys are the metric names criteria refer to."""
+    items = [s for s in scores if "error" not in s]
+    matches = [bool(s["background_match"]) for s in items if s.get("background_match") is not None]
+    visual, style, prompt = (_mean_of(items, k) for k in ("visual_score", "style_score", "prompt_score"))
+    parts = [v for v in (visual, style, prompt) if v is not None]
+    issue_counts = Counter(issue for s in items for issue in s.get("issues", []))
+    backgrounds = Counter(s["background_hex"] for s in items if s.get("background_hex"))
+    uniques = [int(s["unique_colors"]) for s in items if s.get("unique_colors") is not None]
+    return {
+        "background_match_rate": round(sum(matches) / len(matches), 4) if matches else None,
+        "color_accuracy": _mean_of(items, "color_accuracy"),
+        "style_quality": _mean_of(items, "style_quality"),
+        "visual_score": visual,
+        "style_score": style,
+        "prompt_score": prompt,
+        "overall_score": round(mean(parts), 4) if parts else None,
+        "unique_colors": median(uniques) if uniques else None,
+        "background_hex": backgrounds.most_common(1)[0][0] if backgrounds else None,
+        "issues": sorted(issue_counts),
+        "issue_counts": dict(sorted(issue_counts.items())),
+        "n_images": len(items),
+    }

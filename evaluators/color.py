@@ -1,0 +1,98 @@
+"""Colour helpers: hex codes, CIELAB, CIEDE2000 and palette merging (pure, vectorised)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.color import deltaE_ciede2000, rgb2lab
+
+# Two colours closer than this (CIEDE2000) count as the same colour when palettes are built.
+MERGE_DELTA_E = 4.0
+
+
+def hex_to_rgb(code: str) -> tuple[int, int, int]:
+    """'#0f0' / '#00FF00' / '00ff00' -> (0, 255, 0)."""
+    text = code.strip().lstrip("#")
+    if len(text) == 3:
+        text = "".join(ch * 2 for ch in text)
+    if len(text) != 6:
+        raise ValueError(f"not a hex colour: {code!r}")
+    value = int(text, 16)
+    return (value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF
+
+
+def rgb_to_hex(rgb: np.ndarray | tuple[int, int, int] | list[int]) -> str:
+    r, g, b = (int(round(float(v))) for v in np.clip(np.asarray(rgb, dtype=float), 0, 255))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (..., 3) -> CIELAB float64 (..., 3)."""
+    arr = np.asarray(rgb)
+    if arr.dtype != np.uint8:
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    return rgb2lab(arr)
+
+
+def delta_e(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """CIEDE2000 between broadcastable Lab arrays (..., 3)."""
+    a, b = np.broadcast_arrays(np.asarray(lab1, dtype=float), np.asarray(lab2, dtype=float))
+    return np.asarray(deltaE_ciede2000(a, b), dtype=float)
+
+
+@dataclass(frozen=True)
+class Palette:
+    """Colours of an image after merging near-identical ones.
+
+    `lab` (K, 3) and `rgb` (K, 3) are the cluster centres, `counts` (K,) how many pixels
+    each holds (largest first), `labels` maps every input pixel to its cluster.
+    """
+
+    lab: np.ndarray
+    rgb: np.ndarray
+    counts: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.counts.shape[0])
+
+
+def merge_palette(rgb_pixels: np.ndarray, lab_pixels: np.ndarray,
+                  threshold: float = MERGE_DELTA_E) -> Palette:
+    """Leader clustering in CIEDE2000: the most frequent remaining colour absorbs every
+    colour within `threshold` of it. Runs once per cluster, each step vectorised."""
+    rgb_flat = np.asarray(rgb_pixels, dtype=np.uint8).reshape(-1, 3)
+    lab_flat = np.asarray(lab_pixels, dtype=float).reshape(-1, 3)
+    uniq, first, inverse, counts = np.unique(
+        rgb_flat, axis=0, return_index=True, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    uniq_lab = lab_flat[first]
+    order = np.argsort(-counts, kind="stable")
+    cluster_of = np.full(len(uniq), -1, dtype=np.int64)
+    centres_lab: list[np.ndarray] = []
+    centres_rgb: list[np.ndarray] = []
+    sizes: list[int] = []
+    for leader in order:
+        if cluster_of[leader] >= 0:
+            continue
+        free = np.flatnonzero(cluster_of < 0)
+        near = free[delta_e(uniq_lab[leader], uniq_lab[free]) < threshold]
+        cluster_of[near] = len(sizes)
+        weights = counts[near].astype(float)
+        centres_lab.append((uniq_lab[near] * weights[:, None]).sum(0) / weights.sum())
+        centres_rgb.append((uniq[near] * weights[:, None]).sum(0) / weights.sum())
+        sizes.append(int(weights.sum()))
+    # Largest cluster first (absorption can reorder them).
+    size_arr = np.array(sizes, dtype=np.int64)
+    perm = np.argsort(-size_arr, kind="stable")
+    rank = np.empty_like(perm)
+    rank[perm] = np.arange(len(perm))
+    lab_arr = np.array(centres_lab, dtype=float).reshape(-1, 3)[perm]
+    rgb_arr = np.array(centres_rgb, dtype=float).reshape(-1, 3)[perm]
+    return Palette(
+        lab=lab_arr,
+        rgb=np.clip(np.rint(rgb_arr), 0, 255).astype(np.uint8),
+        counts=size_arr[perm],
+        labels=rank[cluster_of[inverse]],
+    )
