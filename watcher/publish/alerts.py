@@ -46,22 +46,43 @@ class AlertConfigError(ValueError):
     """EPOCHWATCH_ALERT_URLS holds an entry apprise cannot use (the entry itself is not shown)."""
 
 
+def url_secret_fragments(raw: str) -> list[str]:
+    """Pieces of the alert URLs that may be tokens (Slack's three, a webhook's path ...):
+    apprise and urllib3 log them on their own, without the rest of the URL."""
+    pieces: set[str] = set()
+    for url in split_urls(raw):
+        rest = url.split("://", 1)[1] if "://" in url else url
+        for n, part in enumerate(re.split(r"[/?&=@:#]+", rest)):
+            if len(part) < 6 or (n == 0 and "." in part):  # short words, host names
+                continue
+            pieces.add(part)
+    return sorted(pieces, key=len, reverse=True)
+
+
 def scrub(text: str) -> str:
-    """Secrets and any URL removed: apprise messages may echo a target's URL and its token."""
-    return _ANY_URL.sub(r"\1<redacted>", redact(text))
+    """Secrets, alert URL tokens and any URL removed from text."""
+    text = redact(text)
+    for piece in url_secret_fragments(os.environ.get("EPOCHWATCH_ALERT_URLS", "")):
+        text = text.replace(piece, "***")
+    return _ANY_URL.sub(r"\1<redacted>", text)
 
 
-class _ScrubAppriseLogs(logging.Filter):
+class _ScrubLogs(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = scrub(record.getMessage())
         record.args = None
         return True
 
 
-def _install_apprise_filter() -> None:
-    logger = logging.getLogger("apprise")
-    if not any(isinstance(f, _ScrubAppriseLogs) for f in logger.filters):
-        logger.addFilter(_ScrubAppriseLogs())
+# Loggers that print a target's URL or path (urllib3: "POST /hooks/<token> HTTP/1.1").
+_SCRUBBED_LOGGERS = ("apprise", "urllib3.connectionpool")
+
+
+def _install_log_filters() -> None:
+    for name in _SCRUBBED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ScrubLogs) for f in logger.filters):
+            logger.addFilter(_ScrubLogs())
 
 
 def split_urls(raw: str) -> list[str]:
@@ -79,7 +100,7 @@ class AlertSink:
     def __init__(self, urls: list[str]) -> None:
         import apprise
 
-        _install_apprise_filter()
+        _install_log_filters()
         self._targets: list[tuple[str, Any]] = []
         for n, url in enumerate(urls, 1):
             ap = apprise.Apprise()
@@ -111,6 +132,7 @@ class AlertSink:
 
         done = set(skip) & set(self.target_ids)
         errors: list[str] = []
+        body = body or title  # apprise refuses an empty body
         for n, (tid, ap) in enumerate(self._targets, 1):
             if tid in done:
                 continue
@@ -237,7 +259,8 @@ def format_alert(kind: str, **facts: Any) -> tuple[str, str]:
         title = f"Run finished: {run}: {verdict}{best}"
         lines = [f.get("message"), _scores(f), _measures(f)]
     lines += _links(f)
-    body = "\n".join(str(x) for x in lines if x)
+    # apprise refuses an empty body: the title stands in when no fact adds anything
+    body = "\n".join(str(x) for x in lines if x) or title
     return redact(title)[:150], redact(body)
 
 
