@@ -88,6 +88,7 @@ def test_daemon_unit_speaks_notify_with_watchdog_and_restarts() -> None:
     assert single(unit, "Service", "ExecStart") == (
         f"{SHIPPED_BINARY} watch --config /etc/epochwatch/%i.toml"
     )
+    assert single(unit, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
     watchdog_s = timespan_s(single(unit, "Service", "WatchdogSec"))
     assert 60 <= watchdog_s <= 15 * 60, "watchdog must outlast one evaluation, not an epoch"
     assert timespan_s(single(unit, "Service", "TimeoutStartSec")) >= watchdog_s
