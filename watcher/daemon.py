@@ -107,7 +107,9 @@ class Daemon:
         self.settler = Settler(cfg.output_dir, cfg.run.output_name, cfg.run.max_train_epochs,
                                settle_interval_s=cfg.daemon.settle_interval_s)
         self.clock = EpochClock(expected_epoch_s=cfg.run.expected_epoch_minutes * 60,
-                                factor=cfg.run.overdue_factor)
+                                factor=cfg.run.overdue_factor,
+                                epochs_per_checkpoint=cfg.run.save_every_n_epochs,
+                                total_epochs=cfg.run.max_train_epochs)
 
     def close(self) -> None:
         self.publisher.stop()
@@ -227,7 +229,7 @@ class Daemon:
                 result.session_id, result.header.metadata,
             )
             if created:
-                self.clock.checkpoint_seen(time.time())
+                self.clock.checkpoint_seen(time.time(), ck.epoch)
                 self.log.info("checkpoint settled", epoch=ck.epoch, path=ck.path,
                               sha256=ck.sha256[:12])
             return

@@ -96,19 +96,22 @@ class Launch:
         return trainer
 
     def handle_stop_request(self, trainer: Any) -> None:
-        from launcher.process import stop_group
+        from launcher.process import stop_from_record
 
         req = self.store.open_stop_request(self.run_name)
         if req is None:
             return
         self.say(f"stop requested at epoch {req['epoch']}: {req['reason']}")
-        t = self.store.trainer(self.run_name) or {}
-        result = stop_group(t.get("pid") or trainer.pid, t.get("pgid") or trainer.pgid,
-                            t.get("start_time") or trainer.start_time, self.cfg.trainer.stop_grace_s)
+        # The record in the state database, checked against the live process (pid + start
+        # time through a pidfd): only the trainer this launcher started is ever signalled.
+        result = stop_from_record(self.store.trainer(self.run_name), self.cfg.trainer.stop_grace_s,
+                                  log=self.log)
         self.store.close_stop_request(req["id"], f"{result.outcome}: {result.detail}")
         if result.outcome == "refused":
             self.store.add_event(self.run_name, "error", "stop_refused", result.detail, req["epoch"])
             self.log.error("stop refused", detail=result.detail)
+            self._alert("stop_refused", f"stop_refused:{req['id']}", epoch=req["epoch"],
+                        error=f"stop refused: {result.detail}")
         else:
             self.stopped_by_us = True
         self.say(f"trainer stop: {result.outcome} ({result.detail})")
@@ -126,7 +129,7 @@ class Launch:
 
     # ---- main ----------------------------------------------------------------------------------
     def run(self) -> int:
-        from launcher.process import describe_exit
+        from launcher.process import describe_exit, trainer_state
 
         self.store.ensure_run(self.run_name, config_path=str(self.cfg.path), params=self.cfg.params())
         trainer = self.start_trainer()
@@ -140,7 +143,7 @@ class Launch:
             if rc is None:
                 time.sleep(POLL_S)
         cause = describe_exit(rc)
-        state = "stopped" if self.stopped_by_us else ("exited" if rc == 0 else "crashed")
+        state = trainer_state(rc, self.stopped_by_us)
         self.store.set_trainer(self.run_name, state=state, exit_code=rc, cause=cause, ended_at=time.time())
         self.store.add_event(self.run_name, "info" if state != "crashed" else "error",
                              f"trainer_{state}", f"trainer {cause}")
@@ -148,16 +151,20 @@ class Launch:
         self._alert_trainer_end(state, cause)
         self.wait_for_daemon()
         self.announce_evaluations()
-        self.store.update_run(self.run_name, status={"stopped": "stopped", "exited": "finished"}.get(state, "failed"))
-        return 0 if state in ("stopped", "exited") else (rc if rc and rc > 0 else 1)
+        self.store.update_run(self.run_name, status={"stopped": "stopped", "killed": "stopped",
+                                                     "exited": "finished"}.get(state, "failed"))
+        return 0 if state in ("stopped", "killed", "exited") else (rc if rc and rc > 0 else 1)
 
-    def _alert_trainer_end(self, state: str, cause: str) -> None:
+    def _alert(self, kind: str, dedupe_key: str, **facts: Any) -> None:
         from watcher.publish import alerts as alert_mod
 
-        kind = "trainer_crashed" if state == "crashed" else "trainer_exited"
-        title, body = alert_mod.format_alert(kind, run=self.run_name, cause=cause, state=state)
-        alert_mod.enqueue_alert(self.store, self.run_name, kind, f"{kind}:{time.time():.0f}", title,
+        title, body = alert_mod.format_alert(kind, run=self.run_name, **facts)
+        alert_mod.enqueue_alert(self.store, self.run_name, kind, f"{kind}:{dedupe_key}", title,
                                 body, self.cfg.alerts.dedupe_window_s)
+
+    def _alert_trainer_end(self, state: str, cause: str) -> None:
+        kind = "trainer_crashed" if state == "crashed" else "trainer_exited"
+        self._alert(kind, f"{time.time():.0f}", cause=cause, state=state)
 
     def wait_for_daemon(self) -> None:
         if self.daemon is None:

@@ -32,7 +32,7 @@ def _epoch_decision(decisions: list[dict[str, Any]]) -> str | None:
         return None
     if any(d["outcome"] == "fail" and d["action"] == "stop" for d in decisions):
         return "stop"
-    if any(d["outcome"] == "fail" for d in decisions):
+    if any(d["outcome"] == "fail" and d["action"] == "alert" for d in decisions):
         return "alert"
     return "continue"
 

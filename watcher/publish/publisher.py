@@ -28,7 +28,7 @@ def one_line_verdict(aggregate: dict[str, Any], decisions: list[Any]) -> str:
         parts.append(f"style {aggregate['style_quality']:.1f}")
     if aggregate.get("overall_score") is not None:
         parts.append(f"score {aggregate['overall_score']:.1f}/10")
-    failed = [d for d in decisions if d.outcome == "fail"]
+    failed = [d for d in decisions if d.outcome == "fail" and d.action in ("stop", "alert")]
     stops = [d.criterion for d in failed if d.action == "stop"]
     marks = [d.criterion for d in decisions if d.outcome == "marked"]
     if stops:
@@ -50,7 +50,7 @@ def decisions_from_dicts(items: list[dict[str, Any]]) -> list[Any]:
 def decision_word(decisions: list[Any]) -> str:
     if any(d.outcome == "fail" and d.action == "stop" for d in decisions):
         return "stop"
-    if any(d.outcome == "fail" for d in decisions):
+    if any(d.outcome == "fail" and d.action == "alert" for d in decisions):
         return "alert"
     return "continue"
 
