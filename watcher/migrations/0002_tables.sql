@@ -4,6 +4,8 @@
 -- The daemon upserts rows through PostgREST keyed on training_runs(run_name) and
 -- epoch_evaluations(run_name, epoch); every column it sends is listed here.
 
+SET client_min_messages = warning;  -- no "does not exist, skipping" notices on a first run
+
 CREATE TABLE IF NOT EXISTS public.training_runs (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_name        text NOT NULL UNIQUE CHECK (length(run_name) BETWEEN 1 AND 200),

@@ -182,7 +182,8 @@ def _measures(f: Mapping[str, Any]) -> str | None:
         parts.append(f"colour accuracy {_num(f['color_accuracy'], 1)}/100")
     if f.get("style_quality") is not None:
         parts.append(f"style quality {_num(f['style_quality'], 1)}/100")
-    return ", ".join(parts).capitalize() if parts else None
+    text = ", ".join(parts)
+    return text[:1].upper() + text[1:] if parts else None
 
 
 def _check(f: Mapping[str, Any]) -> str | None:
@@ -217,13 +218,13 @@ def format_alert(kind: str, **facts: Any) -> tuple[str, str]:
         raise ValueError("format_alert needs run=<run name>")
     f = facts
     run, ep = f["run"], _epoch(f)
-    crit = f.get("criterion") or "criterion"
+    crit = f.get("criterion")
     lines: list[str | None]
     if kind == "stop":
-        title = f"STOP {run}{ep}: {crit}"
+        title = f"STOP {run}{ep}" + (f": {crit}" if crit else "")
         lines = ["Decision: stop training.", f.get("message"), _check(f), _measures(f), _scores(f)]
     elif kind == "criterion_failed":
-        title = f"Failed {crit}: {run}{ep}"
+        title = f"Failed {crit}: {run}{ep}" if crit else f"Criterion failed: {run}{ep}"
         lines = [f.get("message"), _check(f), _measures(f), _scores(f)]
     elif kind == "oscillation":
         title = f"Oscillation: {run}{ep}"
@@ -244,11 +245,10 @@ def format_alert(kind: str, **facts: Any) -> tuple[str, str]:
         title = f"Epoch overdue: {run}{ep}"
         overdue = f.get("overdue_minutes")
         expected = f.get("expected_minutes")
-        lines = [
-            f"No new checkpoint for {_num(overdue, 0)} min" if overdue is not None else None,
-            f"(expected one every {_num(expected, 0)} min)" if expected is not None else None,
-            f.get("message"),
-        ]
+        waited = f"No new checkpoint for {_num(overdue, 0)} min" if overdue is not None else ""
+        if expected is not None:
+            waited += f" (expected one every {_num(expected, 0)} min)"
+        lines = [waited.strip(), f.get("message")]
     elif kind == "evaluation_error":
         title = f"Evaluation error: {run}{ep}"
         err = str(f.get("error") or "").strip().splitlines()
