@@ -1,0 +1,72 @@
+"""Baseline runs from `configs/baselines/*.toml`: what the plan knows of earlier runs,
+loaded as `RunHistory`s so the report and the analyses treat them like stored runs.
+
+File shape: `[run]` (name, source, notes), `[params.<group>]` (the plan's "Parameters to
+Track" groups), `[outcomes]` (verdict, best_epoch, best_score, first_green_epoch as the plan
+states them) and `[[epochs]]` (epoch plus any `aggregate` metric names, and a `note`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from watcher.report.history import RunHistory, number
+
+BASELINES_DIR = Path(__file__).resolve().parents[2] / "configs" / "baselines"
+EPOCH_METRICS = frozenset({
+    "background_match_rate", "color_accuracy", "style_quality", "visual_score", "style_score",
+    "prompt_score", "overall_score", "unique_colors",
+})
+OUTCOME_KEYS = frozenset({"verdict", "best_epoch", "best_score", "first_green_epoch"})
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used; the message names the file and the key."""
+
+
+def load_baseline(path: Path) -> RunHistory:
+    where = path.name
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BaselineError(f"{where}: cannot read baseline: {exc}") from None
+    run = data.get("run")
+    if not isinstance(run, dict) or not isinstance(run.get("name"), str) or not run["name"]:
+        raise BaselineError(f"{where}: [run] name is required")
+    params = data.get("params", {})
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        raise BaselineError(f"{where}: [params] must hold tables such as [params.data]")
+    outcomes = data.get("outcomes", {})
+    if not isinstance(outcomes, dict) or not set(outcomes) <= OUTCOME_KEYS:
+        raise BaselineError(f"{where}: [outcomes] keys must be among {', '.join(sorted(OUTCOME_KEYS))}")
+    history = RunHistory(name=run["name"], params=params, kind="baseline", source=str(path),
+                         notes=str(run.get("notes", "")), stated_outcomes=dict(outcomes))
+    for i, entry in enumerate(data.get("epochs", [])):
+        epoch = entry.get("epoch") if isinstance(entry, dict) else None
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise BaselineError(f"{where}: epochs[{i}].epoch must be a whole number >= 0")
+        metrics: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key in ("epoch", "note"):
+                continue
+            if key not in EPOCH_METRICS:
+                raise BaselineError(f"{where}: epochs[{i}].{key}: unknown metric")
+            if number(value) is None:
+                raise BaselineError(f"{where}: epochs[{i}].{key}: not a number")
+            metrics[key] = float(value)
+        if "note" in entry:
+            metrics["note"] = str(entry["note"])
+        history.epochs[epoch] = metrics
+    return history
+
+
+def load_baselines(folder: Path | None = None) -> list[RunHistory]:
+    """Every `*.toml` in the baselines folder, by file name."""
+    folder = BASELINES_DIR if folder is None else folder
+    return [load_baseline(p) for p in sorted(folder.glob("*.toml"))]

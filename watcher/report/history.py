@@ -1,0 +1,136 @@
+"""A run's epoch history as the reports and analyses read it, from a state store or a
+baseline file: parameters, per-epoch aggregate metrics, reviews, decisions, sample paths.
+
+Standard library only: loading a history is cheap and never imports numpy or matplotlib.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watcher.store import Store
+
+# An epoch counts as "green" (right background) at this background_match_rate: the
+# threshold of the plan's Epoch 4 and oscillation rules.
+GREEN_RATE = 0.5
+# The plan's scores and metrics, in the order the report shows them.
+SCORE_METRICS = ("visual_score", "style_score", "prompt_score", "overall_score")
+RATE_METRICS = ("background_match_rate", "color_accuracy", "style_quality")
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None for missing / null / NaN / bool / text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+@dataclass
+class RunHistory:
+    """One training run: what was tried (params) and what came out, epoch by epoch."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    epochs: dict[int, dict[str, Any]] = field(default_factory=dict)  # epoch -> aggregate
+    kind: str = "store"  # store | baseline
+    source: str = ""
+    status: str | None = None
+    notes: str = ""
+    reviews: dict[int, dict[str, Any]] = field(default_factory=dict)
+    images: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    result_dirs: dict[int, Path] = field(default_factory=dict)
+    decisions: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    max_epochs_known: int | None = None  # baselines: how many epochs the run had
+    stated_outcomes: dict[str, Any] = field(default_factory=dict)  # baselines: the plan's words
+
+    @property
+    def evaluated(self) -> list[int]:
+        return sorted(self.epochs)
+
+    @property
+    def max_epochs(self) -> int | None:
+        planned = number(self.flat_params().get("max_train_epochs"))
+        if planned is not None:
+            return int(planned)
+        return self.max_epochs_known
+
+    def value(self, epoch: int, metric: str) -> float | None:
+        return number(self.epochs.get(epoch, {}).get(metric))
+
+    def series(self, metric: str) -> dict[int, float]:
+        """epoch -> value for the epochs that have a number for `metric`."""
+        out = {}
+        for e in self.evaluated:
+            v = self.value(e, metric)
+            if v is not None:
+                out[e] = v
+        return out
+
+    def flat_params(self) -> dict[str, Any]:
+        """The plan's grouped parameters flattened: {"network_dim": 32, "keep_tokens": 3, ...}."""
+        flat: dict[str, Any] = {}
+        for key, value in self.params.items():
+            if key == "run_name":
+                continue
+            if isinstance(value, dict):
+                flat.update(value)
+            else:
+                flat[key] = value
+        return flat
+
+    def green(self) -> dict[int, bool]:
+        """epoch -> background right (rate >= GREEN_RATE), for epochs with a rate."""
+        return {e: v >= GREEN_RATE for e, v in self.series("background_match_rate").items()}
+
+    def first_green(self) -> int | None:
+        return next((e for e, ok in self.green().items() if ok), None)
+
+    def best(self) -> tuple[int | None, float | None]:
+        """(epoch, overall_score) of the best epoch; the earliest wins a tie."""
+        scores = self.series("overall_score")
+        if not scores:
+            return None, None
+        epoch = max(scores, key=lambda e: (scores[e], -e))
+        return epoch, scores[epoch]
+
+    def records(self) -> list[Any]:
+        """The epochs as `watcher.criteria.EpochRecord`s."""
+        from watcher.criteria import EpochRecord
+
+        return [EpochRecord(epoch=e, metrics=m) for e, m in sorted(self.epochs.items())]
+
+
+def load_run(store: Store, name: str) -> RunHistory:
+    """One run from a state store; the latest evaluation of an epoch wins."""
+    row = store.run_row(name) or {}
+    params = json.loads(row.get("params_json") or "{}")
+    history = RunHistory(name=name, params=params, kind="store", source=str(store.path),
+                         status=row.get("status"))
+    for ev in store.evaluations(name):
+        epoch = int(ev["epoch"])
+        metrics = ev["metrics"] or {}
+        history.epochs[epoch] = dict(metrics.get("aggregate") or {})
+        history.images[epoch] = list(metrics.get("images") or [])
+        history.result_dirs[epoch] = Path(ev["result_dir"])
+    for d in store.decisions(name):
+        history.decisions.setdefault(int(d["epoch"]), []).append(d)
+    for r in store.reviews(name):
+        history.reviews[int(r["epoch"])] = {k: r[k] for k in ("visual", "style", "prompt", "notes")}
+    return history
+
+
+def run_names(store: Store) -> list[str]:
+    return [r[0] for r in store.conn.execute("SELECT name FROM runs ORDER BY created_at, name")]
+
+
+def load_store(path: Path) -> list[RunHistory]:
+    """Every run in one state database (which must exist: opening would create it)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no state database at {path}")
+    with Store(path) as store:
+        return [load_run(store, name) for name in run_names(store)]

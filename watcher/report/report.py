@@ -1,0 +1,209 @@
+"""`report.md` for one run: parameters, the plan's criteria with evidence, verdict, best epoch
+and production candidate, baselines, root cause, next experiments, review calibration.
+
+Deterministic (no clock): the same store gives the same file, so a commit of an unchanged
+report is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from watcher.report.analysis import outcomes
+from watcher.report.calibration import MIN_REVIEWS, Calibration, calibrate
+from watcher.report.history import RunHistory
+from watcher.report.hypotheses import Hypothesis
+from watcher.report.plan import CriterionResult
+from watcher.report.rootcause import Finding
+
+ICON = {"met": "✅ met", "not met": "❌ not met", "pending": "⏳ pending",
+        "not measurable": "➖ not measurable"}
+
+
+def _f(value: Any, spec: str = ".1f") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return str(value)
+
+
+def _params(run: RunHistory) -> list[str]:
+    lines = ["| group | parameter | value |", "|---|---|---|"]
+    for group, values in run.params.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                lines.append(f"| {group} | `{key}` | {_f(value, 'g')} |")
+    return lines if len(lines) > 2 else ["(no parameters recorded)"]
+
+
+def _epochs(run: RunHistory) -> list[str]:
+    lines = ["| epoch | background | bg hex | colour % | style % | Visual | Style | Prompt | overall | decision |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+    for e in run.evaluated:
+        a = run.epochs[e]
+        ds = run.decisions.get(e, [])
+        word = ("stop" if any(d["outcome"] == "fail" and d["action"] == "stop" for d in ds)
+                else "alert" if any(d["outcome"] == "fail" for d in ds) else "continue" if ds else "-")
+        if any(d["outcome"] == "marked" for d in ds):
+            word += " (candidate)"
+        rate = run.value(e, "background_match_rate")
+        lines.append(f"| {e} | {_f(rate, '.0%') if rate is not None else '-'} | {_f(a.get('background_hex'))} | "
+                     f"{_f(run.value(e, 'color_accuracy'))} | {_f(run.value(e, 'style_quality'))} | "
+                     f"{_f(run.value(e, 'visual_score'))} | {_f(run.value(e, 'style_score'))} | "
+                     f"{_f(run.value(e, 'prompt_score'))} | **{_f(run.value(e, 'overall_score'))}** | {word} |")
+    return lines if run.evaluated else ["No epoch evaluated yet."]
+
+
+def _criteria(results: Sequence[CriterionResult]) -> list[str]:
+    lines = ["| | criterion | target | result | evidence |", "|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.group} | {r.name} | {r.target} | {ICON[r.status]} | {r.evidence} |")
+    return lines
+
+
+def _baselines(run: RunHistory, baselines: Sequence[RunHistory], verdict: str) -> list[str]:
+    lines = ["| run | first right background | best epoch | best score | score at 7 | verdict |",
+             "|---|---:|---:|---:|---:|---|"]
+    mine = outcomes(run)
+    rows = [(run, mine, verdict)] + [(b, outcomes(b), outcomes(b)["verdict"]) for b in baselines]
+    for r, o, v in rows:
+        green = "unknown" if o["first_green_epoch"] is None else (
+            f"never (to epoch {o['first_green_epoch'] - 1})" if o["first_green_censored"]
+            else _f(o["first_green_epoch"], "d"))
+        name = f"**{r.name}** (this run)" if r is run else r.name
+        lines.append(f"| {name} | {green} | {_f(o['best_epoch'], 'd')} | {_f(o['best_score'])} | "
+                     f"{_f(r.value(7, 'overall_score'))} | {v or '-'} |")
+    lines.append("")
+    for b in baselines:
+        o = outcomes(b)
+        parts = []
+        if mine["best_score"] is not None and o["best_score"] is not None:
+            parts.append(f"best score {mine['best_score'] - o['best_score']:+.1f} "
+                         f"({mine['best_score']:.1f} vs {o['best_score']:.1f})")
+        if o["first_green_epoch"] is not None and mine["first_green_epoch"] is not None:
+            diff = o["first_green_epoch"] - mine["first_green_epoch"]
+            when = "the same epoch" if diff == 0 else f"{abs(diff)} epoch(s) {'earlier' if diff > 0 else 'later'}"
+            if mine["first_green_censored"]:
+                when = f"not yet (baseline: epoch {o['first_green_epoch']})"
+            parts.append(f"background right {when}")
+        lines.append(f"- vs {b.name}: " + ("; ".join(parts) if parts else "nothing comparable yet")
+                     + (f". _{b.notes}_" if b.notes else ""))
+    return lines
+
+
+def _calibration(run: RunHistory, fits: Sequence[Calibration]) -> list[str]:
+    if not run.reviews:
+        return [f"No manual review yet. Review epochs with `epochwatch review --config FILE --epoch N "
+                f"--visual V --style S --prompt P`; calibration starts at {MIN_REVIEWS} reviewed epochs."]
+    lines = ["| epoch | Visual | Style | Prompt | auto overall | notes |", "|---:|---:|---:|---:|---:|---|"]
+    for e, r in sorted(run.reviews.items()):
+        notes = str(r.get("notes") or "").replace("|", "/").replace("\n", " ")
+        lines.append(f"| {e} | {r['visual']:g} | {r['style']:g} | {r['prompt']:g} | "
+                     f"{_f(run.value(e, 'overall_score'))} | {notes} |")
+    lines.append("")
+    if not fits:
+        lines.append(f"{len(run.reviews)} of {MIN_REVIEWS} reviewed epochs needed before the automatic "
+                     "scores are calibrated.")
+        return lines
+    lines += ["Calibration (least squares, human = slope x auto + intercept):", "",
+              "| score | reviews | slope | intercept | error before | error after | leave-one-out |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for c in fits:
+        lines.append(f"| {c.score} | {c.n} | {c.slope:.2f} | {c.intercept:+.2f} | {c.mae_raw:.2f} | "
+                     f"{c.mae_fit:.2f} | {c.mae_loo:.2f} |")
+    lines += ["", "Errors are mean absolute differences on the 1-10 scale; the leave-one-out figure "
+              "predicts each review from a line fitted without it, the fairer estimate of the "
+              "remaining error."]
+    return lines
+
+
+def _pictures(run: RunHistory, run_dir: Path) -> list[str]:
+    lines = ["![metric curves](curves.png)", "", "![samples by epoch](grid.png)", ""]
+    sheets = []
+    for e in run.evaluated:
+        folder = run.result_dirs.get(e)
+        if folder is not None and (folder / "contact_sheet.png").is_file():
+            rel = os.path.relpath(folder / "contact_sheet.png", run_dir)
+            sheets.append(f"[epoch {e}]({Path(rel).as_posix()})")
+    if sheets:
+        lines.append("Contact sheets: " + " · ".join(sheets))
+    return lines
+
+
+def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
+                  criteria: Sequence[CriterionResult], verdict: dict[str, Any],
+                  baselines: Sequence[RunHistory], findings: Sequence[Finding],
+                  next_steps: Sequence[Hypothesis], fits: Sequence[Calibration]) -> str:
+    best_epoch, best_score = verdict.get("best_epoch"), verdict.get("best_score")
+    candidates = verdict.get("candidates") or []
+    if candidates:
+        top = max(candidates, key=lambda c: (c["value"], -c["epoch"]))
+        candidate = f"epoch {top['epoch']} ({top['value']:.1f}/10)"
+    else:
+        candidate = "none yet: no epoch reached the production threshold"
+    out = [f"# {run.name}", "",
+           f"{len(run.epochs)} evaluated epoch(s)" + (f" of {run.max_epochs}" if run.max_epochs else "")
+           + (f"; run status: {run.status}" if run.status else "") + ".", "",
+           f"**Verdict: {verdict['verdict'].upper()}**", ""]
+    out += [f"- {r}" for r in verdict.get("reasons", [])]
+    out += ["", f"- Best epoch: {'-' if best_epoch is None else f'epoch {best_epoch} ({best_score:.1f}/10)'}",
+            f"- Production candidate: {candidate}", ""]
+    out += ["## Success criteria (NEXT_TRAINING_RUN_PLAN.md)", "", *_criteria(criteria), ""]
+    out += ["## Epochs", "", *_epochs(run), ""]
+    out += ["## Pictures", "", *_pictures(run, run_dir), ""]
+    out += ["## Comparison with the baselines", "", *_baselines(run, baselines, verdict["verdict"]), ""]
+    out += ["## Root cause", ""]
+    out += [f"- **{f.severity}**: {f.message}" for f in findings] or ["- nothing to report"]
+    out += ["", "## Next experiments", ""]
+    for i, h in enumerate(next_steps, 1):
+        change = ", ".join(f"`{k} = {v!r}`" for k, v in h.changes.items()) or "no kohya change"
+        out.append(f"{i}. **{h.title}** ({h.confidence:.0%}): {h.rationale} Changes: {change}.")
+    if not next_steps:
+        out.append("Nothing in the plan's decision tree applies yet.")
+    out += ["", "`epochwatch analyze hypotheses --config FILE --write-config next.toml` writes the "
+            "kohya config of the first one with a config change.", ""]
+    out += ["## Manual review and calibration", "", *_calibration(run, fits), ""]
+    out += ["## Parameters", ""]
+    if kohya_config:
+        out += [f"kohya config: `{kohya_config}`", ""]
+    out += [*_params(run), ""]
+    return "\n".join(out)
+
+
+def write_report(cfg: Any, store: Any) -> Path:
+    """report.md, grid.png and curves.png in the run's results folder; records the verdict
+    and best epoch in the store. Returns the report's path."""
+    from watcher.criteria import Rule
+    from watcher.report.baselines import load_baselines
+    from watcher.report.history import load_run
+    from watcher.report.hypotheses import hypotheses
+    from watcher.report.pictures import write_run_pictures
+    from watcher.report.plan import plan_criteria, verdict_of
+    from watcher.report.rootcause import root_cause
+
+    run_dir = Path(cfg.run_results_dir)
+    write_run_pictures(cfg, store)
+    run = load_run(store, cfg.run.name)
+    if not run.params:
+        run.params = cfg.params()
+    baselines = load_baselines()
+    rules = [Rule.from_config(c) for c in cfg.criteria]
+    findings = root_cause(run)
+    verdict = verdict_of(run, rules)
+    text = render_report(
+        run, run_dir=run_dir,
+        kohya_config=str(cfg.run.kohya_config) if cfg.run.kohya_config else None,
+        criteria=plan_criteria(run, findings, baselines), verdict=verdict, baselines=baselines,
+        findings=findings, next_steps=hypotheses(run, findings, dict(cfg.kohya), baselines),
+        fits=calibrate(run))
+    path = run_dir / "report.md"
+    tmp = path.with_name(f".report.md.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    if store.run_row(cfg.run.name) is not None and verdict["verdict"] != "pending":
+        store.update_run(cfg.run.name, verdict=verdict["verdict"], best_epoch=verdict["best_epoch"])
+    return path
