@@ -155,7 +155,7 @@ _floats = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, wi
         "background_match_rate", "color_accuracy", "style_quality", "visual_score",
         "style_score", "prompt_score", "overall_score", "unique_colors")}),
     background_hex=st.one_of(st.none(), st.text(max_size=8), st.from_regex(r"#[0-9A-Fa-f]{6}", fullmatch=True)),
-    issues=st.lists(st.text(max_size=20), max_size=4),
+    issues=st.lists(st.text(st.characters(exclude_categories=()), max_size=20), max_size=4),
     commit=st.one_of(st.none(), st.text(max_size=12), st.from_regex(r"[0-9a-f]{40}", fullmatch=True)),
 )
 def test_any_evaluator_output_fits_the_schema(

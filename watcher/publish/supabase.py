@@ -75,17 +75,25 @@ def safe_error(exc: BaseException, limit: int = 300) -> str:
 
 
 # ---- rows ------------------------------------------------------------------------------------
+def _clean_text(text: str) -> str:
+    """What PostgreSQL text and jsonb accept: no NUL, no lone surrogates."""
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
 def _json_safe(value: Any) -> Any:
-    """JSON-ready copy: NaN/inf become null (PostgreSQL's json rejects them), tuples lists."""
+    """JSON-ready copy PostgreSQL accepts: NaN/inf become null, strings are cleaned,
+    tuples become lists."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return _clean_text(value)
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {_clean_text(str(k)): _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    if value is None or isinstance(value, (str, int, bool)):
+    if value is None or isinstance(value, (int, bool)):
         return value
-    return str(value)
+    return _clean_text(str(value))
 
 
 def _number(value: Any, low: float, high: float | None = None) -> float | None:
@@ -124,16 +132,16 @@ def run_row(
         raise ValueError(f"run status must be one of {', '.join(RUN_STATUSES)}, not {status!r}")
     if best_epoch is not None and (isinstance(best_epoch, bool) or int(best_epoch) < 0):
         raise ValueError(f"best_epoch must be a non-negative integer, not {best_epoch!r}")
-    groups = {g: _json_safe(dict(params.get(g) or {})) for g in PARAM_GROUPS}
+    groups = {g: dict(params.get(g) or {}) for g in PARAM_GROUPS}
     extra = {k: v for k, v in params.items() if k not in PARAM_GROUPS and k != "run_name"}
-    return {
+    return _json_safe({
         "run_name": run_name,
         "status": status,
         **groups,
-        "extra_params": _json_safe(extra),
+        "extra_params": extra,
         "verdict": verdict,
         "best_epoch": int(best_epoch) if best_epoch is not None else None,
-    }
+    })
 
 
 def epoch_row(
@@ -157,7 +165,7 @@ def epoch_row(
         if isinstance(d, Mapping) and d.get("message")
     ]
     n_images = agg.get("n_images")
-    return {
+    return _json_safe({
         "run_name": run_name,
         "epoch": int(epoch),
         "checkpoint_sha256": sha if _SHA256.match(sha) else None,
@@ -177,10 +185,10 @@ def epoch_row(
         "issues": sorted({str(i) for i in agg.get("issues") or []}),
         "observations": "\n".join(observations),
         "decision": decision or "continue",
-        "metrics": _json_safe(dict(metrics)),
+        "metrics": dict(metrics),
         "git_commit": commit if _COMMIT.match(commit) else None,
         "evaluated_at": _utc_now_iso(),
-    }
+    })
 
 
 def _digest(row: Mapping[str, Any], ignore: Sequence[str] = ()) -> str:
