@@ -72,7 +72,7 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return dtype
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Silence progress bars, 'No LoRA keys' notices and transformers' LOAD REPORT tables
     (it lists the injected adapter weights as MISSING although they are applied)."""
     import diffusers.utils.logging as dlog
@@ -168,7 +168,7 @@ class SamplePipeline:
             return self
         import torch
 
-        _quiet_libraries()
+        quiet_libraries()
         try:
             pipe = self._from_source(getattr(torch, self.dtype))
         except PipelineError:

@@ -56,6 +56,9 @@ def _write_tokenizer_files(folder: Path) -> tuple[Path, Path]:
 
 
 def _build_into(folder: Path, seed: int) -> None:
+    from watcher.pipeline import quiet_libraries
+
+    quiet_libraries()  # before diffusers' pipeline imports, which warn about torchvision
     import torch
     from diffusers import (
         AutoencoderKL,
