@@ -167,7 +167,7 @@ def test_huge_header_length_and_offsets_past_eof(tmp_path: Path) -> None:
         (b'{"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}', "shape [2] x F32 is 8 bytes"),
         (b'{"t": {"dtype": "F32", "shape": [true], "data_offsets": [0, 4]}}', "shape must be a list"),
         (b'{"t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}', "data_offsets must be"),
-        (b'{"t": {"dtype": "F32", "shape": [1]}}', "exactly dtype, shape and data_offsets"),
+        (b'{"t": {"dtype": "F32", "shape": [1]}}', "must have dtype, shape and data_offsets"),
         (b'{"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},'
          b' "b": {"dtype": "U8", "shape": [4], "data_offsets": [2, 6]}}', "overlaps the previous tensor"),
         (b'{"a": {"dtype": "U8", "shape": [4], "data_offsets": [4, 8]}}', "leaves a gap"),

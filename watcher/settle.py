@@ -223,8 +223,9 @@ def _validate_header(
 
 def _validate_tensor(name: str, spec: object) -> TensorSpec:
     label = f"tensor {name!r:.80}"
-    if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
-        raise Rejected(f"{label}: entry must have exactly dtype, shape and data_offsets")
+    # Extra fields are ignored, as the reference implementation does.
+    if not isinstance(spec, dict) or not {"dtype", "shape", "data_offsets"} <= set(spec):
+        raise Rejected(f"{label}: entry must have dtype, shape and data_offsets")
     dtype, shape, offsets = spec["dtype"], spec["shape"], spec["data_offsets"]
     if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
         raise Rejected(f"{label}: unknown dtype {str(dtype)[:20]!r}")
