@@ -173,8 +173,7 @@ class Daemon:
         deadline = self.settler.next_deadline()
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.time()))
-        if self.notifier.watchdog_interval_s:
-            timeout = min(timeout, self.notifier.watchdog_interval_s / 2)
+        timeout = self.notifier.cap_sleep(timeout)
         try:
             self.paths.put_nowait(self.paths.get(timeout=max(timeout, 0.01)))
         except queue.Empty:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +47,12 @@ class Launch:
         self.daemon_restarts = 0
         self.stopped_by_us = False
         self._announced: set[int] = set()
+        self._terminate = False
+
+    def _on_term(self, signum: int, _frame: object) -> None:
+        # `systemctl stop` or Ctrl-C: stop the trainer gracefully (same identity checks as a
+        # decided stop), then let the daemon finish what it has.
+        self._terminate = True
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -132,11 +139,16 @@ class Launch:
         from launcher.process import describe_exit, trainer_state
 
         self.store.ensure_run(self.run_name, config_path=str(self.cfg.path), params=self.cfg.params())
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
         trainer = self.start_trainer()
         self.start_daemon()
         rc = None
         while rc is None:
             rc = trainer.poll()
+            if self._terminate and rc is None:
+                self.store.request_stop(self.run_name, None, "launcher received a termination signal")
+                self._terminate = False
             self.handle_stop_request(trainer)
             self.announce_evaluations()
             self.check_daemon()
