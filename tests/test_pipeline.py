@@ -246,3 +246,30 @@ def test_other_schedulers_render(tiny_model_dir: Path, scheduler: str) -> None:
     assert images[0].size == (SIZE, SIZE)
     assert np.asarray(images[0]).std() > 0
     p.release(drop=True)
+
+
+def test_text_encoder_weights_silently_dropped_are_caught(
+    tiny_model_dir: Path, loras: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: the loader 'succeeds' but the text-encoder LoRA weights end up zero
+    (what a silently failed key conversion looks like). The check must refuse the file."""
+    import torch
+
+    p = SamplePipeline(str(tiny_model_dir), device="cpu").load()
+    original = p.pipe.load_lora_weights
+
+    def load_then_drop_te(*args: object, **kwargs: object) -> None:
+        original(*args, **kwargs)
+        with torch.no_grad():
+            for name, param in p.pipe.text_encoder.named_parameters():
+                if "lora_B" in name:
+                    param.zero_()
+
+    monkeypatch.setattr(p.pipe, "load_lora_weights", load_then_drop_te)
+    with pytest.raises(LoraLoadError, match="text-encoder LoRA weights did not take effect"):
+        p.apply_lora(loras["te_only"])
+    assert p.adapter_count() == 0 and p.lora_path is None
+    monkeypatch.undo()
+    p.apply_lora(loras["te_only"])
+    assert p.lora_info["text_encoder_weight_change"] > 1e-3
+    p.release(drop=True)

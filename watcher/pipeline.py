@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 ADAPTER = "epoch"
 SCHEDULERS = ("dpmsolver++", "euler_a", "ddim", "pndm")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# A text-encoder LoRA whose weight change exceeds this must change the probe embedding, even
+# in float16 (smaller changes can round away and would not change images either).
+MIN_VISIBLE_DELTA = 1e-3
 _PROBE_PROMPT = "pixel art portrait, solid green background (#00ff00)"
 
 
@@ -102,6 +105,21 @@ def make_scheduler(name: str, config: Any) -> Any:
     if name == "pndm":
         return PNDMScheduler.from_config(config)
     raise PipelineError(f"scheduler {name!r} unknown; use one of {', '.join(SCHEDULERS)}")
+
+
+def _largest_weight_change(state: dict[str, Any], prefix: str) -> float:
+    """Largest |entry| of up @ down * alpha / rank over the LoRA's modules under prefix."""
+    largest = 0.0
+    for key, down in state.items():
+        if not (key.startswith(prefix) and key.endswith(".lora_down.weight")):
+            continue
+        name = key[: -len(".lora_down.weight")]
+        up = state[f"{name}.lora_up.weight"].float().flatten(1)
+        flat_down = down.float().flatten(1)
+        rank = flat_down.shape[0]
+        alpha = float(state[f"{name}.alpha"]) if f"{name}.alpha" in state else float(rank)
+        largest = max(largest, float((up @ flat_down).abs().max()) * alpha / rank)
+    return largest
 
 
 def read_lora_shapes(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
@@ -279,10 +297,7 @@ class SamplePipeline:
             state = load_file(str(path))
         except Exception as exc:
             raise LoraLoadError(f"{path.name}: cannot read tensors ({exc})") from exc
-        te_trained = any(
-            key.startswith(TE_PREFIX) and key.endswith(".lora_up.weight") and bool(t.abs().sum() > 0)
-            for key, t in state.items()
-        )
+        te_delta = _largest_weight_change(state, TE_PREFIX)
         self._remove_adapter()
         try:
             self.pipe.load_lora_weights(state, adapter_name=ADAPTER)
@@ -295,8 +310,11 @@ class SamplePipeline:
                     f"{path.name}: LoRA landed on {applied} modules, file has {counts}"
                 )
             te_effect = self._text_encoder_effect() if counts["text_encoder"] else 0.0
-            if te_trained and te_effect == 0.0:
-                raise LoraLoadError(f"{path.name}: text-encoder LoRA weights did not take effect")
+            if te_delta > MIN_VISIBLE_DELTA and te_effect == 0.0:
+                raise LoraLoadError(
+                    f"{path.name}: text-encoder LoRA weights did not take effect "
+                    f"(largest weight change {te_delta:.2g}, embedding unchanged)"
+                )
         except LoraLoadError:
             self._remove_adapter()
             raise
@@ -309,6 +327,7 @@ class SamplePipeline:
             "unet_modules": counts["unet"],
             "text_encoder_modules": counts["text_encoder"],
             "text_encoder_effect": te_effect,
+            "text_encoder_weight_change": te_delta,
             "epoch": metadata.get("ss_epoch"),
         }
 
