@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -184,3 +185,55 @@ def photographs(rng: np.random.Generator, per_photo: int = 3, size: int = 512) -
             crop = Image.fromarray(img[y: y + side, x: x + side]).resize((size, size), Image.BICUBIC)
             out.append((f"{name}-{i}", jpeg(np.asarray(crop), int(rng.integers(75, 95)))))
     return out
+
+
+def replace_background(canvas: np.ndarray, background: tuple[int, int, int],
+                       new: tuple[int, int, int], region: str = "all") -> np.ndarray:
+    """The canvas with its background pixels recoloured, everywhere or in one half
+    (`left`, `top`, `diagonal`): the "half green, half pink" case."""
+    n = canvas.shape[0]
+    rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    where = {
+        "all": np.ones((n, n), dtype=bool),
+        "left": cols < n // 2,
+        "top": rows < n // 2,
+        "diagonal": rows + cols < n - 1,
+    }[region]
+    is_bg = np.all(canvas == np.array(background, dtype=np.uint8), axis=-1)
+    out = canvas.copy()
+    out[is_bg & where] = new
+    return out
+
+
+def near_miss_colors(target: tuple[int, int, int], rng: np.random.Generator, count: int,
+                     low: float = 15.0, high: float = 30.0) -> list[tuple[int, int, int]]:
+    """Greens and teals at a CIEDE2000 distance in [low, high] from `target`."""
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    target_lab = rgb2lab(np.array(target, dtype=np.uint8)[None, None, :])[0, 0]
+    found: list[tuple[int, int, int]] = []
+    while len(found) < count:
+        cand = np.stack([rng.integers(0, 140, 256), rng.integers(110, 256, 256),
+                         rng.integers(0, 230, 256)], axis=1).astype(np.uint8)
+        green = (cand[:, 1].astype(int) > cand[:, 0] + 40) & (cand[:, 1].astype(int) >= cand[:, 2] - 10)
+        d = deltaE_ciede2000(rgb2lab(cand[:, None, :])[:, 0, :], target_lab[None, :])
+        ok = green & (d >= low) & (d <= high)
+        found.extend(tuple(int(v) for v in c) for c in cand[ok])
+    return found[:count]
+
+
+def drift_colors(cells_rgb: np.ndarray, magnitude: float, rng: np.random.Generator) -> np.ndarray:
+    """Every distinct colour moved by `magnitude` (CIELAB units) in its own random direction."""
+    from skimage.color import lab2rgb, rgb2lab
+
+    flat = cells_rgb.reshape(-1, 3)
+    uniq, inverse = np.unique(flat, axis=0, return_inverse=True)
+    lab = rgb2lab(uniq[:, None, :].astype(np.uint8))[:, 0, :]
+    direction = rng.normal(size=lab.shape)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    moved = lab + magnitude * direction
+    moved[:, 0] = np.clip(moved[:, 0], 0, 100)
+    with warnings.catch_warnings():  # out-of-gamut colours are clipped, as intended
+        warnings.simplefilter("ignore")
+        rgb = np.clip(np.rint(lab2rgb(moved[:, None, :])[:, 0, :] * 255), 0, 255).astype(np.uint8)
+    return rgb[inverse.reshape(-1)].reshape(cells_rgb.shape)

@@ -1,0 +1,75 @@
+"""`epochwatch downscale`: recover the logical pixel grid; writes DIR/<same file name>, an
+N x N PNG (PNG data even when the name ends in .jpg, as the contract says).
+
+A bad image gets a one-line error, the others are still written, the exit status is 1.
+An output never overwrites its own input or another input's output. Never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from watcher.cli import CommandError
+from watcher.commands._images import ImageLoadError, load_rgb
+from watcher.commands.score import check_cells
+
+
+def _write_png_atomically(cells_rgb: np.ndarray, target: Path) -> None:
+    from PIL import Image
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            Image.fromarray(cells_rgb).save(handle, format="PNG")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    cells = check_cells(args.cells)
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CommandError(f"--out-dir {out_dir} exists and is not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create --out-dir {out_dir}: {exc.strerror or exc}") from None
+
+    from evaluators import recover_grid
+
+    failures = 0
+    claimed: dict[str, str] = {}
+    for image in args.images:
+        source = Path(image)
+        target = out_dir / source.name
+        try:
+            if source.name in claimed:
+                raise ImageLoadError(f"same file name as {claimed[source.name]}; its output would be overwritten")
+            if source.exists() and target.exists() and source.resolve() == target.resolve():
+                raise ImageLoadError("the output would overwrite the input; choose another --out-dir")
+            rgb = load_rgb(source, min_side=cells)
+            grid = recover_grid(rgb, cells)
+            _write_png_atomically(grid.cells, target)
+        except ImageLoadError as exc:
+            failures += 1
+            print(f"epochwatch downscale: {image}: {exc}", file=sys.stderr)
+            continue
+        except OSError as exc:
+            failures += 1
+            print(f"epochwatch downscale: {image}: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+            continue
+        claimed[source.name] = image
+        print(f"{image} -> {target} ({cells}x{cells}, pitch {grid.pitch_x:.2f}x{grid.pitch_y:.2f} px, "
+              f"offset {grid.offset_x:.1f},{grid.offset_y:.1f})")
+    if failures:
+        print(f"epochwatch downscale: {failures} of {len(args.images)} images failed", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,150 @@
+"""`epochwatch score`: score images against a prompt (see ARCHITECTURE.md for the contract).
+
+Every image is scored on its own: a bad one gets a one-line error (in --json mode an
+object with `image` and `error`), the others are still scored, and the exit status is 1
+when any failed. Never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from watcher.cli import CommandError
+from watcher.commands._images import ImageLoadError, load_rgb
+
+MAX_CELLS = 512
+
+
+@dataclass(frozen=True)
+class Job:
+    image: str            # as given (positional path, or the manifest's "image")
+    prompt: str
+    path: Path | None     # None when the manifest line itself is bad
+    error: str | None = None
+
+
+def check_cells(cells: int) -> int:
+    if not 1 <= cells <= MAX_CELLS:
+        raise CommandError(f"--cells must be between 1 and {MAX_CELLS}, got {cells}")
+    return cells
+
+
+def _manifest_path(raw: str, manifest: Path) -> Path:
+    """Relative paths are taken from the manifest's folder, else from the working folder."""
+    path = Path(raw)
+    if path.is_absolute():
+        return path
+    beside = manifest.parent / path
+    return beside if beside.exists() or not path.exists() else path
+
+
+def read_manifest(manifest: str, default_prompt: str) -> list[Job]:
+    file = Path(manifest)
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise CommandError(f"manifest not found: {manifest}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read manifest {manifest}: {exc}") from None
+    jobs: list[Job] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{manifest}:{number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            jobs.append(Job(where, "", None, f"manifest line is not JSON: {exc.msg}"))
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("image"), str) or not entry["image"]:
+            jobs.append(Job(where, "", None, 'manifest line needs an "image" path string'))
+            continue
+        prompt = entry.get("prompt", default_prompt)
+        if not isinstance(prompt, str):
+            jobs.append(Job(entry["image"], "", None, '"prompt" must be a string'))
+            continue
+        jobs.append(Job(entry["image"], prompt, _manifest_path(entry["image"], file)))
+    return jobs
+
+
+def score_job(job: Job, cells: int) -> dict[str, Any]:
+    """{"image", ...score} or {"image", "error"}."""
+    if job.error is not None or job.path is None:
+        return {"image": job.image, "error": job.error or "no image"}
+    try:
+        rgb = load_rgb(job.path, min_side=cells)
+    except ImageLoadError as exc:
+        return {"image": job.image, "error": str(exc)}
+    from evaluators import score_image
+
+    try:
+        result = score_image(rgb, job.prompt, cells=cells)
+    except (ValueError, MemoryError) as exc:
+        return {"image": job.image, "error": f"could not score: {exc}"}
+    return {"image": job.image, **result.to_dict()}
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+TABLE_COLUMNS = ("image", "background", "dE", "match", "colour", "style", "colours",
+                 "visual", "style/10", "prompt/10", "issues")
+
+
+def table_rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    rows = []
+    for r in results:
+        rows.append((
+            r["image"], r["background_hex"], _fmt(r["background_delta_e"]), _fmt(r["background_match"]),
+            _fmt(r["color_accuracy"]), _fmt(r["style_quality"]), _fmt(r["unique_colors"]),
+            _fmt(r["visual_score"]), _fmt(r["style_score"]), _fmt(r["prompt_score"]),
+            ", ".join(r["issues"]) or "-",
+        ))
+    return rows
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    rows = [TABLE_COLUMNS, *table_rows(results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS) - 1)]
+    for row in rows:
+        cells = [row[i].ljust(widths[i]) for i in range(len(widths))] + [row[-1]]
+        print("  ".join(cells).rstrip())
+
+
+def run(args: argparse.Namespace) -> int:
+    cells = check_cells(args.cells)
+    jobs = [Job(image, args.prompt, Path(image)) for image in args.images]
+    if args.manifest:
+        jobs.extend(read_manifest(args.manifest, args.prompt))
+    if not jobs:
+        raise CommandError("nothing to score: give IMAGE paths or --manifest FILE")
+    scored: list[dict[str, Any]] = []
+    failures = 0
+    for job in jobs:
+        result = score_job(job, cells)
+        if "error" in result:
+            failures += 1
+            if not args.json:
+                print(f"epochwatch score: {result['image']}: {result['error']}", file=sys.stderr)
+        else:
+            scored.append(result)
+        if args.json:
+            print(json.dumps(result), flush=True)
+    if not args.json and scored:
+        print_table(scored)
+    if failures:
+        print(f"epochwatch score: {failures} of {len(jobs)} images could not be scored", file=sys.stderr)
+        return 1
+    return 0
