@@ -6,6 +6,7 @@ from argparse import Namespace
 
 from watcher.cli import CommandError
 from watcher.commands._common import load
+from watcher.criteria import Rule
 from watcher.store import Store
 
 
@@ -19,8 +20,15 @@ def run(args: Namespace) -> int:
         if store.run_row(cfg.run.name) is None:
             raise CommandError(f"run {cfg.run.name} is not in {cfg.state_db}")
         path = write_report(cfg, store)
-        row = store.run_row(cfg.run.name) or {}
-    print(f"verdict: {row.get('verdict') or 'pending'}; best epoch: {row.get('best_epoch') or '-'}")
+        from watcher.report.history import load_run
+        from watcher.report.plan import finished, verdict_of
+
+        run_history = load_run(store, cfg.run.name)
+    verdict = verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria])
+    so_far = "" if finished(run_history) else (
+        f" so far ({len(run_history.epochs)} of {run_history.max_epochs or '?'} epochs)")
+    best = verdict["best_epoch"]
+    print(f"verdict: {verdict['verdict']}{so_far}; best epoch: {'-' if best is None else best}")
     for name in ("grid.png", "curves.png", "report.md"):
         print(path.parent / name)
     return 0

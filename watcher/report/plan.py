@@ -30,7 +30,8 @@ class CriterionResult:
     evidence: str
 
 
-def _finished(run: RunHistory) -> bool:
+def finished(run: RunHistory) -> bool:
+    """The run is over: stopped, failed, or its last planned epoch evaluated."""
     last = max(run.epochs, default=0)
     return (run.max_epochs is not None and last >= run.max_epochs) or run.status in (
         "stopped", "finished", "failed", "stopping")
@@ -137,12 +138,12 @@ def plan_criteria(run: RunHistory, findings: Sequence[Finding],
     elif best is None:
         prod = (UNMEASURED, "no overall score")
     else:
-        prod = (NOT_MET if _finished(run) else PENDING, f"best {best:.1f}/10 at epoch {best_epoch}")
+        prod = (NOT_MET if finished(run) else PENDING, f"best {best:.1f}/10 at epoch {best_epoch}")
     add("secondary", "Production ready", "an epoch at 8.5+/10", prod)
     perfect = next((b for b in baselines if "PERFECT" in b.name), None)
     if perfect is not None and best is not None:
         target = outcomes(perfect)["best_score"]
-        status = MET if best >= target - 0.5 else (NOT_MET if _finished(run) else PENDING)
+        status = MET if best >= target - 0.5 else (NOT_MET if finished(run) else PENDING)
         add("secondary", f"Comparable to {perfect.name}", f"within 0.5 of its {target:g}/10",
             (status, f"best {best:.1f}/10 vs {target:g}/10 ({best - target:+.1f})"))
     add("secondary", "Colour accuracy", "80%+ by epoch 5", _by(run, "color_accuracy", 5, 80.0, "%"))

@@ -16,7 +16,7 @@ from watcher.report.analysis import outcomes
 from watcher.report.calibration import MIN_REVIEWS, Calibration, calibrate
 from watcher.report.history import RunHistory
 from watcher.report.hypotheses import Hypothesis
-from watcher.report.plan import CriterionResult
+from watcher.report.plan import CriterionResult, finished
 from watcher.report.rootcause import Finding
 
 ICON = {"met": "✅ met", "not met": "❌ not met", "pending": "⏳ pending",
@@ -148,7 +148,9 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
     out = [f"# {run.name}", "",
            f"{len(run.epochs)} evaluated epoch(s)" + (f" of {run.max_epochs}" if run.max_epochs else "")
            + (f"; run status: {run.status}" if run.status else "") + ".", "",
-           f"**Verdict: {verdict['verdict'].upper()}**", ""]
+           f"**Verdict: {verdict['verdict'].upper()}**"
+           + ("" if finished(run) or verdict["verdict"] == "pending"
+              else " (so far: the run has epochs to go)"), ""]
     out += [f"- {r}" for r in verdict.get("reasons", [])]
     out += ["", f"- Best epoch: {'-' if best_epoch is None else f'epoch {best_epoch} ({best_score:.1f}/10)'}",
             f"- Production candidate: {candidate}", ""]
@@ -175,8 +177,9 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
 
 
 def write_report(cfg: Any, store: Any) -> Path:
-    """report.md, grid.png and curves.png in the run's results folder; records the verdict
-    and best epoch in the store. Returns the report's path."""
+    """report.md, grid.png and curves.png in the run's results folder; once the run is over
+    (stopped, or its last epoch evaluated) records the verdict and best epoch in the store.
+    Returns the report's path."""
     from watcher.criteria import Rule
     from watcher.report.baselines import load_baselines
     from watcher.report.history import load_run
@@ -204,6 +207,6 @@ def write_report(cfg: Any, store: Any) -> Path:
     tmp = path.with_name(f".report.md.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    if store.run_row(cfg.run.name) is not None and verdict["verdict"] != "pending":
+    if store.run_row(cfg.run.name) is not None and finished(run):
         store.update_run(cfg.run.name, verdict=verdict["verdict"], best_epoch=verdict["best_epoch"])
     return path
