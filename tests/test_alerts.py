@@ -45,7 +45,7 @@ def _hook(stub: HttpStub, path: str = "/hooks/epochwatch") -> str:
 
 
 FACTS_BY_KIND = {
-    "stop": dict(epoch=4, criterion="green_background_by_epoch_4", metric="background_match_rate",
+    "stop_decision": dict(epoch=4, criterion="green_background_by_epoch_4", metric="background_match_rate",
                  value=0.25, comparison=">=", threshold=0.5, background_hex="#ff00ff",
                  visual_score=6.5, style_score=7.0, prompt_score=5.5, commit="0123456789abcdef",
                  results_url="https://git.example/results/SD15/epoch-004",
@@ -55,6 +55,7 @@ FACTS_BY_KIND = {
     "oscillation": dict(epoch=6, metric="background_match_rate", history=[0.0, 0.75, 0.25, 0.75]),
     "trainer_exited": dict(exit_code=0, epoch=10),
     "trainer_crashed": dict(exit_code=-9, cause="killed by SIGKILL (out of memory?)", epoch=3),
+    "stop_refused": dict(epoch=4, error="stop refused: pid 4242 is not the trainer we started"),
     "epoch_overdue": dict(epoch=5, overdue_minutes=24.0, expected_minutes=11.0),
     "evaluation_error": dict(epoch=2, error="RuntimeError: CUDA out of memory\nTraceback ..."),
     "run_finished": dict(verdict="production candidate", best_epoch=7, visual_score=8.6,
@@ -62,13 +63,14 @@ FACTS_BY_KIND = {
                          commit="fedcba9876543210"),
 }
 EXPECTED = {  # kind -> (words in the title, words in the body)
-    "stop": (["STOP", "epoch 4", "green_background_by_epoch_4"],
+    "stop_decision": (["STOP", "epoch 4", "green_background_by_epoch_4"],
              ["background_match_rate = 0.25 (needs >= 0.50)", "#ff00ff", "visual 6.5",
               "Commit 0123456789ab", "https://git.example/results/SD15/epoch-004"]),
     "criterion_failed": (["Failed quality_8_by_epoch_7", "epoch 7"], ["overall_score = 7.20 (needs >= 8.00)"]),
     "oscillation": (["Oscillation", "epoch 6"], ["0.00 -> 0.75 -> 0.25 -> 0.75"]),
     "trainer_exited": (["Trainer exited", "(exit 0)"], ["Last epoch seen: 10"]),
     "trainer_crashed": (["Trainer crashed", "(exit -9)"], ["Cause: killed by SIGKILL"]),
+    "stop_refused": (["Stop REFUSED", "epoch 4"], ["stop it by hand", "pid 4242 is not the trainer"]),
     "epoch_overdue": (["Epoch overdue", "epoch 5"], ["24 min", "every 11 min"]),
     "evaluation_error": (["Evaluation error", "epoch 2"], ["CUDA out of memory"]),
     "run_finished": (["Run finished", "production candidate", "best epoch 7"],
@@ -88,15 +90,19 @@ def test_every_kind_has_a_short_title_and_the_key_numbers(kind: str) -> None:
     assert "Traceback" not in body  # only an error's first line
 
 
-def test_format_alert_refuses_unknown_kinds_and_facts_and_scrubs_secrets(
+def test_format_alert_aliases_unknown_kinds_extra_facts_and_secrets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    assert format_alert("stop", run=RUN, epoch=4) == format_alert("stop_decision", run=RUN, epoch=4)
     with pytest.raises(ValueError, match="unknown alert kind"):
         format_alert("meteor", run=RUN)
-    with pytest.raises(ValueError, match="unknown alert facts: epok"):
-        format_alert("stop", run=RUN, epok=4)
     with pytest.raises(ValueError, match="needs run"):
-        format_alert("stop", epoch=4)
+        format_alert("stop_decision", epoch=4)
+    # A fact no template places is not lost: it becomes a line of its own.
+    title, body = format_alert("trainer_exited", run=RUN, state="stopped", cause="stop decision",
+                               gpu_hours=1.5)
+    assert title == f"Trainer stopped: {RUN}"
+    assert body.splitlines() == ["Cause: stop decision", "gpu_hours: 1.50"]
     monkeypatch.setenv("SUPABASE_KEY", "sk_live_0123456789abcdef")
     _, body = format_alert("evaluation_error", run=RUN, error="APIError: key sk_live_0123456789abcdef refused")
     assert "sk_live_0123456789abcdef" not in body and "***" in body
@@ -118,8 +124,8 @@ def test_alerts_arrive_with_title_and_body(tmp_path: Path) -> None:
     with HttpStub() as hook:
         worker = OutboxWorker(tmp_path / "state.db", RUN, None, AlertSink([_hook(hook)]),
                               min_alert_interval_s=0.0, **FAST)
-        title, body = format_alert("stop", run=RUN, **FACTS_BY_KIND["stop"])
-        assert enqueue_alert(store, RUN, "stop", f"stop:{RUN}:4", title, body, window_s=600)
+        title, body = format_alert("stop_decision", run=RUN, **FACTS_BY_KIND["stop_decision"])
+        assert enqueue_alert(store, RUN, "stop_decision", f"stop:{RUN}:4", title, body, window_s=600)
         worker.start()
         worker.wake()
         wait_until(lambda: store.outbox_counts(RUN).get("alert") == {"delivered": 1}, "delivery")

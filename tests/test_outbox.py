@@ -30,6 +30,7 @@ from watcher.publish.supabase import (
     SupabaseSink,
     enqueue_contact_sheet,
     enqueue_epoch,
+    enqueue_review,
     enqueue_run,
 )
 from watcher.store import Store
@@ -208,6 +209,27 @@ def test_same_epoch_twice_and_repeated_content(
     with psycopg.connect(pg_database) as conn:
         rows = conn.execute("SELECT epoch, git_commit, decision FROM epoch_evaluations ORDER BY epoch").fetchall()
     assert rows == [(1, "abcdef1234567", "stop"), (2, None, "continue")]
+
+
+def test_reviews_are_delivered_and_a_correction_replaces_them(
+    rest: tuple[HttpStub, PostgrestStandIn], pg_database: str, tmp_path: Path
+) -> None:
+    from watcher.commands.review import review_row
+
+    stub, api = rest
+    store = Store(tmp_path / "state.db")
+    worker = OutboxWorker(tmp_path / "state.db", RUN, SupabaseSink(stub.url, KEY, timeout_s=5), None, **FAST)
+    enqueue_run(store, RUN, "running", PLAN_PARAMS)
+    assert enqueue_review(store, RUN, 2, review_row(RUN, 2, 6.0, 7.0, 5.0, "background pink"))
+    worker.drain_once()
+    # the same review again: nothing to send; a correction: sent, replacing it
+    assert not enqueue_review(store, RUN, 2, review_row(RUN, 2, 6.0, 7.0, 5.0, "background pink"))
+    assert enqueue_review(store, RUN, 2, review_row(RUN, 2, 6.0, 7.0, 5.0, "background magenta"))
+    wait_until(lambda: _counts(store) == {"delivered": 3}, "delivery", step=worker.drain_once)
+    assert [r.path for r in stub.recorded("/rest/v1/epoch_reviews")] == ["/rest/v1/epoch_reviews"] * 2
+    assert stub.recorded("/rest/v1/epoch_reviews")[0].query["on_conflict"] == ["run_name,epoch"]
+    with psycopg.connect(pg_database) as conn:
+        assert conn.execute("SELECT epoch, notes FROM epoch_reviews").fetchall() == [(2, "background magenta")]
 
 
 def test_contact_sheets_go_to_storage_and_a_missing_file_does_not_block(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from tests.pg import (  # noqa: F401  (pytest fixtures are registered by import)
     postgrest_upsert,
     sample_metrics,
 )
+from watcher.commands.review import review_row
 from watcher.publish.supabase import epoch_row, migration_files, run_row
 
 RUN = "SD15_KEEP_TOKENS_3_EXPERIMENT"
@@ -48,7 +49,7 @@ def test_migrations_apply_on_empty_and_again_on_migrated_database(pg_database: s
         assert conn.execute("SELECT count(*) FROM training_runs").fetchone() == (1,)
         rls = dict(conn.execute(
             "SELECT relname, relrowsecurity FROM pg_class WHERE relname IN "
-            "('training_runs', 'epoch_evaluations')").fetchall())
+            "('training_runs', 'epoch_evaluations', 'epoch_reviews')").fetchall())
         roles = {r[0]: r[1] for r in conn.execute(
             "SELECT rolname, rolbypassrls FROM pg_roles WHERE rolname IN "
             "('anon', 'authenticated', 'service_role')")}
@@ -61,9 +62,9 @@ def test_migrations_apply_on_empty_and_again_on_migrated_database(pg_database: s
             "background_match", "unique_colors", "issues", "observations", "decision",
             "metrics", "git_commit", "created_at", "updated_at"} <= epochs.keys()
     assert epochs["issues"] == "ARRAY" and epochs["metrics"] == "jsonb"
-    assert rls == {"training_runs": True, "epoch_evaluations": True}
+    assert rls == {"training_runs": True, "epoch_evaluations": True, "epoch_reviews": True}
     assert roles == {"anon": False, "authenticated": False, "service_role": True}
-    assert len(policies) == 4
+    assert len(policies) == 6
 
 
 def test_rows_from_the_daemon_are_accepted_and_upserts_never_duplicate(pg_database: str) -> None:
@@ -104,6 +105,7 @@ def test_anon_key_may_read_but_never_write(pg_database: str) -> None:
         _upsert(conn, "epoch_evaluations", [epoch_row(RUN, 1, sample_metrics(RUN, 1), None, "continue")],
                 "run_name,epoch")
     anon_rows = [run_row("INTRUDER", "running", {})]
+    review = review_row(RUN, 1, 9.0, 9.0, 9.0, "looks great")
     with psycopg.connect(pg_database) as conn:
         with conn.transaction():
             conn.execute("SET LOCAL ROLE anon")
@@ -113,11 +115,14 @@ def test_anon_key_may_read_but_never_write(pg_database: str) -> None:
             postgrest_upsert(conn, "training_runs", json.dumps(anon_rows), "run_name", role="anon")
         # Second wall: even with Supabase's default grants (ALL to anon on new tables),
         # row level security refuses every write.
-        conn.execute("GRANT ALL ON training_runs, epoch_evaluations TO anon, authenticated")
+        conn.execute("GRANT ALL ON training_runs, epoch_evaluations, epoch_reviews "
+                     "TO anon, authenticated")
         conn.commit()
         for role in ("anon", "authenticated"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
                 postgrest_upsert(conn, "training_runs", json.dumps(anon_rows), "run_name", role=role)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+                postgrest_upsert(conn, "epoch_reviews", json.dumps([review]), "run_name,epoch", role=role)
             with conn.transaction():
                 conn.execute(f"SET LOCAL ROLE {role}")
                 assert conn.execute("UPDATE training_runs SET status='failed'").rowcount == 0
@@ -125,6 +130,20 @@ def test_anon_key_may_read_but_never_write(pg_database: str) -> None:
         status = conn.execute("SELECT run_name, status FROM training_runs").fetchall()
         assert status == [(RUN, "running")]
         assert conn.execute("SELECT count(*) FROM epoch_evaluations").fetchone() == (1,)
+
+
+def test_review_rows_are_accepted_and_corrected_in_place(pg_database: str) -> None:
+    apply_migrations(pg_database)
+    with psycopg.connect(pg_database) as conn:
+        _upsert(conn, "training_runs", [run_row(RUN, "running", PLAN_PARAMS)], "run_name")
+        _upsert(conn, "epoch_reviews", [review_row(RUN, 3, 7.0, 8.0, 6.0, "hair two-toned")],
+                "run_name,epoch")
+        _upsert(conn, "epoch_reviews", [review_row(RUN, 3, 7.5, 8.0, 6.0, "hair fine")],
+                "run_name,epoch")
+        rows = conn.execute("SELECT epoch, visual_score, overall_score, notes FROM epoch_reviews").fetchall()
+        with pytest.raises(psycopg.errors.CheckViolation):
+            _upsert(conn, "epoch_reviews", [review_row(RUN, 4, 11.0, 8.0, 6.0, "")], "run_name,epoch")
+    assert rows == [(3, 7.5, round((7.5 + 8 + 6) / 3, 4), "hair fine")]
 
 
 @pytest.fixture(scope="module")

@@ -23,21 +23,23 @@ if TYPE_CHECKING:
     from watcher.store import Store
 
 ALERT_KINDS = (
-    "stop", "criterion_failed", "oscillation", "trainer_exited", "trainer_crashed",
-    "epoch_overdue", "evaluation_error", "run_finished",
+    "stop_decision", "criterion_failed", "oscillation", "trainer_exited", "trainer_crashed",
+    "stop_refused", "epoch_overdue", "evaluation_error", "run_finished",
 )
+KIND_ALIASES = {"stop": "stop_decision"}
 # apprise notify types per kind (colour / icon in Slack and Discord)
 _NOTIFY_TYPE = {
-    "stop": "failure", "criterion_failed": "warning", "oscillation": "warning",
-    "trainer_exited": "info", "trainer_crashed": "failure", "epoch_overdue": "warning",
-    "evaluation_error": "failure", "run_finished": "success",
+    "stop_decision": "failure", "criterion_failed": "warning", "oscillation": "warning",
+    "trainer_exited": "info", "trainer_crashed": "failure", "stop_refused": "failure",
+    "epoch_overdue": "warning", "evaluation_error": "failure", "run_finished": "success",
 }
+# Facts the templates place; any other fact is appended as a "name: value" line.
 FACTS = (
     "run", "epoch", "criterion", "metric", "value", "comparison", "threshold", "message",
     "background_hex", "visual_score", "style_score", "prompt_score", "overall_score",
     "color_accuracy", "style_quality", "background_match_rate", "history", "commit",
-    "results_url", "exit_code", "signal", "cause", "overdue_minutes", "expected_minutes",
-    "error", "verdict", "best_epoch",
+    "results_url", "exit_code", "signal", "state", "cause", "overdue_minutes",
+    "expected_minutes", "error", "verdict", "best_epoch",
 )
 _ANY_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]+", re.IGNORECASE)
 
@@ -206,66 +208,93 @@ def _epoch(f: Mapping[str, Any]) -> str:
     return f" epoch {f['epoch']}" if f.get("epoch") is not None else ""
 
 
+def _first_line(text: Any) -> str | None:
+    lines = str(text or "").strip().splitlines()
+    return lines[0][:300] if lines else None
+
+
+def _stop_decision(f: Mapping[str, Any], run: str, ep: str) -> tuple[str, list[str | None]]:
+    crit = f.get("criterion")
+    title = f"STOP {run}{ep}" + (f": {crit}" if crit else "")
+    return title, ["Decision: stop training.", f.get("message"), _check(f), _measures(f), _scores(f)]
+
+
+def _criterion_failed(f: Mapping[str, Any], run: str, ep: str) -> tuple[str, list[str | None]]:
+    crit = f.get("criterion")
+    title = f"Failed {crit}: {run}{ep}" if crit else f"Criterion failed: {run}{ep}"
+    return title, [f.get("message"), _check(f), _measures(f), _scores(f)]
+
+
+def _oscillation(f: Mapping[str, Any], run: str, ep: str) -> tuple[str, list[str | None]]:
+    history = f.get("history")
+    trail = " -> ".join(_num(v) for v in history) if history else None
+    line = f"{f.get('metric') or 'metric'} by epoch: {trail}" if trail else _check(f)
+    return f"Oscillation: {run}{ep}", [f.get("message"), line, _measures(f), _scores(f)]
+
+
+def _trainer_end(f: Mapping[str, Any], run: str, crashed: bool) -> tuple[str, list[str | None]]:
+    how = "crashed" if crashed else str(f.get("state") or "exited")
+    code = f" (exit {f['exit_code']})" if f.get("exit_code") is not None else ""
+    sig = f" (signal {f['signal']})" if f.get("signal") else ""
+    return f"Trainer {how}: {run}{code or sig}", [
+        f"Cause: {f['cause']}" if f.get("cause") else None,
+        f"Last epoch seen: {f['epoch']}" if f.get("epoch") is not None else None,
+        f.get("message"),
+    ]
+
+
+def _epoch_overdue(f: Mapping[str, Any], run: str, ep: str) -> tuple[str, list[str | None]]:
+    overdue, expected = f.get("overdue_minutes"), f.get("expected_minutes")
+    waited = f"No new checkpoint for {_num(overdue, 0)} min" if overdue is not None else ""
+    if expected is not None:
+        waited += f" (expected one every {_num(expected, 0)} min)"
+    return f"Epoch overdue: {run}{ep}", [waited.strip(), f.get("message")]
+
+
+def _run_finished(f: Mapping[str, Any], run: str) -> tuple[str, list[str | None]]:
+    verdict = f.get("verdict") or "finished"
+    best = f", best epoch {f['best_epoch']}" if f.get("best_epoch") is not None else ""
+    return f"Run finished: {run}: {verdict}{best}", [f.get("message"), _scores(f), _measures(f)]
+
+
 def format_alert(kind: str, **facts: Any) -> tuple[str, str]:
-    """(title, body) for one alert kind (ALERT_KINDS). facts: names in FACTS, `run` required.
-    Missing facts are left out; text is scrubbed of secrets."""
+    """(title, body) for one alert kind (ALERT_KINDS, or "stop" for "stop_decision").
+    `run` is required; missing facts are left out, facts outside FACTS are added as
+    "name: value" lines. Text is scrubbed of secrets."""
+    kind = KIND_ALIASES.get(kind, kind)
     if kind not in ALERT_KINDS:
         raise ValueError(f"unknown alert kind {kind!r}; expected one of {', '.join(ALERT_KINDS)}")
-    unknown = sorted(set(facts) - set(FACTS))
-    if unknown:
-        raise ValueError(f"unknown alert facts: {', '.join(unknown)}")
     if not facts.get("run"):
         raise ValueError("format_alert needs run=<run name>")
-    f = facts
-    run, ep = f["run"], _epoch(f)
-    crit = f.get("criterion")
-    lines: list[str | None]
-    if kind == "stop":
-        title = f"STOP {run}{ep}" + (f": {crit}" if crit else "")
-        lines = ["Decision: stop training.", f.get("message"), _check(f), _measures(f), _scores(f)]
+    f, run = facts, str(facts["run"])
+    ep = _epoch(f)
+    if kind == "stop_decision":
+        title, lines = _stop_decision(f, run, ep)
     elif kind == "criterion_failed":
-        title = f"Failed {crit}: {run}{ep}" if crit else f"Criterion failed: {run}{ep}"
-        lines = [f.get("message"), _check(f), _measures(f), _scores(f)]
+        title, lines = _criterion_failed(f, run, ep)
     elif kind == "oscillation":
-        title = f"Oscillation: {run}{ep}"
-        history = f.get("history")
-        trail = " -> ".join(_num(v) for v in history) if history else None
-        lines = [f.get("message"),
-                 f"{f.get('metric') or 'metric'} by epoch: {trail}" if trail else _check(f),
-                 _measures(f), _scores(f)]
+        title, lines = _oscillation(f, run, ep)
     elif kind in ("trainer_exited", "trainer_crashed"):
-        how = "crashed" if kind == "trainer_crashed" else "exited"
-        code = f" (exit {f['exit_code']})" if f.get("exit_code") is not None else ""
-        sig = f" (signal {f['signal']})" if f.get("signal") else ""
-        title = f"Trainer {how}: {run}{code or sig}"
-        lines = [f"Cause: {f['cause']}" if f.get("cause") else None,
-                 f"Last epoch seen: {f['epoch']}" if f.get("epoch") is not None else None,
+        title, lines = _trainer_end(f, run, crashed=kind == "trainer_crashed")
+    elif kind == "stop_refused":
+        title = f"Stop REFUSED: {run}{ep}"
+        lines = ["The trainer is still running: stop it by hand.", _first_line(f.get("error")),
                  f.get("message")]
     elif kind == "epoch_overdue":
-        title = f"Epoch overdue: {run}{ep}"
-        overdue = f.get("overdue_minutes")
-        expected = f.get("expected_minutes")
-        waited = f"No new checkpoint for {_num(overdue, 0)} min" if overdue is not None else ""
-        if expected is not None:
-            waited += f" (expected one every {_num(expected, 0)} min)"
-        lines = [waited.strip(), f.get("message")]
+        title, lines = _epoch_overdue(f, run, ep)
     elif kind == "evaluation_error":
-        title = f"Evaluation error: {run}{ep}"
-        err = str(f.get("error") or "").strip().splitlines()
-        lines = [err[0][:300] if err else None, f.get("message")]
-    else:  # run_finished
-        verdict = f.get("verdict") or "finished"
-        best = f", best epoch {f['best_epoch']}" if f.get("best_epoch") is not None else ""
-        title = f"Run finished: {run}: {verdict}{best}"
-        lines = [f.get("message"), _scores(f), _measures(f)]
+        title, lines = f"Evaluation error: {run}{ep}", [_first_line(f.get("error")), f.get("message")]
+    else:
+        title, lines = _run_finished(f, run)
     lines += _links(f)
+    lines += [f"{k}: {_num(v)}" for k, v in f.items() if k not in FACTS and v is not None]
     # apprise refuses an empty body: the title stands in when no fact adds anything
     body = "\n".join(str(x) for x in lines if x) or title
     return redact(title)[:150], redact(body)
 
 
 def notify_type_for(kind: str) -> str:
-    return _NOTIFY_TYPE.get(kind, "info")
+    return _NOTIFY_TYPE.get(KIND_ALIASES.get(kind, kind), "info")
 
 
 def enqueue_alert(

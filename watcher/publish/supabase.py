@@ -30,8 +30,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 RUNS_TABLE = "training_runs"
 EPOCHS_TABLE = "epoch_evaluations"
+REVIEWS_TABLE = "epoch_reviews"
 RUNS_CONFLICT = "run_name"
 EPOCHS_CONFLICT = "run_name,epoch"
+REVIEWS_CONFLICT = "run_name,epoch"
 RUN_STATUSES = ("running", "stopped", "finished", "failed")
 PARAM_GROUPS = ("architecture", "hyperparameters", "data", "augmentation")
 
@@ -225,6 +227,15 @@ def enqueue_epoch(
     row = epoch_row(run_name, epoch, metrics, git_commit, decision)
     key = f"{EPOCHS_TABLE}:{run_name}:{int(epoch)}:{_digest(row, ignore=('evaluated_at',))}"
     payload = {"table": EPOCHS_TABLE, "on_conflict": EPOCHS_CONFLICT, "row": row}
+    return store.enqueue(run_name, "supabase", key, payload)
+
+
+def enqueue_review(store: Store, run_name: str, epoch: int, row: Mapping[str, Any]) -> bool:
+    """Queue a person's review (`epoch_reviews` row: visual/style/prompt/overall scores,
+    notes, reviewed_at). A corrected review is sent again, a repeated one is not."""
+    clean = _json_safe({**row, "run_name": run_name, "epoch": int(epoch)})
+    key = f"{REVIEWS_TABLE}:{run_name}:{int(epoch)}:{_digest(clean, ignore=('reviewed_at',))}"
+    payload = {"table": REVIEWS_TABLE, "on_conflict": REVIEWS_CONFLICT, "row": clean}
     return store.enqueue(run_name, "supabase", key, payload)
 
 
