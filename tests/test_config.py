@@ -343,3 +343,31 @@ def test_inline_prompts_expand_over_seeds(tmp_path: Path) -> None:
         SamplePrompt("inline (#ff0000)", "bad", 2, 512, 512, 10, 6.0),
         SamplePrompt("fixed", "", 5, 512, 512, 10, 3.0),
     ]
+
+
+def test_line_finder_survives_multiline_strings_and_arrays(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        '"guidance_scale" = 7.0\n'  # line 9, quoted key
+        "[sampling]\n"
+        'negative_prompt = """\n'
+        "[model]\n"
+        "steps = 5 # not a key: inside a string\n"
+        '"""\n'
+        "seeds = [1, # one\n"
+        "  2,\n"
+        '  "x"]\n'  # line 17
+    )
+    cfg = write(tmp_path, "m.toml", text)
+    assert config_error(cfg) == f"{cfg}:17: sampling.seeds[2]: Input should be a valid integer"
+    cfg = write(tmp_path, "n.toml", text.replace('"x"', "3") + "[[criteria]]\nname = 'a'\n"
+                "metric = 'overall_score'\nthreshold = 1\nepoch = 1\n[[criteria]]\nname = 'b'\n"
+                "metric = 'overall_score'\nthreshold = 1\nepoch = 1\nwhen = 2\n")  # fmt: skip
+    assert config_error(cfg) == f"{cfg}:28: criteria[1].when: unknown key"
+
+
+def test_empty_strings_mean_unset_for_optional_fields(tmp_path: Path) -> None:
+    text = MINIMAL + '[sampling]\nprompts_file = ""\nreview_prompts_file = ""\n'
+    cfg = load_config(write(tmp_path, "w.toml", text.replace("[run]\n", '[run]\nkohya_config = ""\n')))
+    assert cfg.sampling.prompts_file is None and cfg.sampling.review_prompts_file is None
+    assert cfg.run.kohya_config is None and cfg.kohya == {} and cfg.review_prompts() == []
+    assert cfg.params()["architecture"]["conv_dim"] is None  # nothing known without kohya

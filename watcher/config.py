@@ -362,6 +362,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _empty_path_is_unset(value: Any) -> Any:
+    return None if value == "" else value  # `prompts_file = ""` is "none", not the config folder
+
+
 class DatasetInfo(_Model):
     num_images: int | None = Field(None, ge=0)
     caption_version: str | None = None
@@ -379,6 +383,8 @@ class RunConfig(_Model):
     overdue_factor: float = Field(2.0, ge=1)
     dataset: DatasetInfo = DatasetInfo()
     params: dict[str, Any] = {}
+
+    _unset = field_validator("kohya_config", "output_dir", mode="before")(_empty_path_is_unset)
 
 
 class ModelConfig(_Model):
@@ -411,6 +417,10 @@ class SamplingConfig(_Model):
     negative_prompt: str = ""
     review_epochs: list[Annotated[int, Field(ge=1)]] = [1, 3, 5, 7, 10]
     review_prompts_file: PathT | None = None
+
+    _unset = field_validator("prompts_file", "review_prompts_file", mode="before")(
+        _empty_path_is_unset
+    )
 
 
 class EvaluationConfig(_Model):
