@@ -1,0 +1,126 @@
+"""score_image's dict contract, unique colours, auto scores and issues; aggregate_epoch;
+evaluators stay pure (no torch, no I/O)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.degrade import degrade, load_avatars, pad_sprite
+from evaluators import aggregate_epoch, score_image
+from evaluators.color import merge_palette, to_lab
+
+CONTRACT_KEYS = {"background_hex", "background_delta_e", "background_match", "color_accuracy",
+                 "style_quality", "unique_colors", "grid", "issues", "visual_score", "style_score",
+                 "prompt_score", "per_color"}
+GRID_KEYS = {"cells_x", "cells_y", "pitch_x", "pitch_y", "offset_x", "offset_y"}
+PROMPT = "brown hair (#603015), lips (#d29985), solid green background (#00ff00)"
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[np.ndarray, np.ndarray]:
+    truth = pad_sprite(load_avatars()[7].rgb, 24, (0, 255, 0), 4, 8)
+    return truth, degrade(truth, np.random.default_rng(7))[0]
+
+
+def test_to_dict_has_the_contract_keys_and_is_json(sample: tuple[np.ndarray, np.ndarray]) -> None:
+    _, image = sample
+    score = score_image(image, PROMPT)
+    d = score.to_dict()
+    assert CONTRACT_KEYS <= set(d)
+    assert set(d["grid"]) == GRID_KEYS and d["grid"]["cells_x"] == d["grid"]["cells_y"] == 24
+    assert json.loads(json.dumps(d)) == d
+    assert d["background_hex"].startswith("#") and len(d["background_hex"]) == 7
+    assert isinstance(d["background_match"], bool) and isinstance(d["unique_colors"], int)
+    for key in ("visual_score", "style_score", "prompt_score"):
+        assert 1.0 <= d[key] <= 10.0
+    assert 0 <= d["color_accuracy"] <= 100 and 0 <= d["style_quality"] <= 100
+    assert {"hex", "role", "phrase", "matched_hex", "delta_e"} == set(d["per_color"][0])
+    assert score.cells.shape == (24, 24, 3) and score.cells.dtype == np.uint8
+
+
+def test_unique_colours_match_the_sprite(sample: tuple[np.ndarray, np.ndarray]) -> None:
+    truth, image = sample
+    expected = len(merge_palette(truth, to_lab(truth)))
+    assert score_image(image, PROMPT).unique_colors == expected
+
+
+def test_auto_scores_follow_the_documented_formulas(sample: tuple[np.ndarray, np.ndarray]) -> None:
+    _, image = sample
+    s = score_image(image, PROMPT)
+    assert s.style_score == pytest.approx(1 + 9 * s.style_quality / 100)
+    assert s.prompt_score == pytest.approx(1 + 9 * s.color_accuracy / 100)
+    wrong = score_image(image, "brown hair (#603015), lips (#d29985), pink background (#ff66cc)")
+    assert wrong.background_match is False
+    assert wrong.prompt_score == pytest.approx(1 + 9 * wrong.color_accuracy / 100 * 0.5)
+    assert wrong.prompt_score < s.prompt_score
+    assert wrong.visual_score == pytest.approx(s.visual_score)   # visual ignores the prompt
+
+
+def test_blank_image_is_flagged() -> None:
+    blank = np.full((512, 512, 3), (0, 255, 0), dtype=np.uint8)
+    s = score_image(blank, "green background (#00ff00)")
+    assert s.background_match is True
+    assert {"empty_image", "too_few_colors"} <= set(s.issues)
+    assert s.unique_colors == 1 and s.visual_score < 5
+
+
+def test_aggregate_epoch_means_rates_and_counts() -> None:
+    def item(match: bool | None, acc: float | None, style: float, v: float, st: float,
+             p: float | None, uniq: int, bg: str, issues: list[str]) -> dict:
+        return {"background_match": match, "color_accuracy": acc, "style_quality": style,
+                "visual_score": v, "style_score": st, "prompt_score": p, "unique_colors": uniq,
+                "background_hex": bg, "issues": issues}
+
+    scores = [
+        item(True, 90.0, 80.0, 8.0, 8.2, 9.1, 10, "#00ff00", []),
+        item(False, 40.0, 60.0, 6.0, 6.4, 3.0, 14, "#ff66cc", ["wrong_background"]),
+        item(True, 80.0, 70.0, 7.0, 7.3, 8.2, 11, "#00ff00", ["off_palette", "wrong_background"]),
+        item(None, None, 50.0, 5.0, 5.5, None, 40, "#00ff00", ["too_many_colors"]),
+        {"image": "broken.png", "error": "not an image"},
+    ]
+    agg = aggregate_epoch(scores)
+    assert agg["n_images"] == 4
+    assert agg["background_match_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert agg["color_accuracy"] == pytest.approx(70.0)
+    assert agg["style_quality"] == pytest.approx(65.0)
+    assert agg["prompt_score"] == pytest.approx((9.1 + 3.0 + 8.2) / 3, abs=1e-4)
+    assert agg["overall_score"] == pytest.approx(
+        (agg["visual_score"] + agg["style_score"] + agg["prompt_score"]) / 3, abs=1e-3)
+    assert agg["unique_colors"] == 12.5
+    assert agg["background_hex"] == "#00ff00"
+    assert agg["issues"] == ["off_palette", "too_many_colors", "wrong_background"]
+    assert agg["issue_counts"] == {"off_palette": 1, "too_many_colors": 1, "wrong_background": 2}
+
+
+def test_aggregate_of_nothing_and_of_real_scores(sample: tuple[np.ndarray, np.ndarray]) -> None:
+    empty = aggregate_epoch([])
+    assert empty["n_images"] == 0 and empty["background_match_rate"] is None
+    assert empty["color_accuracy"] is None and empty["issues"] == []
+    _, image = sample
+    real = aggregate_epoch([score_image(image, PROMPT).to_dict()] * 2)
+    assert real["background_match_rate"] == 1.0 and real["n_images"] == 2
+
+
+def test_scoring_imports_no_torch_and_touches_no_files(tmp_path: Path) -> None:
+    code = (
+        "import sys, builtins, numpy as np\n"
+        "import evaluators, watcher.commands.score, watcher.commands.downscale\n"
+        "real_open = builtins.open\n"
+        "def no_open(*a, **k): raise AssertionError(f'evaluators opened {a[0]!r}')\n"
+        "builtins.open = no_open\n"
+        "img = np.zeros((96, 96, 3), np.uint8); img[40:60, 40:60] = 200\n"
+        "evaluators.score_image(img, 'red hair (#ff0000), green background (#0f0)')\n"
+        "builtins.open = real_open\n"
+        "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
