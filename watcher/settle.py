@@ -20,6 +20,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 _HASH_CHUNK = 1024 * 1024
@@ -120,14 +121,16 @@ def _has_surrogates(text: str) -> bool:
 
 def read_header(path: Path | str) -> SafetensorsHeader:
     """Parse and validate the safetensors header of `path` (no tensor data is read)."""
-    with _open_regular(Path(path)) as fh:
+    with _open_regular(Path(path), follow=True) as fh:
         return _parse_header(fh, os.fstat(fh.fileno()).st_size)
 
 
-def _open_regular(path: Path):  # noqa: ANN202 - returns a binary file object
-    """Open a regular file for reading without blocking on FIFOs or following a final symlink race."""
+def _open_regular(path: Path, follow: bool) -> BinaryIO:
+    """Open a regular file for reading; never block on a FIFO. follow=False refuses a symlink
+    (used on an already resolved path, so a link swapped in afterwards is not followed)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise NotReady("file vanished") from None
     except OSError as exc:
@@ -140,7 +143,7 @@ def _open_regular(path: Path):  # noqa: ANN202 - returns a binary file object
     return os.fdopen(fd, "rb")
 
 
-def _parse_header(fh, size: int) -> SafetensorsHeader:  # noqa: ANN001 - binary file object
+def _parse_header(fh: BinaryIO, size: int) -> SafetensorsHeader:
     head = fh.read(8)
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         raise Rejected("zip archive (a PyTorch .pt/.ckpt pickle container), not safetensors")
@@ -360,7 +363,7 @@ def inspect_checkpoint(
     """
     path = Path(path)
     real = check_location(path, Path(watched_dir))
-    with _open_regular(real) as fh:
+    with _open_regular(real, follow=False) as fh:
         before = os.fstat(fh.fileno())
         header = _parse_header(fh, before.st_size)
         _check_lora_keys(header.tensors)
