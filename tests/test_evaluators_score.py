@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bench.degrade import degrade, load_avatars, pad_sprite
 from evaluators import aggregate_epoch, score_image
@@ -124,3 +126,33 @@ def test_scoring_imports_no_torch_and_touches_no_files(tmp_path: Path) -> None:
                             env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    cells=st.integers(1, 32),
+    extra_h=st.integers(0, 150),
+    extra_w=st.integers(0, 150),
+    kind=st.sampled_from(["noise", "blocks", "flat"]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_image_gets_a_complete_score(cells: int, extra_h: int, extra_w: int, kind: str,
+                                         seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    h, w = cells + extra_h, cells + extra_w
+    if kind == "noise":
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    elif kind == "blocks":
+        small = rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8)
+        ys = np.minimum(np.arange(h) * cells // h, cells - 1)
+        xs = np.minimum(np.arange(w) * cells // w, cells - 1)
+        image = small[ys[:, None], xs[None, :]]
+    else:
+        image = np.full((h, w, 3), rng.integers(0, 256, 3), dtype=np.uint8)
+    d = score_image(image, "red hair (#f00), teal background (#008080)", cells=cells).to_dict()
+    assert json.loads(json.dumps(d)) == d                 # no NaN, no numpy types
+    assert d["grid"]["cells_x"] == d["grid"]["cells_y"] == cells
+    assert 0 <= d["style_quality"] <= 100 and 0 <= d["color_accuracy"] <= 100
+    assert 1 <= d["visual_score"] <= 10 and 1 <= d["style_score"] <= 10 and 1 <= d["prompt_score"] <= 10
+    assert 1 <= d["unique_colors"] <= cells * cells
+    assert isinstance(d["background_match"], bool)
