@@ -25,7 +25,7 @@ def run(args: Namespace) -> int:
 
         run_history = load_run(store, cfg.run.name)
     verdict = verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria])
-    so_far = "" if finished(run_history) else (
+    so_far = "" if finished(run_history) or verdict["verdict"] == "pending" else (
         f" so far ({len(run_history.epochs)} of {run_history.max_epochs or '?'} epochs)")
     best = verdict["best_epoch"]
     print(f"verdict: {verdict['verdict']}{so_far}; best epoch: {'-' if best is None else best}")

@@ -184,6 +184,10 @@ PERCENT = {"background_match_rate": ("background match", 100.0),
            "color_accuracy": ("colour accuracy", 1.0), "style_quality": ("style quality", 1.0)}
 SCORES = {"visual_score": "Visual", "style_score": "Style", "prompt_score": "Prompt",
           "overall_score": "overall"}
+NAMES = {"background_match_rate": "background match", "color_accuracy": "colour accuracy",
+         "style_quality": "style quality", "overall_score": "overall score"}
+MARKERS = {"background_match_rate": "o", "color_accuracy": "^", "style_quality": "s",
+           "visual_score": "^", "style_score": "s", "prompt_score": "v", "overall_score": "o"}
 
 
 def _threshold_lines(ax: Any, rules: Sequence[Any], metrics: dict[str, Any], scale: dict[str, float],
@@ -199,9 +203,13 @@ def _threshold_lines(ax: Any, rules: Sequence[Any], metrics: dict[str, Any], sca
         seen.add(key)
         start = rule.epoch if rule.mode in ("at", "by", "from") and rule.epoch else 0.5
         style = ":" if rule.mode == "candidate" else "--"
-        label = rule.describe().replace("_", " ")
+        name = NAMES.get(rule.metric, rule.metric.replace("_", " "))
+        unit = "%" if rule.metric in scale else "/10" if rule.metric in SCORES else ""
+        when = (f" {rule.mode} epoch {rule.epoch}" if rule.mode in ("at", "by", "from") and rule.epoch
+                else ": production candidate" if rule.mode == "candidate" else "")
+        label = f"{name} {rule.comparison} {y:g}{unit}{when}"
         ax.hlines(y, start, x_max, colors=metrics[rule.metric], linestyles=style, linewidth=1.2,
-                  alpha=0.8, label=f"target: {label}")
+                  alpha=0.8, label=f"target: {label}", zorder=2)
         if rule.mode in ("at", "by"):
             ax.plot([rule.epoch], [y], marker="D", color=metrics[rule.metric], markersize=6)
 
@@ -225,13 +233,17 @@ def curves_figure(run: RunHistory, baselines: Sequence[RunHistory] = (), rules: 
     for metric, (label, scale) in PERCENT.items():
         s = run.series(metric)
         if s:
-            top.plot(list(s), [v * scale for v in s.values()], marker="o", color=colours[metric],
-                     linewidth=2, label=f"{label} (%)")
+            on_top = metric == "background_match_rate"  # the plan's key metric stays visible
+            top.plot(list(s), [v * scale for v in s.values()], marker=MARKERS[metric],
+                     color=colours[metric], linewidth=2.6 if on_top else 1.8,
+                     markersize=10 if on_top else 6, zorder=4 if on_top else 3,
+                     markerfacecolor="none" if on_top else colours[metric],
+                     markeredgewidth=2 if on_top else 1, label=f"{label} (%)")
     for metric, label in SCORES.items():
         s = run.series(metric)
         if s:
             thick = metric == "overall_score"
-            bottom.plot(list(s), list(s.values()), marker="o", color=colours[metric],
+            bottom.plot(list(s), list(s.values()), marker=MARKERS[metric], color=colours[metric],
                         linewidth=2.6 if thick else 1.4, alpha=1 if thick else 0.85,
                         label=f"{label} score" if thick else label)
     _threshold_lines(top, rules, {m: colours[m] for m in PERCENT}, {m: v[1] for m, v in PERCENT.items()}, x_max)
@@ -245,7 +257,7 @@ def curves_figure(run: RunHistory, baselines: Sequence[RunHistory] = (), rules: 
         g = base.series("background_match_rate")
         if g:
             top.step(list(g), [v * 100 for v in g.values()], where="mid", linestyle=(0, (4, 3)),
-                     color=tone, alpha=0.8, label=f"baseline {base.name}: background")
+                     color=tone, alpha=0.8, zorder=1, label=f"baseline {base.name}: background")
     if run.reviews:
         epochs = sorted(run.reviews)
         means = [sum(run.reviews[e][k] for k in ("visual", "style", "prompt")) / 3 for e in epochs]
