@@ -205,3 +205,27 @@ def test_sigterm_stops_promptly_like_a_killed_trainer(tiny_model_dir: Path, tmp_
     assert proc.wait(timeout=10) == -signal.SIGTERM
     assert "terminated by SIGTERM" in proc.stdout.read()
     assert not list((tmp_path / "out").glob("*.safetensors"))
+
+
+def test_sd15_targets_match_kohya_counts(tmp_path: Path) -> None:
+    """kohya reports 192 U-Net and 72 text-encoder LoRA modules for SD 1.5 (no conv_dim)."""
+    import torch
+    from safetensors.torch import save_file
+
+    # a single-file checkpoint is identified by its text encoder; only shapes are read
+    ckpt = tmp_path / "sd15.safetensors"
+    probe = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
+    save_file({probe: torch.zeros(4, 768, dtype=torch.float16)}, str(ckpt))
+    targets = lora_target_names(ckpt)
+    assert sum(1 for k in targets if k.startswith("lora_unet_")) == 192
+    assert sum(1 for k in targets if k.startswith("lora_te_")) == 72
+    assert targets["lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"] == (768, 320)
+    assert targets["lora_unet_mid_block_attentions_0_proj_in"] == (1280, 1280, 1, 1)
+    assert targets["lora_te_text_model_encoder_layers_11_mlp_fc2"] == (3072, 768)
+
+    sdxl_like = tmp_path / "other.safetensors"
+    save_file({probe: torch.zeros(4, 1024, dtype=torch.float16)}, str(sdxl_like))
+    with pytest.raises(ValueError, match="SD 1.x has 768"):
+        lora_target_names(sdxl_like)
+    with pytest.raises(ValueError, match="no such model folder or file"):
+        lora_target_names(tmp_path / "missing")
