@@ -55,6 +55,7 @@ class Daemon:
         self._evaluating = False
         self._last_heartbeat = 0.0
         self._last_health = 0.0
+        self._run_finished = False
         self.rules = self._rules(cfg)
 
     @staticmethod
@@ -189,21 +190,32 @@ class Daemon:
                 self.settler.offer(path)
 
     def _finished(self, detector: CheckpointDetector) -> bool:
+        """True when the daemon should exit (`--once`, or `--until-trainer-exits` once the
+        trainer has ended and every checkpoint it wrote is processed). Announces the end of
+        the run once, whether or not the daemon then exits (under systemd it keeps running)."""
         if self.once:
             detector.rescan_now()
             self._drain_paths()
             return self.settler.next_deadline() is None and self.paths.empty()
-        if not self.until_trainer_exits:
-            return False
         trainer = self.store.trainer(self.run_name)
-        if not trainer or trainer["state"] not in TRAINER_ENDED:
+        trainer_ended = bool(trainer) and trainer["state"] in TRAINER_ENDED
+        last_epoch_done = any(e["epoch"] >= self.cfg.run.max_train_epochs
+                              for e in self.store.evaluations(self.run_name))
+        if not trainer_ended and not last_epoch_done:
             return False
-        # The trainer is gone: one last look at the folder, then exit once all is settled.
-        detector.rescan_now()
-        self._drain_paths()
-        for result in self.settler.poll(time.time()):
-            self._record(result)
-        return self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
+        if trainer_ended:
+            # One last look at the folder, so nothing written just before the end is missed.
+            detector.rescan_now()
+            self._drain_paths()
+            for result in self.settler.poll(time.time()):
+                self._record(result)
+        settled = self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
+        if settled and not self._run_finished:
+            self._run_finished = True
+            stopped = bool(self.store.stop_requests(self.run_name))
+            status = "stopped" if stopped else ("finished" if last_epoch_done else "failed")
+            self.publisher.finish_run(status, self.rules, self._history())
+        return settled and trainer_ended and self.until_trainer_exits
 
     def _reload_config(self) -> None:
         from watcher.config import ConfigError, load_config

@@ -27,6 +27,11 @@ def secret_values() -> list[str]:
             continue
         values.append(raw)
         values.extend(p for p in re.split(r"[\s,]+", raw) if len(p) >= 8)
+    urls = os.environ.get("EPOCHWATCH_ALERT_URLS", "")
+    if urls:
+        from watcher.publish.alerts import url_secret_fragments  # tokens inside alert URLs
+
+        values.extend(url_secret_fragments(urls))
     return sorted(set(values), key=len, reverse=True)
 
 

@@ -133,7 +133,30 @@ class Publisher:
         self.store.set_git_commit(checkpoint_id, commit)
         supabase_mod.enqueue_epoch(self.store, self.run, epoch, metrics, commit,
                                    decision_word(decisions))
+        sheet = folder / "contact_sheet.png"
+        if self.cfg.supabase.upload_contact_sheet and sheet.exists():
+            supabase_mod.enqueue_contact_sheet(self.store, self.run, epoch, sheet,
+                                               self.cfg.supabase.bucket)
         self.worker.wake()
+
+    # ---- the run ---------------------------------------------------------------------------------
+    def finish_run(self, status: str, rules: list[Any], history: list[Any]) -> dict[str, Any]:
+        """The run is over: verdict and best epoch recorded, sent to Supabase, announced."""
+        from watcher.criteria import verdict
+
+        summary = verdict(rules, history)
+        best = summary.get("best_epoch")
+        self.store.update_run(self.run, status=status, verdict=summary["verdict"], best_epoch=best)
+        supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
+                                 verdict=summary["verdict"], best_epoch=best)
+        best_metrics = next((h.metrics for h in history if h.epoch == best), {})
+        self.alert("run_finished", status, status=status, verdict=summary["verdict"],
+                   best_epoch=best, overall_score=best_metrics.get("overall_score"),
+                   background_match_rate=best_metrics.get("background_match_rate"),
+                   color_accuracy=best_metrics.get("color_accuracy"),
+                   results=str(self.cfg.run_results_dir))
+        self.log.info("run finished", status=status, verdict=summary["verdict"], best_epoch=best)
+        return summary
 
     def publish_backlog(self) -> None:
         """Evaluations recorded but not committed (a crash or a git outage): commit them now."""
