@@ -27,6 +27,7 @@ from watcher.store import Store
 POLL_S = 0.2
 DAEMON_RESTARTS = 3
 DAEMON_DRAIN_TIMEOUT_S = 900.0
+DAEMON_READY_TIMEOUT_S = 600.0
 
 
 def _daemon_alive(store: Store, run: str) -> bool:
@@ -71,6 +72,20 @@ class Launch:
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
         self.say(f"daemon: pid {self.daemon.pid}, log {log_path}")
+
+    def wait_daemon_ready(self) -> None:
+        """Start the trainer only once the daemon has its pipeline loaded and watches the
+        folder: no epoch can be missed, and on a GPU the daemon's memory is taken first."""
+        deadline = time.time() + DAEMON_READY_TIMEOUT_S
+        while time.time() < deadline:
+            d = self.store.daemon(self.run_name) or {}
+            if d.get("state") in ("idle", "evaluating") and _daemon_alive(self.store, self.run_name):
+                return
+            if self.daemon is not None and self.daemon.poll() is not None:
+                raise CommandError(f"the daemon exited with {self.daemon.returncode} before it was "
+                                   f"ready; see {Path(self.cfg.state_db).parent / 'daemon.log'}")
+            time.sleep(POLL_S)
+        raise CommandError(f"the daemon was not ready after {DAEMON_READY_TIMEOUT_S:.0f} s")
 
     def check_daemon(self) -> None:
         if self.daemon is None or self.daemon.poll() is None:
@@ -141,8 +156,9 @@ class Launch:
         self.store.ensure_run(self.run_name, config_path=str(self.cfg.path), params=self.cfg.params())
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
-        trainer = self.start_trainer()
         self.start_daemon()
+        self.wait_daemon_ready()
+        trainer = self.start_trainer()
         rc = None
         while rc is None:
             rc = trainer.poll()
