@@ -283,3 +283,10 @@ def test_root_cause_and_hypotheses_commands(tmp_path: Path, capsys: pytest.Captu
     assert main(["analyze", "hypotheses", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert "branch: quality below 8/10" in out and "1. Learning rate 5e-5" in out
+
+
+def test_a_run_that_never_got_the_background_ranks_after_a_late_one(tmp_path: Path) -> None:
+    # never green by epoch 4 (keep_tokens 3) vs green at 7 (keep_tokens 1): the late one is better
+    runs = [_stored(tmp_path, NEVER_GREEN), _baseline("SD15_FINAL_CORRECTED_CAPTIONS")]
+    rows = {(c.parameter, c.outcome): c for c in correlations(runs)}
+    assert rows[("keep_tokens", "first_green_epoch")].rho == pytest.approx(1.0)

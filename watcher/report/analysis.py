@@ -122,6 +122,12 @@ def correlations(runs: Sequence[RunHistory]) -> list[Correlation]:
             if value is not None:
                 params.setdefault(key, {})[run.name] = value
     results = {run.name: outcomes(run) for run in runs}
+    # "Never right" must rank below every run that got the background, however late: put
+    # the censored runs one epoch after the latest first-green epoch of any run.
+    firsts = [o["first_green_epoch"] for o in results.values() if o["first_green_epoch"] is not None]
+    for o in results.values():
+        if o["first_green_censored"]:
+            o["first_green_epoch"] = max(firsts) + 1
     out: list[Correlation] = []
     for param in sorted(params):
         encoded, encoding, problem = _encode(params[param])
@@ -161,14 +167,16 @@ def render_correlations(runs: Sequence[RunHistory], rows: Sequence[Correlation])
     lines = [f"{len(runs)} run(s): " + ", ".join(
         f"{r.name} ({'baseline' if r.kind == 'baseline' else f'{len(r.epochs)} epochs'})" for r in runs)]
     lines.append("")
-    header = f"{'run':<34} {'best':>5} {'at':>3} {'green':>6} {'osc':>4}  verdict"
+    header = f"{'run':<34} {'best':>5} {'at':>3} {'green':>8} {'osc':>4}  verdict"
     lines.append(header)
     for run in runs:
         o = outcomes(run)
-        green = _fmt(o["first_green_epoch"]) + (">" if o["first_green_censored"] else "")
+        green = (f"never<={o['first_green_epoch'] - 1}" if o["first_green_censored"]
+                 else _fmt(o["first_green_epoch"]))
         lines.append(f"{run.name[:34]:<34} {_fmt(o['best_score']):>5} {_fmt(o['best_epoch']):>3} "
-                     f"{green:>6} {_fmt(o['oscillations']):>4}  {o['verdict'] or '-'}")
-    lines.append("(green N>: never right up to epoch N-1, ranked as N)")
+                     f"{green:>8} {_fmt(o['oscillations']):>4}  {o['verdict'] or '-'}")
+    lines.append("(green: first epoch with the right background; never<=N: not by epoch N, "
+                 "ranked after every run that got it)")
     lines.append("")
     by_param: dict[str, list[Correlation]] = {}
     for c in rows:
