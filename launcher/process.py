@@ -78,12 +78,13 @@ def describe_exit(returncode: int | None) -> str:
 
 
 def trainer_state(returncode: int, stop_requested: bool = False) -> str:
-    """The store's trainer state for an ended trainer: exited | stopped | killed | crashed."""
-    if returncode == 0:
-        return "exited"
+    """The store's trainer state for an ended trainer: exited | stopped | killed | crashed.
+
+    After a stop we asked for, the trainer counts as stopped whatever its code: a wrapper
+    such as accelerate may exit 0 once its child is gone."""
     if stop_requested:
         return "killed" if returncode == -signal.SIGKILL else "stopped"
-    return "crashed"
+    return "exited" if returncode == 0 else "crashed"
 
 
 class TrainerProcess:

@@ -304,3 +304,9 @@ def test_real_pid_reuse_in_a_pid_namespace_is_not_signalled(tmp_path: Path) -> N
 ])
 def test_describe_exit(code: int | None, text: str) -> None:
     assert describe_exit(code) == text
+
+
+def test_a_wrapper_that_exits_0_after_our_stop_counts_as_stopped() -> None:
+    # accelerate-like wrappers exit 0 once their child is gone: it was still our stop.
+    assert trainer_state(0, stop_requested=True) == "stopped"
+    assert trainer_state(0) == "exited"
