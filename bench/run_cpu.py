@@ -1,0 +1,53 @@
+"""`make bench`: the CPU benchmarks in one run. Prints a table, then one JSON object as the
+last line. Every ratio is measured within this one run, on this machine.
+
+    score_vs_floor           scoring one 512 px image / decoding it + converting it to Lab
+    warm_vs_cold             warm per-epoch evaluation / cold evaluation in a new process
+    detect_latency_p50_s     checkpoint complete -> evaluation started (real daemon)
+    idle_cpu_percent         daemon with nothing to do, over 30 s
+    rss_growth_mb_per_epoch  daemon memory over 20 epochs of LoRA swaps
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import time
+from typing import Any
+
+from bench.bench_daemon import measure_daemon
+from bench.bench_pipeline import measure_warm_vs_cold
+from bench.bench_score import measure_score_vs_floor
+
+KEYS = ("score_vs_floor", "warm_vs_cold", "detect_latency_p50_s", "idle_cpu_percent",
+        "rss_growth_mb_per_epoch")
+
+
+def main() -> dict[str, Any]:
+    t0 = time.time()
+    figures: dict[str, Any] = {}
+    score = measure_score_vs_floor()
+    figures["score_vs_floor"] = score["score_vs_floor"]
+    warm = measure_warm_vs_cold()
+    figures["warm_vs_cold"] = warm["warm_vs_cold"]
+    daemon = measure_daemon()
+    figures.update({k: daemon[k] for k in ("detect_latency_p50_s", "idle_cpu_percent",
+                                           "rss_growth_mb_per_epoch")})
+    details = {"score": score, "warm_vs_cold": warm, "daemon": daemon}
+    print(f"{'figure':<26} {'value':>10}")
+    for key in KEYS:
+        print(f"{key:<26} {figures[key]:>10}")
+    print("details: " + json.dumps(details, default=str))
+    figures.update({
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+        "date": dt.date.today().isoformat(),
+        "bench_s": round(time.time() - t0, 1),
+    })
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
