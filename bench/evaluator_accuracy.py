@@ -108,7 +108,10 @@ def background_decisions(sprites: list[Sprite], rng: np.random.Generator) -> dic
         decide(replace_background(canvas, GREEN, near[i]), GREEN_PROMPT, False, "near_miss_green")
         region = ("left", "top", "diagonal")[i % 3]
         other = WRONG_HALF_COLORS[i % len(WRONG_HALF_COLORS)]
-        decide(replace_background(canvas, GREEN, other, region), GREEN_PROMPT, False, f"half_wrong_{region}")
+        decide(replace_background(canvas, GREEN, other, region), GREEN_PROMPT, False, f"half_pink_{region}")
+        region = ("top", "diagonal", "left")[i % 3]
+        decide(replace_background(canvas, GREEN, near[-1 - i], region), GREEN_PROMPT, False,
+               "half_near_miss_green")
     for sprite in others:
         _, canvas = _padded(sprite, rng)
         own = f"pixel art portrait, solid background ({sprite.background})"
