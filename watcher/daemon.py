@@ -35,6 +35,9 @@ from watcher.store import Checkpoint, Store
 TRAINER_ENDED = {"exited", "stopped", "killed", "crashed"}
 HEARTBEAT_EVERY_S = 1.0
 HEALTH_EVERY_S = 5.0
+BACKLOG_RETRY_S = 15.0
+TRANSIENT_BACKOFF_MAX_S = 300.0
+RUNTIME_ERROR_ATTEMPTS = 3  # e.g. CUDA out of memory: retried, then the checkpoint fails
 
 
 class ShutdownRequested(Exception):
@@ -56,6 +59,8 @@ class Daemon:
         self._last_heartbeat = 0.0
         self._last_health = 0.0
         self._run_finished = False
+        self._retry_at = 0.0  # after a transient error (disk full, read-only results...)
+        self._last_backlog = 0.0
         self.rules = self._rules(cfg)
 
     @staticmethod
@@ -154,9 +159,13 @@ class Daemon:
         for result in self.settler.poll(time.time()):
             self._record(result)
         checkpoint = self.store.next_pending(self.run_name)
-        if checkpoint is not None:
+        if checkpoint is not None and time.time() >= self._retry_at:
             self._process(checkpoint)
             return False
+        if now - self._last_backlog >= BACKLOG_RETRY_S:
+            self._last_backlog = now
+            if self.store.unpublished(self.run_name):
+                self.publisher.publish_backlog()  # commits that failed earlier (lock, disk)
         if now - self._last_health >= HEALTH_EVERY_S:
             self._check_health()
         if self._finished(detector):
@@ -174,6 +183,8 @@ class Daemon:
         deadline = self.settler.next_deadline()
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.time()))
+        if self._retry_at > time.time():
+            timeout = min(timeout, self._retry_at - time.time())
         timeout = self.notifier.cap_sleep(timeout)
         try:
             self.paths.put_nowait(self.paths.get(timeout=max(timeout, 0.01)))
@@ -276,14 +287,14 @@ class Daemon:
             self.store.mark_checkpoint(checkpoint.id, "pending")
             log.info("evaluation abandoned for shutdown; it will be redone")
             raise
-        except (LoraLoadError, OSError, ValueError, RuntimeError) as exc:
-            self._evaluating = False
-            message = logs.redact(f"{type(exc).__name__}: {exc}")
-            self.store.mark_checkpoint(checkpoint.id, "failed", error=message)
-            self.store.add_event(self.run_name, "error", "evaluation_failed", message, epoch)
-            log.error("evaluation failed", error=message)
-            self.publisher.alert("evaluation_error", f"eval:{checkpoint.sha256}",
-                                 epoch=epoch, error=message)
+        except (LoraLoadError, ValueError) as exc:
+            self._fail(checkpoint, epoch, exc)  # the checkpoint itself is unusable
+            return
+        except (OSError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and checkpoint.attempts + 1 >= RUNTIME_ERROR_ATTEMPTS:
+                self._fail(checkpoint, epoch, exc)
+            else:
+                self._transient(checkpoint, epoch, exc)
             return
         finally:
             self._evaluating = False
@@ -299,8 +310,37 @@ class Daemon:
                  color_accuracy=agg.get("color_accuracy"), style_quality=agg.get("style_quality"),
                  overall_score=agg.get("overall_score"),
                  decisions={d.criterion: d.outcome for d in decisions})
-        self.publisher.publish_epoch(evaluation, decisions)
+        try:
+            self.publisher.publish_epoch(evaluation, decisions)
+        except OSError as exc:  # results folder unwritable: nothing recorded yet, redo later
+            evaluation.folder.abandon()
+            self._transient(checkpoint, epoch, exc)
+            return
+        self._retry_at = 0.0
         self._act(epoch, decisions)
+
+    def _fail(self, checkpoint: Checkpoint, epoch: int, exc: BaseException) -> None:
+        message = logs.redact(f"{type(exc).__name__}: {exc}")
+        self.store.mark_checkpoint(checkpoint.id, "failed", error=message)
+        self.store.add_event(self.run_name, "error", "evaluation_failed", message, epoch)
+        self.log.error("evaluation failed", epoch=epoch, error=message)
+        self.publisher.alert("evaluation_error", f"eval:{checkpoint.sha256}", epoch=epoch,
+                             error=message)
+
+    def _transient(self, checkpoint: Checkpoint, epoch: int, exc: BaseException) -> None:
+        """A failure of the surroundings (disk full, read-only folder, GPU memory): keep the
+        checkpoint pending and retry with backoff; epochs stay in order behind it."""
+        message = logs.redact(f"{type(exc).__name__}: {exc}")
+        attempts = self.store.checkpoint(checkpoint.id).attempts
+        delay = min(TRANSIENT_BACKOFF_MAX_S, 2.0 ** min(attempts, 9))
+        self._retry_at = time.time() + delay
+        self.store.mark_checkpoint(checkpoint.id, "pending", error=message)
+        self.store.add_event(self.run_name, "error", "evaluation_retry",
+                             f"{message} (retrying in {delay:.0f} s)", epoch)
+        self.log.error("evaluation hit a transient error; will retry", epoch=epoch,
+                       error=message, retry_in_s=delay)
+        self.publisher.alert("evaluation_error", f"transient:{checkpoint.sha256}:{type(exc).__name__}",
+                             epoch=epoch, error=f"{message}; retrying in {delay:.0f} s")
 
     def _history(self, exclude_checkpoint: int | None = None) -> list[EpochRecord]:
         latest: dict[int, dict[str, Any]] = {}
