@@ -59,9 +59,14 @@ class GridResult:
 def edge_profile(rgb: np.ndarray, axis: int) -> np.ndarray:
     """Edge energy at each internal boundary along `axis` (1: columns, 0: rows), with the
     local noise / texture floor (running median) removed."""
-    diff = np.abs(np.diff(rgb.astype(np.int16), axis=axis)).sum(axis=2, dtype=np.int32)
-    profile = diff.sum(axis=1 - axis, dtype=np.int64).astype(float)
-    return profile
+    length = rgb.shape[axis] - 1
+    profile = np.zeros(max(length, 0), dtype=np.int64)
+    for channel in range(3):   # one channel at a time keeps big images' temporaries small
+        plane = rgb[..., channel].astype(np.int16)
+        diff = np.diff(plane, axis=axis)
+        np.abs(diff, out=diff)
+        profile += diff.sum(axis=1 - axis, dtype=np.int64)
+    return profile.astype(float)
 
 
 def _floor_removed(profile: np.ndarray, pitch: float) -> np.ndarray:
