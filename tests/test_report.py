@@ -208,3 +208,15 @@ def test_importing_the_report_package_stays_light() -> None:
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_stopped_run_misses_the_targets_it_never_reached(tmp_path: Path) -> None:
+    cfg, store = _setup(tmp_path, NEVER_GREEN)
+    store.update_run(RUN, status="stopped")
+    text = write_report(cfg, store).read_text()
+    assert "❌ not met | the run ended at epoch 4, before epoch 7" in _row(text, "Quality target")
+    assert "➖ not measurable | the background was never right" in _row(text, "Background stays right")
+    assert "➖ not measurable | the run ended at epoch 4, before epoch 7" in _row(text, "Hair colours")
+    assert "**Verdict: FAILURE**\n" in text  # no "so far": the run is over
+    assert store.run_row(RUN)["verdict"] == "failure"
+    store.close()

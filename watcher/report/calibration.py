@@ -15,6 +15,7 @@ import numpy as np
 from watcher.report.history import RunHistory
 
 MIN_REVIEWS = 5
+NARROW_SPREAD = 1.0  # automatic scores spanning less than this give an unreliable slope
 # review column -> automatic metric
 PAIRS = {"visual": "visual_score", "style": "style_score", "prompt": "prompt_score",
          "overall": "overall_score"}
@@ -29,6 +30,7 @@ class Calibration:
     mae_raw: float      # |human - auto| before calibration
     mae_fit: float      # after, on the reviews it was fitted to
     mae_loo: float      # after, each review predicted by a line fitted without it
+    auto_spread: float  # range of the automatic scores: a line over a narrow range is not reliable
 
     def apply(self, auto: float) -> float:
         return float(np.clip(self.slope * auto + self.intercept, 1.0, 10.0))
@@ -56,7 +58,7 @@ def fit(score: str, auto: Sequence[float], human: Sequence[float]) -> Calibratio
     return Calibration(score, len(x), slope, intercept,
                        mae_raw=float(np.abs(x - y).mean()),
                        mae_fit=float(np.abs(slope * x + intercept - y).mean()),
-                       mae_loo=float(np.mean(loo)))
+                       mae_loo=float(np.mean(loo)), auto_spread=float(np.ptp(x)))
 
 
 def pairs(run: RunHistory, score: str) -> tuple[list[int], list[float], list[float]]:

@@ -81,7 +81,8 @@ def hypotheses(run: RunHistory, findings: Sequence[Finding], kohya: dict[str, An
         out.append(Hypothesis(
             "keep_tokens_5", "keep_tokens 5", "The plan's alternative if the background is still "
             f"wrong at epoch {ON_TIME_EPOCH}: keep more leading caption tags fixed so the colour "
-            "keywords are never shuffled out. " + "; ".join(why), _clamp(conf),
+            "keywords are never shuffled out." + "".join(f" {w[0].upper()}{w[1:]}." for w in why),
+            _clamp(conf),
             changes={"keep_tokens": 5}))
     if which == "background":
         conf = 0.45 + (0.15 if perfect is not None else 0.0)

@@ -44,6 +44,9 @@ def _by(run: RunHistory, metric: str, epoch: int, threshold: float, unit: str = 
     judged = next((e for e in s if e >= epoch), None)
     if judged is None:
         best = max(s, key=lambda e: (s[e], -e))
+        if finished(run):
+            return NOT_MET, (f"the run ended at epoch {max(s)}, before epoch {epoch}; "
+                             f"best {s[best]:.1f}{unit} at epoch {best}")
         return PENDING, (f"judged at epoch {epoch}; evaluated up to {max(s)}, "
                          f"best so far {s[best]:.1f}{unit} at epoch {best}")
     first = next((e for e in s if s[e] >= threshold), None)
@@ -98,8 +101,11 @@ def plan_criteria(run: RunHistory, findings: Sequence[Finding],
     add("primary", "Early background convergence", f"green background by epoch 3-{ON_TIME_EPOCH}", bg)
 
     flips = [f for f in findings if f.kind == "oscillation"]
+    over = finished(run)
     if first is None:
-        stable = (PENDING if rates else UNMEASURED, "background never right yet" if rates else "no background measured")
+        stable = (UNMEASURED if over or not rates else PENDING,
+                  "no background measured" if not rates else
+                  "the background was never right" if over else "background never right yet")
     elif flips:
         stable = (NOT_MET, "; ".join(f"right at {f.epochs[0]}, wrong at {f.epochs[1]}" for f in flips))
     else:
@@ -112,7 +118,7 @@ def plan_criteria(run: RunHistory, findings: Sequence[Finding],
     if traded:
         q = (NOT_MET, "; ".join(f.message.split(": ", 1)[1] for f in traded))
     elif first is None:
-        q = (PENDING, "background not learnt yet")
+        q = (UNMEASURED, "the background was never learnt") if over else (PENDING, "background not learnt yet")
     else:
         q = (MET, "no epoch where the score fell as the background was learnt")
     add("primary", "No quality loss while learning the background",
@@ -151,7 +157,8 @@ def plan_criteria(run: RunHistory, findings: Sequence[Finding],
         _colour_role(run, "accessory", best_epoch, "the best"))
     hair_epoch = next((e for e in run.evaluated if e >= 7), None)
     hair = _colour_role(run, "hair", hair_epoch, "the judged") if hair_epoch is not None else (
-        PENDING, f"judged at epoch 7; evaluated up to {last}")
+        (UNMEASURED, f"the run ended at epoch {last}, before epoch 7") if over
+        else (PENDING, f"judged at epoch 7; evaluated up to {last}"))
     two_tone = sorted({i for e in run.evaluated for i in (run.epochs[e].get("issues") or [])
                        if "two" in str(i) and "ton" in str(i)})
     if two_tone and hair[0] == MET:

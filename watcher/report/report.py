@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.report.analysis import outcomes
-from watcher.report.calibration import MIN_REVIEWS, Calibration, calibrate
+from watcher.report.calibration import MIN_REVIEWS, NARROW_SPREAD, Calibration, calibrate
 from watcher.report.history import RunHistory
 from watcher.report.hypotheses import Hypothesis
 from watcher.report.plan import CriterionResult, finished
@@ -110,11 +110,16 @@ def _calibration(run: RunHistory, fits: Sequence[Calibration]) -> list[str]:
                      "scores are calibrated.")
         return lines
     lines += ["Calibration (least squares, human = slope x auto + intercept):", "",
-              "| score | reviews | slope | intercept | error before | error after | leave-one-out |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+              "| score | reviews | slope | intercept | error before | error after | leave-one-out | note |",
+              "|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in fits:
+        notes = []
+        if c.auto_spread < NARROW_SPREAD:
+            notes.append(f"auto scores span only {c.auto_spread:.2f}: slope unreliable")
+        if c.mae_loo >= c.mae_raw:
+            notes.append("no better than the raw scores")
         lines.append(f"| {c.score} | {c.n} | {c.slope:.2f} | {c.intercept:+.2f} | {c.mae_raw:.2f} | "
-                     f"{c.mae_fit:.2f} | {c.mae_loo:.2f} |")
+                     f"{c.mae_fit:.2f} | {c.mae_loo:.2f} | {'; '.join(notes)} |")
     lines += ["", "Errors are mean absolute differences on the 1-10 scale; the leave-one-out figure "
               "predicts each review from a line fitted without it, the fairer estimate of the "
               "remaining error."]
