@@ -155,6 +155,8 @@ def grid_image(run: RunHistory, cells: int = 24) -> Image.Image:
             d.text((12, y + 30), bg, fill=RIGHT if rate >= 0.5 else WRONG, font=small)
         if score is not None:
             d.text((12, y + 48), f"score {score:.1f}/10", fill=MUTED, font=small)
+        if any(x["outcome"] == "fail" and x["action"] == "stop" for x in run.decisions.get(epoch, [])):
+            d.text((12, y + 66), "stop decided", fill=WRONG, font=label_font)
         for j, prompt in enumerate(prompts):
             x = left + j * (cell + gap)
             tile, match = _cell(run, epoch, prompt, side)
@@ -258,6 +260,12 @@ def curves_figure(run: RunHistory, baselines: Sequence[RunHistory] = (), rules: 
         if g:
             top.step(list(g), [v * 100 for v in g.values()], where="mid", linestyle=(0, (4, 3)),
                      color=tone, alpha=0.8, zorder=1, label=f"baseline {base.name}: background")
+    stops = [e for e in sorted(run.decisions)
+             if any(d["outcome"] == "fail" and d["action"] == "stop" for d in run.decisions[e])]
+    if stops:
+        for ax in (top, bottom):
+            ax.axvline(stops[0], color="#c62828", linestyle="-.", linewidth=1.2, alpha=0.8,
+                       label=f"stop decision (epoch {stops[0]})")
     if run.reviews:
         epochs = sorted(run.reviews)
         means = [sum(run.reviews[e][k] for k in ("visual", "style", "prompt")) / 3 for e in epochs]
