@@ -65,7 +65,7 @@ def run(args: Namespace) -> int:
             raise CommandError(f"epoch {args.epoch} of {name} has no evaluation (evaluated: {have})")
         store.save_review(name, args.epoch, visual, style, prompt, notes)
         enqueue_review(store, name, args.epoch, review_row(name, args.epoch, visual, style, prompt, notes))
-        from watcher.report.calibration import MIN_REVIEWS, calibrate
+        from watcher.report.calibration import MIN_REVIEWS, NARROW_SPREAD, calibrate
         from watcher.report.history import load_run
 
         history = load_run(store, name)
@@ -75,6 +75,8 @@ def run(args: Namespace) -> int:
     if not fits:
         print(f"{len(history.reviews)} reviewed epoch(s); calibration starts at {MIN_REVIEWS}")
     for c in fits:
+        narrow = (f"; auto scores span only {c.auto_spread:.2f}: unreliable"
+                  if c.auto_spread < NARROW_SPREAD else "")
         print(f"calibration {c.score}: human = {c.slope:.2f} x auto {c.intercept:+.2f}; "
-              f"error {c.mae_raw:.2f} -> {c.mae_fit:.2f} (leave-one-out {c.mae_loo:.2f}, n={c.n})")
+              f"error {c.mae_raw:.2f} -> {c.mae_fit:.2f} (leave-one-out {c.mae_loo:.2f}, n={c.n}){narrow}")
     return 0
