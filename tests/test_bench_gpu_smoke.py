@@ -19,7 +19,7 @@ import pytest
 from bench.gpu.slowdown import alone_step_s, progress, summarize
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = {"sdpa_off", "channels_last", "fused_lora", "vae_slicing", "vae_tiling", "cudnn_benchmark"}
+VARIANTS = {"sdpa_off", "channels_last", "fused_lora", "vae_slicing", "cudnn_benchmark"}
 
 
 def run_bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -63,6 +63,9 @@ def table(figures: dict[str, Any]) -> str:
             detail = (f"{row['compiled_generate_s']:.4g} s vs {row['eager_generate_s']:.4g} s eager, "
                       f"first {row['first_generate_with_compile_s']:.4g} s, hotswap "
                       f"{_fmt(row.get('hotswap_s'))} s, recompiled: {row.get('recompiled_after_hotswap')}")
+            if "recompiled_after_ordinary_swap" in row:
+                detail += (f"; ordinary swap recompiled: {row['recompiled_after_ordinary_swap']} "
+                           f"({row['generate_after_ordinary_swap_s']:.4g} s)")
             value = f"x{row['speedup_vs_eager']:.3g}"
         else:
             detail, value = row.get("error") or row.get("skipped") or f"stopped at {row.get('stage')}", "-"

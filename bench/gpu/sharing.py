@@ -112,5 +112,6 @@ def measure_sharing(worker: TrainerProcess, evaluate: Callable[[], dict[str, Any
         evals.append(result)
     alone.append(window(lambda: time.sleep(alone_s / 2))[0])
     code = worker.stop()
+    stopped = [r for r in worker.records() if r.get("event") == "stopped"]
     return {"alone": alone, "shared": shared, "evals": evals, "steps": worker.steps(),
-            "worker_exit": code}
+            "worker_exit": code, "worker_peak_vram_gib": stopped[-1].get("peak_vram_gib") if stopped else None}

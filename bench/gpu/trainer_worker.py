@@ -179,7 +179,12 @@ def main(argv: list[str] | None = None) -> int:
             trainer.step()
             _emit(out, {"s": t0, "e": time.monotonic()})
             n += 1
-        _emit(out, {"event": "stopped", "steps": n})
+        peak = None
+        if trainer.cuda:
+            import torch
+
+            peak = round(torch.cuda.max_memory_allocated(args.device) / 2**30, 3)
+        _emit(out, {"event": "stopped", "steps": n, "peak_vram_gib": peak})
     return 0
 
 
