@@ -156,3 +156,13 @@ def test_any_image_gets_a_complete_score(cells: int, extra_h: int, extra_w: int,
     assert 1 <= d["visual_score"] <= 10 and 1 <= d["style_score"] <= 10 and 1 <= d["prompt_score"] <= 10
     assert 1 <= d["unique_colors"] <= cells * cells
     assert isinstance(d["background_match"], bool)
+
+
+def test_speed_benchmark_reports_its_ratio() -> None:
+    """The benchmark's bookkeeping only; speed itself is reported by bench/, not asserted."""
+    from bench.bench_score import measure_score_vs_floor
+
+    result = measure_score_vs_floor(repeats=2)
+    assert result["repeats"] == 2
+    assert result["floor_ms"] > 0 and result["score_ms"] > 0
+    assert result["score_vs_floor"] == pytest.approx(result["score_ms"] / result["floor_ms"], rel=0.01)
