@@ -33,6 +33,7 @@ from watcher.settle import CheckpointInfo, Settler
 from watcher.store import Checkpoint, Store
 
 TRAINER_ENDED = {"exited", "stopped", "killed", "crashed"}
+FINAL_RUN_STATES = {"stopped", "finished", "failed"}  # announced once; a restart keeps quiet
 HEARTBEAT_EVERY_S = 1.0
 HEALTH_EVERY_S = 5.0
 BACKLOG_RETRY_S = 15.0
@@ -221,7 +222,8 @@ class Daemon:
             for result in self.settler.poll(time.time()):
                 self._record(result)
         settled = self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
-        if settled and not self._run_finished:
+        already_final = (self.store.run_row(self.run_name) or {}).get("status") in FINAL_RUN_STATES
+        if settled and not self._run_finished and not already_final:
             self._run_finished = True
             stopped = bool(self.store.stop_requests(self.run_name))
             status = "stopped" if stopped else ("finished" if last_epoch_done else "failed")

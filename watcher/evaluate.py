@@ -2,21 +2,23 @@
 
 Runs on the warm `SamplePipeline` owned by the daemon: only the LoRA changes between epochs.
 The results folder is left unfinished (decisions are added by the decide stage before the
-folder is moved into place by publish).
+folder is moved into place by publish). At the plan's review epochs a diverse prompt set is
+also rendered into `review/` for people to look at (not scored: the decision prompts are).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from evaluators import aggregate_epoch, score_image
 from watcher.publish.results import EpochFolder
+from watcher.report import contact_sheet, progress, review_prompts
 from watcher.store import Checkpoint
 
 
@@ -30,6 +32,24 @@ class EpochEvaluation:
     @property
     def aggregate(self) -> dict[str, Any]:
         return self.metrics["aggregate"]
+
+
+def _caption(index: int, seed: int, entry: dict[str, Any]) -> str:
+    match = entry.get("background_match")
+    verdict = "no bg" if match is None else ("bg ok" if match else "bg wrong")
+    return f"{index:02d} seed {seed}: {verdict}, style {entry['style_quality']:.0f}"
+
+
+def review_set(cfg: Any) -> list[Any]:
+    """The review prompts: the configured file, else variations of the test prompts."""
+    configured = cfg.review_prompts()
+    if configured:
+        return configured
+    base = cfg.prompts()
+    if not base:
+        return []
+    texts = review_prompts([p.text for p in base])
+    return [dataclasses.replace(base[0], text=t) for t in texts]
 
 
 def evaluate_checkpoint(
@@ -52,24 +72,30 @@ def evaluate_checkpoint(
     entries: list[dict[str, Any]] = []
     sheet_rows = []
     try:
-        for index, (prompt, image) in enumerate(zip(prompts, images, strict=True)):
+        pairs = progress(list(zip(prompts, images, strict=True)), len(prompts), f"scoring epoch {epoch}")
+        for index, (prompt, image) in enumerate(pairs):
             rgb = np.asarray(image.convert("RGB"))
             score = score_image(rgb, prompt.text, cfg.evaluation.cells)
             sample, sample_24 = folder.save_sample(index, prompt.seed, image, score.cells)
             entry = {"prompt": prompt.text, "seed": prompt.seed, "sample": sample,
                      "sample_24px": sample_24, **score.to_dict()}
             entries.append(entry)
-            verdict = "bg ok" if entry.get("background_match") else "bg wrong"
-            if entry.get("background_match") is None:
-                verdict = "no bg"
-            sheet_rows.append((image, score.cells, f"{index:02d} seed {prompt.seed}: {verdict}, "
-                               f"style {entry['style_quality']:.0f}"))
+            sheet_rows.append((image, score.cells, _caption(index, prompt.seed, entry)))
             heartbeat()
-        folder.write_contact_sheet(sheet_rows)
+        columns = max(1, len(cfg.sampling.seeds))
+        folder.save_picture("contact_sheet.png", contact_sheet(
+            sheet_rows, columns=columns, title=f"{cfg.run.name} epoch {epoch}"))
+        t_scored = time.perf_counter()
+        review = []
+        if epoch in cfg.sampling.review_epochs:
+            review = review_set(cfg)
+            review_images = pipeline.generate(review, cfg.model.batch_size) if review else []
+            for index, (prompt, image) in enumerate(zip(review, review_images, strict=True)):
+                folder.save_review(index, prompt.seed, image)
+            heartbeat()
     except BaseException:
         folder.abandon()
         raise
-    t_scored = time.perf_counter()
 
     metrics = {
         "run": cfg.run.name,
@@ -81,15 +107,13 @@ def evaluate_checkpoint(
             "metadata": checkpoint.metadata,
         },
         "images": entries,
-        "aggregate": aggregate_epoch([{k: v for k, v in e.items()} for e in entries]),
+        "aggregate": aggregate_epoch(entries),
         "decisions": [],
+        "review_prompts": [p.text for p in review],
         "timing": {
             "generate_s": round(t_generated - t0, 3),
             "score_s": round(t_scored - t_generated, 3),
+            "review_s": round(time.perf_counter() - t_scored, 3),
         },
     }
     return EpochEvaluation(epoch=epoch, checkpoint=checkpoint, folder=folder, metrics=metrics)
-
-
-def results_paths(folder_final: Path) -> list[Path]:
-    return [folder_final]

@@ -119,7 +119,8 @@ class Publisher:
             subject = f"{self.run} epoch {epoch}: {one_line_verdict(metrics['aggregate'], decisions)}"
             body = "\n".join(f"- {d.criterion}: {d.outcome} ({d.message})" for d in decisions)
             try:
-                commit = self.repo.commit_paths([folder], subject, body or "no criteria", sha256)
+                paths = [folder, *self._run_pictures()]
+                commit = self.repo.commit_paths(paths, subject, body or "no criteria", sha256)
             except GitPublishError as exc:
                 message = logs.redact(str(exc))
                 self.store.add_event(self.run, "error", "git_commit_failed", message, epoch)
@@ -139,6 +140,17 @@ class Publisher:
                                                self.cfg.supabase.bucket)
         self.worker.wake()
 
+    def _run_pictures(self) -> list[Path]:
+        """grid.png and curves.png refreshed for the commit; a plotting failure must never
+        stop the daemon, so it is logged and the epoch is committed without them."""
+        from watcher.report import write_run_pictures
+
+        try:
+            return write_run_pictures(self.cfg, self.store)
+        except Exception as exc:  # noqa: BLE001 - pictures are a courtesy, results are not
+            self.log.warning("run pictures failed", error=logs.redact(repr(exc)))
+            return []
+
     # ---- the run ---------------------------------------------------------------------------------
     def finish_run(self, status: str, rules: list[Any], history: list[Any]) -> dict[str, Any]:
         """The run is over: verdict and best epoch recorded, sent to Supabase, announced."""
@@ -156,7 +168,21 @@ class Publisher:
                    color_accuracy=best_metrics.get("color_accuracy"),
                    results=str(self.cfg.run_results_dir))
         self.log.info("run finished", status=status, verdict=summary["verdict"], best_epoch=best)
+        self._commit_report(summary)
         return summary
+
+    def _commit_report(self, summary: dict[str, Any]) -> None:
+        """report.md, grid.png and curves.png, committed once more at the end of the run."""
+        from watcher.report import write_report
+
+        try:
+            report = write_report(self.cfg, self.store)
+            paths = [report, *(report.parent / n for n in ("grid.png", "curves.png"))]
+            subject = f"{self.run} report: {summary['verdict']}, best epoch {summary.get('best_epoch')}"
+            self.repo.commit_paths([p for p in paths if p.exists()], subject,
+                                   "Final report and pictures.", f"report:{self.run}")
+        except Exception as exc:  # noqa: BLE001 - the run's results are already committed
+            self.log.warning("final report failed", error=logs.redact(repr(exc)))
 
     def publish_backlog(self) -> None:
         """Evaluations recorded but not committed (a crash or a git outage): commit them now."""

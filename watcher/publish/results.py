@@ -1,4 +1,4 @@
-"""The per-epoch results folder: samples, 24 px recoveries, metrics.json, contact sheet.
+"""The per-epoch results folder: samples, 24 px recoveries, metrics.json, pictures.
 
 Written into `epoch-NNN.tmp` first and renamed into place, so a crash never leaves a
 half-written epoch folder that looks complete.
@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
-
-SHEET_CELL = 256  # px per tile in the contact sheet
+from PIL import Image
 
 
 def epoch_dir_name(epoch: int) -> str:
@@ -46,8 +43,14 @@ class EpochFolder:
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         (self.tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
-    def write_contact_sheet(self, rows: Sequence[tuple[Image.Image, np.ndarray, str]]) -> None:
-        contact_sheet(rows).save(self.tmp / "contact_sheet.png")
+    def save_picture(self, name: str, image: Image.Image) -> None:
+        image.save(self.tmp / name)
+
+    def save_review(self, index: int, seed: int, image: Image.Image) -> str:
+        (self.tmp / "review").mkdir(exist_ok=True)
+        name = sample_name(index, seed)
+        image.save(self.tmp / "review" / name)
+        return f"review/{name}"
 
     def finish(self) -> Path:
         if self.final.exists():
@@ -57,21 +60,3 @@ class EpochFolder:
 
     def abandon(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def contact_sheet(rows: Sequence[tuple[Image.Image, np.ndarray, str]]) -> Image.Image:
-    """One row per sample: the 512 px image beside its 24 px recovery shown large
-    (nearest-neighbour, so each logical pixel stays a crisp square), with a caption."""
-    caption_h = 28
-    width = 2 * SHEET_CELL + 12
-    sheet = Image.new("RGB", (width, max(1, len(rows)) * (SHEET_CELL + caption_h)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, (image, cells, caption) in enumerate(rows):
-        y = i * (SHEET_CELL + caption_h)
-        sheet.paste(image.convert("RGB").resize((SHEET_CELL, SHEET_CELL), Image.LANCZOS), (0, y))
-        big = Image.fromarray(np.asarray(cells, dtype=np.uint8)).resize(
-            (SHEET_CELL, SHEET_CELL), Image.NEAREST
-        )
-        sheet.paste(big, (SHEET_CELL + 12, y))
-        draw.text((4, y + SHEET_CELL + 6), caption[:80], fill="black")
-    return sheet
