@@ -51,6 +51,7 @@ batch_size = 4
 
 [sampling]
 seeds = [1234]
+review_epochs = []   # the review renders cost CPU time; see configs/ for the real run
 prompts = [
 {prompts}
 ]
@@ -84,7 +85,7 @@ def setup(workdir: Path) -> Path:
         shutil.copyfile(KOHYA_TEMPLATE, workdir / "kohya.toml")
         kohya_line = 'kohya_config = "kohya.toml"\n'
     config = workdir / "config.toml"
-    command = [sys.executable, "-m", "watcher", "simtrain", "--config", str(config), "--interval", "7"]
+    command = [sys.executable, "-m", "watcher", "simtrain", "--config", str(config), "--interval", "8"]
     config.write_text(CONFIG_TEMPLATE.format(
         kohya_line=kohya_line,
         prompts=",\n".join(f'  {{ text = "{p}" }}' for p in DEMO_PROMPTS),
@@ -137,5 +138,8 @@ def run(args: Namespace) -> int:
     finally:
         launch.store.close()
     print(summary(cfg))
+    report = Path(cfg.run_results_dir) / "report.md"
+    if report.exists():
+        print(f"report:  {report} (grid.png, curves.png beside it)")
     print(f"demo took {time.time() - t0:.0f} s")
     return rc
