@@ -117,6 +117,25 @@ def test_vocabulary_has_sd15_size_and_ids(tmp_path: Path) -> None:
     assert max(ids[1:-1]) < 514  # synthetic tokens are never produced: byte-level ids only
 
 
+def test_sd15_shapes_have_sd15_parameter_counts() -> None:
+    """The full-size configs give runwayml/stable-diffusion-v1-5's exact parameter counts."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from bench.gpu.sd15 import CLIP_VOCAB_SIZE, SD15
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**SD15.unet)
+        vae = AutoencoderKL(**SD15.vae)
+        text = CLIPTextModel(CLIPTextConfig(vocab_size=CLIP_VOCAB_SIZE, **SD15.text))
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    assert (count(unet), count(vae), count(text)) == (859_520_964, 83_653_863, 123_060_480)
+
+
 def test_lora_files_fit_the_model_and_differ_per_epoch(smoke_model: Path, tmp_path: Path) -> None:
     from safetensors import safe_open
     from safetensors.torch import load_file
