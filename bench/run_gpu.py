@@ -167,9 +167,11 @@ class Run:
                 self.errors["trainer"] = _error(exc)
                 self.stop_worker()
 
-    def evaluate(self, index: int) -> dict[str, Any]:
-        """One epoch's evaluation; the LoRA file alternates with index, so every swap is real."""
-        return measure.evaluate_epoch(self.sp, self.loras[index % 2], self.prompts, self.args.batch_size)
+    def evaluate(self) -> dict[str, Any]:
+        """One epoch's evaluation with the other epoch's LoRA file, so every swap is real."""
+        current = self.sp.lora_path
+        lora = self.loras[1] if current == self.loras[0] else self.loras[0]
+        return measure.evaluate_epoch(self.sp, lora, self.prompts, self.args.batch_size)
 
     def solo(self) -> None:
         """The daemon with the GPU to itself: evaluation, bare loop, one image at a time."""
@@ -177,7 +179,7 @@ class Run:
         fig["lora_first_apply_s"], _ = measure.timed(device, lambda: sp.apply_lora(self.loras[0]))
         sp.generate(prompts, batch)  # warm-up: kernels, allocator
         measure.reset_peak(device)
-        evals = [self.evaluate(i + 1) for i in range(self.repeats)]
+        evals = [self.evaluate() for _ in range(self.repeats)]
         fig["peak_vram_gib"] = measure.peak_gib(device)
         for key, name in (("total_s", "eval_s_per_epoch"), ("generate_s", "generate_s"),
                           ("score_s", "score_s"), ("swap_s", "lora_swap_s")):
@@ -206,9 +208,8 @@ class Run:
             self.skipped.append("trainer (time budget)")
             self.stop_worker()
             return
-        turn = iter(range(1, 10**6))
         try:
-            shared = measure_sharing(worker, lambda: self.evaluate(next(turn)),
+            shared = measure_sharing(worker, self.evaluate,
                                      alone_s=1.5 if self.smoke else 8.0, repeats=1 if self.smoke else 2,
                                      ready_timeout_s=max(30.0, self.budget.left() / 4))
             self.fig.update(summarize(shared["steps"], shared["alone"], shared["shared"],
