@@ -8,6 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup test lint demo bench bench-gpu chaos clean
 

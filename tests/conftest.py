@@ -9,6 +9,7 @@ import pytest
 
 from tests.pg import pg_database_fixture, postgres_fixture  # noqa: F401 - one server per session
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; before torch loads
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
