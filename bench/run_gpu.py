@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -84,7 +86,7 @@ def load_prompts(path: Path, n: int, smoke: bool) -> list[Any]:
 
     prompts = parse_prompt_file(path, PromptDefaults())[:n]
     if len(prompts) < n:
-        raise SystemExit(f"{path}: has {len(prompts)} prompts, {n} needed")
+        raise ValueError(f"{path}: has {len(prompts)} prompts, {n} needed")
     if smoke:
         prompts = [dataclasses.replace(p, width=64, height=64, steps=2) for p in prompts]
     return prompts
@@ -141,7 +143,6 @@ class Run:
 
         shapes = SHAPES["smoke" if self.smoke else "sd15"]
         self.fig["shapes"] = shapes.name
-        self.prompts = load_prompts(self.args.prompts_file, self.args.prompts, self.smoke)
         if not self.args.no_trainer:  # starts now so its imports overlap our set-up
             self.worker = TrainerProcess(
                 self.work / "trainer", shapes.name, self.device, latent=self.prompts[0].width // 8,
@@ -174,7 +175,7 @@ class Run:
         return measure.evaluate_epoch(self.sp, lora, self.prompts, self.args.batch_size)
 
     def solo(self) -> None:
-        """The daemon with the GPU to itself: evaluation, bare loop, one image at a time."""
+        """The daemon with the GPU to itself: one epoch's evaluation (median of repeats)."""
         sp, fig, prompts, batch, device = self.sp, self.fig, self.prompts, self.args.batch_size, self.device
         fig["lora_first_apply_s"], _ = measure.timed(device, lambda: sp.apply_lora(self.loras[0]))
         sp.generate(prompts, batch)  # warm-up: kernels, allocator
@@ -186,11 +187,20 @@ class Run:
             fig[name] = measure.median_of(evals, key)
         fig["images_per_s"] = len(prompts) / fig["generate_s"]
         fig["images_ok"] = measure.images_finite(evals[-1]["images"])
-        fig["unet_only_s"] = statistics.median(measure.unet_only(sp, prompts, self.repeats))
+
+    def bare_loop(self) -> None:
+        """The same denoising loop with nothing around it."""
+        fig = self.fig
+        fig["unet_only_s"] = statistics.median(measure.unet_only(self.sp, self.prompts, self.repeats))
         fig["overhead_ratio"] = fig["generate_s"] / fig["unet_only_s"]
         fig["eval_overhead_ratio"] = fig["eval_s_per_epoch"] / fig["unet_only_s"]
+
+    def sequential(self) -> None:
+        """One image at a time, and what a kohya-style pause for the same samples costs."""
+        sp, fig, prompts = self.sp, self.fig, self.prompts
         fig["sequential_s"] = statistics.median(
-            measure.timed(device, lambda: sp.generate(prompts, 1))[0] for _ in range(max(1, self.repeats - 1)))
+            measure.timed(self.device, lambda: sp.generate(prompts, 1))[0]
+            for _ in range(max(1, self.repeats - 1)))
         fig["batched_vs_sequential"] = fig["sequential_s"] / fig["generate_s"]
         kohya = measure.kohya_pause_extras(sp)
         fig["kohya_pause_extras_s"] = kohya
@@ -213,12 +223,10 @@ class Run:
                                      alone_s=1.5 if self.smoke else 8.0, repeats=1 if self.smoke else 2,
                                      ready_timeout_s=max(30.0, self.budget.left() / 4))
             self.fig.update(summarize(shared["steps"], shared["alone"], shared["shared"],
-                                      self.fig["pause_cost_s"]))
+                                      self.fig.get("pause_cost_s")))
             self.fig["eval_s_shared"] = statistics.median(e["total_s"] for e in shared["evals"])
             self.fig["trainer_steps_recorded"] = len(shared["steps"])
             self.fig["trainer_peak_vram_gib"] = shared["worker_peak_vram_gib"]
-        except (WorkerFailed, ValueError) as exc:
-            self.errors["trainer"] = _error(exc)
         finally:
             self.stop_worker()
 
@@ -292,6 +300,13 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cpu" and not args.smoke:
         print("bench-gpu: the SD 1.5-sized run needs CUDA; use --smoke with --device cpu", file=sys.stderr)
         return 2
+    from watcher.config import ConfigError
+
+    try:
+        prompts = load_prompts(args.prompts_file, args.prompts, args.smoke)
+    except (ValueError, ConfigError) as exc:
+        print(f"bench-gpu: {exc}", file=sys.stderr)
+        return 2
     threads = args.cpu_threads or (1 if device == "cpu" else None)
     if threads:  # on a CPU the main process and the trainer share the cores
         torch.set_num_threads(threads)
@@ -304,14 +319,23 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "smoke": bool(args.smoke)}
     budget = Budget(args.budget_s or (150.0 if args.smoke else 400.0))
-    run = Run(args, device, threads, budget, Path(tempfile.mkdtemp(prefix="bench-gpu-")), fig)
+    run = Run(args, device, threads, budget, Path(tempfile.mkdtemp(prefix="bench-gpu-")), fig,
+              prompts=prompts)
+    phases: list[tuple[str, Callable[[], None]]] = [
+        ("setup", run.setup), ("solo", run.solo), ("bare_loop", run.bare_loop),
+        ("sequential", run.sequential), ("trainer", run.trainer), ("variants", run.variants),
+        ("offload", run.offload),
+        ("compile", lambda: run.compile([m for m in modes.split(",") if m], backend))]
     try:
-        run.setup()
-        run.solo()
-        run.trainer()
-        run.variants()
-        run.offload()
-        run.compile([m for m in modes.split(",") if m], backend)
+        for name, phase in phases:
+            if "setup" in run.errors or "solo" in run.errors:
+                run.skipped.append(f"{name} (nothing to compare with: an earlier phase failed)")
+                continue
+            try:
+                phase()
+            except Exception as exc:  # reported in the figures; later phases still run
+                run.errors[name] = _error(exc)
+                traceback.print_exc(file=sys.stderr)
     finally:
         run.stop_worker()
         shutil.rmtree(run.work, ignore_errors=True)
@@ -322,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(line + "\n", encoding="utf-8")
     print(line)
-    return 0
+    if run.errors:
+        print(f"bench-gpu: {len(run.errors)} phase(s) failed: {', '.join(run.errors)}", file=sys.stderr)
+    return 1 if run.errors else 0
 
 
 if __name__ == "__main__":

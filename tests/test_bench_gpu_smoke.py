@@ -170,6 +170,26 @@ def test_refuses_full_size_on_cpu_in_one_line() -> None:
     assert proc.stderr.strip().count("\n") == 0 and "--smoke" in proc.stderr
 
 
+def test_bad_prompts_file_is_one_line_error(tmp_path: Path) -> None:
+    proc = run_bench("--smoke", "--device", "cpu", "--prompts-file", str(tmp_path / "none.txt"), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "none.txt" in proc.stderr
+
+
+def test_foreign_model_folder_is_refused_and_left_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "my-real-model"
+    folder.mkdir()
+    (folder / "weights.safetensors").write_bytes(b"precious")
+    proc = run_bench("--smoke", "--device", "cpu", "--model-dir", str(folder), "--no-trainer",
+                     "--json-out", str(tmp_path / "out.json"), timeout=120)
+    assert proc.returncode == 1
+    fig = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "is not a bench model" in fig["errors"]["setup"]
+    assert any("earlier phase failed" in s for s in fig["skipped"])
+    assert (folder / "weights.safetensors").read_bytes() == b"precious"
+    assert sorted(p.name for p in folder.iterdir()) == ["weights.safetensors"]
+
+
 # -- the trainer figures, from step times (pure) -----------------------------------------------
 def steps_every(start: float, stop: float, dt: float) -> list[tuple[float, float]]:
     out, t = [], start

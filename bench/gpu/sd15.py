@@ -135,14 +135,17 @@ def is_built(model_dir: Path, shapes: Shapes) -> bool:
 def build_model(model_dir: Path, shapes: Shapes, device: str = "cpu", seed: int = 0) -> Path:
     """Build the random-weight pipeline (fp16 weights) as a diffusers folder at model_dir.
 
-    Reuses a complete folder of the same shapes. Weights are initialised on `device` (the
+    Reuses a complete folder of the same shapes; refuses a non-empty folder it did not build.
+    Weights are initialised on `device` (the
     SD 1.5 UNet initialises in seconds on a GPU, much longer on CPU) and saved as fp16.
     """
     model_dir = Path(model_dir)
     if is_built(model_dir, shapes):
         return model_dir
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
+    if model_dir.exists() and (not model_dir.is_dir() or any(model_dir.iterdir())):
+        if not (model_dir / MARKER).is_file():  # never delete what this code did not build
+            raise FileExistsError(f"{model_dir} exists and is not a bench model; choose an empty folder")
+        shutil.rmtree(model_dir)  # our own model, of other shapes
     from watcher import pipeline as sample_pipeline
 
     # the name lost its underscore in a later revision of watcher/pipeline.py

@@ -38,9 +38,10 @@ def alone_step_s(steps: Sequence[Step], windows: Sequence[Window]) -> float:
 
 
 def summarize(steps: Sequence[Step], alone: Sequence[Window], shared: Sequence[Window],
-              pause_cost_s: float) -> dict[str, float]:
+              pause_cost_s: float | None) -> dict[str, float | None]:
     """Slowdown of training while the daemon evaluates, and the training time that costs per
-    epoch (one evaluation per epoch) against pausing training for the same samples.
+    epoch (one evaluation per epoch) against pausing training for the same samples
+    (pause_cost_s; None when it could not be measured).
 
     training_time_lost_per_epoch_s = shared window length - (steps done in it x alone step
     time): how much later the run finishes because one epoch's evaluation ran beside it.
@@ -62,6 +63,6 @@ def summarize(steps: Sequence[Step], alone: Sequence[Window], shared: Sequence[W
         "trainer_slowdown": statistics.mean(ratios),
         "training_time_lost_per_epoch_s": lost_s,
         "pause_cost_s": pause_cost_s,
-        "sharing_saves_s_per_epoch": pause_cost_s - lost_s,
+        "sharing_saves_s_per_epoch": None if pause_cost_s is None else pause_cost_s - lost_s,
         "shared_windows": float(len(shared)),
     }
