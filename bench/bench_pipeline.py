@@ -81,7 +81,8 @@ def _cold_child(spec: dict[str, Any]) -> dict[str, float]:
     t0 = time.perf_counter()
     from watcher.pipeline import SamplePipeline
 
-    pipe = SamplePipeline(spec["base"], device=spec["device"], dtype=spec["dtype"])
+    pipe = SamplePipeline(spec["base"], device=spec["device"], dtype=spec["dtype"],
+                          cpu_threads=spec["cpu_threads"])
     t1 = time.perf_counter()
     pipe.load()
     t2 = time.perf_counter()
@@ -112,6 +113,7 @@ def measure_warm_vs_cold(
     device: str = "auto",
     dtype: str = "auto",
     cells: int = 24,
+    cpu_threads: int | None = None,
 ) -> dict[str, Any]:
     from watcher.pipeline import SamplePipeline
 
@@ -119,7 +121,7 @@ def measure_warm_vs_cold(
     prompts = _as_sample_prompts(raw_prompts)
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         model, files = prepare(Path(tmp), base, max(warm_epochs, cold_epochs))
-        pipe = SamplePipeline(model, device=device, dtype=dtype)
+        pipe = SamplePipeline(model, device=device, dtype=dtype, cpu_threads=cpu_threads)
         t0 = time.perf_counter()
         pipe.load()
         warm_load_s = time.perf_counter() - t0
@@ -133,7 +135,8 @@ def measure_warm_vs_cold(
                 warm.append(evaluate_epoch(pipe, lora, prompts, batch_size, cells))
             if index < cold_epochs:
                 spec = {"base": model, "lora": str(lora), "prompts": raw_prompts, "device": device,
-                        "dtype": dtype, "batch_size": batch_size, "cells": cells}
+                        "dtype": dtype, "batch_size": batch_size, "cells": cells,
+                        "cpu_threads": cpu_threads}
                 t0 = time.perf_counter()
                 proc = subprocess.run([sys.executable, "-m", "bench.bench_pipeline", "--cold-child",
                                        json.dumps(spec)], capture_output=True, text=True, env=env,
@@ -164,6 +167,8 @@ def measure_warm_vs_cold(
         "images_per_epoch": n_prompts, "size_px": width, "steps": steps, "batch_size": batch_size,
         "warm_epochs": warm_epochs, "cold_epochs": cold_epochs,
         "device": device_used, "dtype": dtype_used, "scorer": scorer()[0],
+        "cpu_threads": cpu_threads or "torch default",
+        "load_average_1m_end": round(os.getloadavg()[0], 2),
     }
 
 
@@ -181,14 +186,15 @@ def _slope(ys: Sequence[float]) -> float:
 
 
 def measure_rss_growth(epochs: int = 20, base: str | None = None, device: str = "auto",
-                       width: int = 64, steps: int = 2) -> dict[str, Any]:
+                       width: int = 64, steps: int = 2,
+                       cpu_threads: int | None = None) -> dict[str, Any]:
     """RSS (and accelerator memory) after each of `epochs` LoRA swaps with a small render."""
     from watcher.pipeline import SamplePipeline
 
     prompts = _as_sample_prompts(_prompts(2, width, steps))
     with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp:
         model, files = prepare(Path(tmp), base, epochs)
-        pipe = SamplePipeline(model, device=device)
+        pipe = SamplePipeline(model, device=device, cpu_threads=cpu_threads)
         pipe.load()
         rss, gpu = [], []
         for lora in files:
@@ -218,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--rss-epochs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for warm and cold alike (default: torch's)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.cold_child:
@@ -226,9 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     warm = measure_warm_vs_cold(base=args.base, n_prompts=args.prompts, width=args.width,
                                 steps=args.steps, batch_size=args.batch_size, device=args.device,
-                                dtype=args.dtype)
+                                dtype=args.dtype, cpu_threads=args.threads)
     print(json.dumps({"warm_vs_cold": warm}), flush=True)
-    rss = measure_rss_growth(args.rss_epochs, base=args.base, device=args.device)
+    rss = measure_rss_growth(args.rss_epochs, base=args.base, device=args.device,
+                             cpu_threads=args.threads)
     print(json.dumps({"rss": rss}), flush=True)
     print(json.dumps({**warm, **rss, "bench_s": round(time.perf_counter() - t0, 1)}))
     return 0

@@ -68,7 +68,10 @@ def loras(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 @pytest.fixture(scope="module")
 def pipe(tiny_model_dir: Path) -> Iterator[SamplePipeline]:
-    p = SamplePipeline(str(tiny_model_dir), device="cpu", dtype="auto", scheduler="dpmsolver++")
+    # one torch thread: on a CPU shared with other busy processes, OpenMP spinning makes
+    # two threads 10-40x slower
+    p = SamplePipeline(str(tiny_model_dir), device="cpu", dtype="auto", scheduler="dpmsolver++",
+                       cpu_threads=1)
     p.load()
     yield p
     p.release(drop=True)
@@ -81,7 +84,10 @@ def base_images(pipe: SamplePipeline) -> list[np.ndarray]:
 
 
 def test_cpu_defaults(pipe: SamplePipeline) -> None:
+    import torch
+
     assert pipe.device == "cpu" and pipe.dtype == "float32"
+    assert torch.get_num_threads() == 1  # cpu_threads applied
     assert pipe.memory_bytes() == 0
     assert type(pipe.pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
     assert pipe.pipe.scheduler.config.algorithm_type == "dpmsolver++"
