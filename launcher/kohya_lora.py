@@ -1,7 +1,8 @@
 """kohya-ss (sd-scripts `networks.lora`) LoRA layout for SD 1.x models.
 
 kohya wraps every Linear and 1x1 Conv2d inside the UNet's `Transformer2DModel` blocks and
-inside the CLIP text encoder's attention and MLP blocks. A wrapped module's name is its module
+inside the CLIP text encoder's attention and MLP blocks; with `conv_dim` in network_args also
+the Linear, 1x1 and 3x3 convs of the UNet's ResNet, down- and upsampling blocks. A wrapped module's name is its module
 path with dots replaced by underscores, prefixed `lora_unet_` or `lora_te_`; each has
 `.lora_down.weight` (rank x in), `.lora_up.weight` (out x rank) and a scalar `.alpha`.
 
@@ -13,6 +14,7 @@ stand-in trainer and the tests. torch / diffusers / transformers are imported in
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 UNET_PREFIX = "lora_unet_"
 TE_PREFIX = "lora_te_"
 UNET_TARGET_CLASSES = frozenset({"Transformer2DModel"})
+# wrapped too when kohya's network_args set conv_dim (LoCon-style 3x3 conv LoRA)
+UNET_CONV_TARGET_CLASSES = frozenset({"ResnetBlock2D", "Downsample2D", "Upsample2D"})
 TE_TARGET_CLASSES = frozenset(
     {"CLIPAttention", "CLIPSdpaAttention", "CLIPFlashAttention2", "CLIPMLP"}
 )
@@ -55,26 +59,34 @@ SD15_TEXT_CONFIG: dict[str, Any] = {
 }
 
 
-def _wrapped_children(block: Any) -> Iterable[tuple[str, Shape]]:
+def _wrapped_children(block: Any, any_conv: bool = False) -> Iterable[tuple[str, Shape]]:
     import torch
 
     for child_name, child in block.named_modules():
         if isinstance(child, torch.nn.Linear):
             yield child_name, (child.in_features, child.out_features)
-        elif isinstance(child, torch.nn.Conv2d) and tuple(child.kernel_size) == (1, 1):
-            yield child_name, (child.in_channels, child.out_channels, 1, 1)
+        elif isinstance(child, torch.nn.Conv2d) and (any_conv or tuple(child.kernel_size) == (1, 1)):
+            yield child_name, (child.in_channels, child.out_channels, *child.kernel_size)
 
 
-def kohya_targets(unet: Any | None, text_encoder: Any | None) -> dict[str, Shape]:
+def is_conv3x3(shape: Shape) -> bool:
+    """A target that only exists with kohya's conv_dim (rank conv_dim, not network_dim)."""
+    return len(shape) == 4 and tuple(shape[2:]) != (1, 1)
+
+
+def kohya_targets(unet: Any | None, text_encoder: Any | None, conv: bool = False) -> dict[str, Shape]:
     """kohya module name -> shape for live (or meta) UNet / CLIP text encoder modules.
 
-    Call it before any adapter is injected: peft's wrappers add Linear layers of their own.
+    conv=True adds the targets kohya wraps when network_args has conv_dim. Call it before any
+    adapter is injected: peft's wrappers add Linear layers of their own.
     """
     targets: dict[str, Shape] = {}
+    classes = UNET_TARGET_CLASSES | (UNET_CONV_TARGET_CLASSES if conv else frozenset())
     if unet is not None:
         for path, module in unet.named_modules():
-            if type(module).__name__ in UNET_TARGET_CLASSES:
-                for child, shape in _wrapped_children(module):
+            if type(module).__name__ in classes:
+                is_resnet_like = type(module).__name__ in UNET_CONV_TARGET_CLASSES
+                for child, shape in _wrapped_children(module, any_conv=is_resnet_like):
                     targets[UNET_PREFIX + f"{path}.{child}".replace(".", "_")] = shape
     if text_encoder is not None:
         for path, module in text_encoder.named_modules():
@@ -87,7 +99,9 @@ def kohya_targets(unet: Any | None, text_encoder: Any | None) -> dict[str, Shape
     return targets
 
 
-def _targets_from_configs(unet_config: Mapping[str, Any], text_config: Mapping[str, Any]) -> dict[str, Shape]:
+def _targets_from_configs(
+    unet_config: Mapping[str, Any], text_config: Mapping[str, Any], conv: bool = False
+) -> dict[str, Shape]:
     import torch
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -95,7 +109,7 @@ def _targets_from_configs(unet_config: Mapping[str, Any], text_config: Mapping[s
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(dict(unet_config))
         text_encoder = CLIPTextModel(CLIPTextConfig(**dict(text_config)))
-    return kohya_targets(unet, text_encoder)
+    return kohya_targets(unet, text_encoder, conv=conv)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -153,10 +167,11 @@ def model_configs(model: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return _read_json(Path(unet_file)), _read_json(Path(te_file))
 
 
-def lora_target_names(model_dir: str | Path) -> dict[str, Shape]:
-    """kohya module name -> (in, out) or (in, out, kh, kw), from the model's configs only."""
+def lora_target_names(model_dir: str | Path, conv: bool = False) -> dict[str, Shape]:
+    """kohya module name -> (in, out) or (in, out, kh, kw), from the model's configs only.
+    conv=True: as kohya with conv_dim set (adds the ResNet/sampler blocks' layers)."""
     unet_config, text_config = model_configs(model_dir)
-    return _targets_from_configs(unet_config, text_config)
+    return _targets_from_configs(unet_config, text_config, conv=conv)
 
 
 def _seed_for(seed: int, name: str) -> int:
@@ -173,12 +188,16 @@ def make_lora_state_dict(
     unet: bool = True,
     text_encoder: bool = True,
     dtype: str = "float32",
+    conv_rank: int | None = None,
+    conv_alpha: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """Random kohya-layout LoRA weights for targets (as from lora_target_names).
 
     `scale` sets the size of the weight change: each module's delta W = up @ down * alpha/rank
-    has entries of roughly scale * alpha / rank. Unlike a fresh kohya network (up = 0) these
-    are "trained": loading them changes the model's output.
+    has entries of roughly scale * alpha / (rank * sqrt(in_features)). Unlike a fresh kohya
+    network (up = 0) these are "trained": loading them changes the model's output. 3x3 conv
+    targets get rank conv_rank and alpha conv_alpha (kohya's conv_dim / conv_alpha), or are
+    left out when conv_rank is None.
     """
     import torch
 
@@ -192,13 +211,20 @@ def make_lora_state_dict(
         if name.startswith(TE_PREFIX) and not text_encoder:
             continue
         shape = targets[name]
+        module_rank, module_alpha = rank, alpha
+        if is_conv3x3(shape):
+            if conv_rank is None:
+                continue
+            module_rank, module_alpha = conv_rank, conv_alpha
         n_in, n_out, kernel = shape[0], shape[1], tuple(shape[2:])
+        fan_in = n_in * math.prod(kernel)
         gen = torch.Generator().manual_seed(_seed_for(seed, name))
-        down = torch.randn((rank, n_in, *kernel), generator=gen) / (n_in**0.5)
-        up = torch.randn((n_out, rank, *((1, 1) if kernel else ())), generator=gen) * (scale / rank**0.5)
+        down = torch.randn((module_rank, n_in, *kernel), generator=gen) / (fan_in**0.5)
+        up = torch.randn((n_out, module_rank, *((1, 1) if kernel else ())), generator=gen)
+        up = up * (scale / module_rank**0.5)
         out[f"{name}.lora_down.weight"] = down.to(torch_dtype).contiguous()
         out[f"{name}.lora_up.weight"] = up.to(torch_dtype).contiguous()
-        out[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=torch_dtype)
+        out[f"{name}.alpha"] = torch.tensor(float(module_alpha), dtype=torch_dtype)
     return out
 
 
@@ -237,7 +263,8 @@ def check_fits(tensor_shapes: Mapping[str, Iterable[int]], targets: Mapping[str,
             raise ValueError(f"{name}: lora_down/lora_up pair incomplete")
         shape = targets[name]
         rank = down[0]
-        if len(down) < 2 or down[1] != shape[0] or up[0] != shape[1] or up[1] != rank:
+        kernel_ok = tuple(down[2:]) == tuple(shape[2:]) if len(shape) == 4 else len(down) == 2
+        if len(down) < 2 or down[1] != shape[0] or up[0] != shape[1] or up[1] != rank or not kernel_ok:
             raise ValueError(
                 f"{name}: LoRA shapes down {list(down)} / up {list(up)} do not fit the model's "
                 f"{shape[0]} -> {shape[1]} layer"

@@ -58,6 +58,7 @@ def kohya_metadata(
     network_alpha: float,
     seed: int,
     model_name: str,
+    network_args: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """The header metadata kohya's train_network.py writes (the fields a watcher reads, plus
@@ -85,6 +86,7 @@ def kohya_metadata(
         "ss_network_dim": network_dim,
         "ss_network_alpha": network_alpha,
         "ss_network_dropout": None,
+        "ss_network_args": json.dumps(dict(network_args)) if network_args else None,
         "ss_mixed_precision": extra.pop("mixed_precision", "fp16"),
         "ss_full_fp16": False,
         "ss_v2": False,
@@ -120,6 +122,8 @@ def kohya_metadata(
         "modelspec.prediction_type": "epsilon",
         "modelspec.date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if meta["ss_network_args"] is None:
+        del meta["ss_network_args"]  # kohya writes it only when network_args were given
     for key, value in extra.items():  # further kohya arguments, kept under their ss_ names
         meta.setdefault(key if key.startswith("ss_") else f"ss_{key}", value)
     return {k: str(v) for k, v in meta.items()}
@@ -180,6 +184,8 @@ def simulate_training(
     write_s: float | None = None,
     scale: float = 1.0,
     save_last_n_epochs: int | None = None,
+    conv_dim: int | None = None,
+    conv_alpha: float = 1.0,
     extra_metadata: Mapping[str, Any] | None = None,
     log: TextIO | None = None,
 ) -> list[Path]:
@@ -189,6 +195,7 @@ def simulate_training(
     place over write_s seconds (default: a tenth of the interval, at most 1 s). Epochs that are
     multiples of save_every_n_epochs are saved as numbered files; the last epoch is saved as
     `{output_name}.safetensors`. save_last_n_epochs deletes older numbered files, as kohya does.
+    conv_dim / conv_alpha: as kohya's network_args, adding the UNet's ResNet and sampler layers.
     One line per epoch goes to log (stdout by default), flushed.
     """
     if epochs < 1 or start_epoch < 1 or start_epoch > epochs:
@@ -201,7 +208,7 @@ def simulate_training(
     session = session_id if session_id is not None else random.randint(0, 2**32 - 1)
     started_at = time.time()
     write_s = min(1.0, interval_s * 0.1) if write_s is None else write_s
-    targets = lora_target_names(model_dir)
+    targets = lora_target_names(model_dir, conv=conv_dim is not None)
     n_unet = sum(1 for name in targets if name.startswith(UNET_PREFIX))
     n_te = sum(1 for name in targets if name.startswith(TE_PREFIX))
     print(
@@ -209,7 +216,9 @@ def simulate_training(
         f"modules, dim {network_dim}, alpha {network_alpha}, epochs {start_epoch}..{epochs}",
         file=out, flush=True,
     )
-    direction = make_lora_state_dict(targets, network_dim, network_alpha, seed, scale, dtype=save_dtype)
+    conv = {"conv_rank": conv_dim, "conv_alpha": conv_alpha}
+    direction = make_lora_state_dict(targets, network_dim, network_alpha, seed, scale, dtype=save_dtype,
+                                     **conv)
     written: list[Path] = []
     saved_numbered: list[Path] = []
     for epoch in range(start_epoch, epochs + 1):
@@ -223,13 +232,14 @@ def simulate_training(
             print(line, file=out, flush=True)
             continue
         drift = make_lora_state_dict(targets, network_dim, network_alpha, seed * 1000 + epoch, scale,
-                                     dtype=save_dtype)
+                                     dtype=save_dtype, **conv)
         tensors = _epoch_state(direction, drift, epoch / epochs)
+        network_args = {"conv_dim": str(conv_dim), "conv_alpha": str(conv_alpha)} if conv_dim else None
         metadata = kohya_metadata(
             session_id=session, training_started_at=started_at, output_name=output_name,
             epoch=epoch, epochs=epochs, steps=steps, steps_per_epoch=steps_per_epoch,
             network_dim=network_dim, network_alpha=network_alpha, seed=seed,
-            model_name=Path(str(model_dir)).name, extra=extra_metadata,
+            model_name=Path(str(model_dir)).name, network_args=network_args, extra=extra_metadata,
         )
         path = output_dir / epoch_file_name(output_name, epoch, last)
         data = serialize_lora(tensors, metadata)

@@ -63,6 +63,11 @@ def loras(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         write(f"full{seed}", seed=seed)
     write("unet_only", seed=7, text_encoder=False)
     write("te_only", seed=8, unet=False)
+    # kohya with network_args conv_dim: the ResNet / sampler layers too, 3x3 convs at conv rank
+    conv_targets = lora_target_names(tiny_model_dir, conv=True)
+    state = make_lora_state_dict(conv_targets, rank=4, alpha=4, seed=9, scale=1.0, conv_rank=2)
+    files["conv"] = folder / "conv.safetensors"
+    save_file(state, str(files["conv"]))
     return files
 
 
@@ -107,6 +112,15 @@ def test_unet_only_lora_changes_images(
 ) -> None:
     pipe.apply_lora(loras["unet_only"])
     assert pipe.lora_info["unet_modules"] == 48 and pipe.lora_info["text_encoder_modules"] == 0
+    assert _max_diff(_arrays(pipe.generate(PROMPTS, 2)), base_images) > 10
+
+
+def test_conv_dim_lora_lands_on_every_module(
+    pipe: SamplePipeline, loras: dict[str, Path], base_images: list[np.ndarray]
+) -> None:
+    pipe.apply_lora(loras["conv"])
+    # 48 attention-block targets + 31 ResNet/sampler layers (3x3 convs, time_emb_proj, shortcuts)
+    assert pipe.lora_info["unet_modules"] == 79 and pipe.lora_info["text_encoder_modules"] == 12
     assert _max_diff(_arrays(pipe.generate(PROMPTS, 2)), base_images) > 10
 
 

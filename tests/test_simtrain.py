@@ -161,7 +161,10 @@ def _env() -> dict[str, str]:
 
 
 def test_command_reads_config_and_kohya_values(tiny_model_dir: Path, tmp_path: Path) -> None:
-    kohya = '[network]\nnetwork_dim = 4\nnetwork_alpha = 2\n[training]\nseed = 7\nkeep_tokens = 3\nlearning_rate = 0.0001\n'
+    kohya = (
+        '[network]\nnetwork_dim = 4\nnetwork_alpha = 2\nnetwork_args = ["conv_dim=2", "conv_alpha=1"]\n'
+        '[training]\nseed = 7\nkeep_tokens = 3\nlearning_rate = 0.0001\n'
+    )
     config = _config(tmp_path, tiny_model_dir, kohya)
     proc = subprocess.run(
         [sys.executable, "-m", "watcher", "simtrain", "--config", str(config), "--epochs", "2",
@@ -173,9 +176,12 @@ def test_command_reads_config_and_kohya_values(tiny_model_dir: Path, tmp_path: P
     with safe_open(str(tmp_path / "out" / "sim.safetensors"), framework="pt") as f:
         meta = f.metadata()
         down = f.get_slice(next(k for k in f.keys() if k.endswith("lora_down.weight"))).get_shape()
+        conv = f.get_slice("lora_unet_down_blocks_0_resnets_0_conv1.lora_down.weight").get_shape()
     assert meta["ss_network_dim"] == "4" and meta["ss_seed"] == "7" and meta["ss_epoch"] == "2"
     assert meta["ss_learning_rate"] == "0.0001"
+    assert json.loads(meta["ss_network_args"]) == {"conv_dim": "2", "conv_alpha": "1.0"}
     assert down[0] == 4
+    assert conv == [2, 32, 3, 3]  # conv_dim rank on the 3x3 convs, as kohya's LoCon layout
     assert "epoch 2/2" in proc.stdout
 
 

@@ -203,8 +203,9 @@ class SamplePipeline:
             raise PipelineError(f"cannot load base model {self.base!r}: {type(exc).__name__}: {first}") from exc
         pipe.scheduler = make_scheduler(self.scheduler_name, pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
-        # targets are read before any adapter wraps the layers
-        self._targets = kohya_targets(pipe.unet, pipe.text_encoder)
+        # targets are read before any adapter wraps the layers; conv=True also accepts files
+        # trained with kohya's conv_dim
+        self._targets = kohya_targets(pipe.unet, pipe.text_encoder, conv=True)
         self.pipe = pipe.to(self.device)
         reapply, self.lora_path = self.lora_path, None
         if reapply is not None:  # reloaded after release(drop=True)

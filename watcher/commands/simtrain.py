@@ -17,6 +17,7 @@ from typing import Any
 
 from watcher.cli import CommandError
 from watcher.commands._common import load
+from watcher.config import kohya_network_arg
 
 DEFAULT_INTERVAL_S = 5.0
 # kohya arguments copied into the files' ss_* metadata when the kohya config has them
@@ -54,6 +55,13 @@ def run(args: Namespace) -> int:
     save_dtype = {"fp16": "float16", "bf16": "bfloat16", "float": "float32"}.get(precision, "float16")
     last_n = kohya.get("save_last_n_epochs")
     extra = {k: kohya[k] for k in _KOHYA_METADATA_KEYS if k in kohya}
+    conv_dim_arg = kohya_network_arg(kohya, "conv_dim")
+    conv_alpha_arg = kohya_network_arg(kohya, "conv_alpha")
+    try:
+        conv_dim = int(conv_dim_arg) if conv_dim_arg else None
+        conv_alpha = float(conv_alpha_arg) if conv_alpha_arg else 1.0
+    except ValueError as exc:
+        raise CommandError(f"kohya network_args: conv_dim/conv_alpha must be numbers ({exc})") from exc
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -63,6 +71,7 @@ def run(args: Namespace) -> int:
             save_every_n_epochs=int(cfg.run.save_every_n_epochs or 1),
             save_dtype=save_dtype,
             save_last_n_epochs=int(last_n) if last_n else None,
+            conv_dim=conv_dim, conv_alpha=conv_alpha,
             extra_metadata=extra,
         )
     except _Terminated:
