@@ -129,7 +129,7 @@ def run(args: Namespace) -> int:
     from watcher import logs
     from watcher.commands.launch import Launch
 
-    logs.configure()
+    logs.configure(json_lines=False)  # a person is watching: readable lines, not JSON
     cfg = load(str(config))
     t0 = time.time()
     launch = Launch(cfg)
