@@ -63,7 +63,10 @@ def collect(cfg: Any, store: Store) -> dict[str, Any]:
             "error": ck.error,
         })
 
-    latest_epoch = max(decisions_by_epoch, default=None)
+    # The run's decision: a stop, once decided, stands (later epochs may still be evaluated
+    # while the trainer winds down); otherwise the latest epoch's.
+    stop_epochs = [e for e, ds in decisions_by_epoch.items() if _epoch_decision(ds) == "stop"]
+    latest_epoch = min(stop_epochs) if stop_epochs else max(decisions_by_epoch, default=None)
     latest = decisions_by_epoch.get(latest_epoch, []) if latest_epoch is not None else []
     trainer = store.trainer(run) or {}
     daemon = store.daemon(run) or {}
