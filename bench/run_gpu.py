@@ -100,6 +100,8 @@ def run_compile_child(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         proc = subprocess.run([sys.executable, "-m", "bench.gpu.compile_phase", str(spec_file)],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)
         failure = None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
+        if failure:  # the whole story for whoever reads the run's stderr
+            print("\n".join(proc.stderr.strip().splitlines()[-40:]), file=sys.stderr)
     except subprocess.TimeoutExpired:
         failure = f"stopped at the {timeout_s:.0f} s time limit"
     out = Path(spec["out_file"])
@@ -233,10 +235,9 @@ class Run:
     def variants(self) -> None:
         """Optimisation variants on the warm pipeline, each restored after use."""
         rows: dict[str, dict[str, Any]] = {}
-        for name in [v for v in self.args.variants.split(",") if v]:
-            if name not in measure.VARIANTS:
-                self.errors[f"variant {name}"] = f"unknown; known: {', '.join(measure.VARIANTS)}"
-            elif self.device == "cpu" and name in measure.NOT_ON_CPU:
+        names = [v for v in self.args.variants.split(",") if v and v != "baseline"]
+        for name in ["baseline", *names] if names else []:
+            if self.device == "cpu" and name in measure.NOT_ON_CPU:
                 rows[name] = {"skipped": "CUDA only"}
             elif not self.budget.allows((2 + self.repeats) * self.fig["generate_s"] + 90):
                 rows[name] = {"skipped": "time budget"}
@@ -246,8 +247,15 @@ class Run:
                                                          max(1, self.repeats - 1))
                 except Exception as exc:  # one variant failing must not cost the others
                     rows[name] = {"error": _error(exc)}
-        self.fig["optimisations"] = report.variant_verdicts(
-            self.fig["generate_s"], self.fig["peak_vram_gib"], rows)
+        if not names:
+            self.skipped.append("optimisation variants (--variants '')")
+            return
+        base = rows.pop("baseline", {})
+        if "generate_s" not in base:  # without a baseline beside them the variants say nothing
+            self.fig["optimisations"] = {"baseline": base, **rows}
+            return
+        self.fig["optimisations"] = {"baseline": base, **report.variant_verdicts(
+            base["generate_s"], base["peak_vram_gib"], rows)}
 
     def offload(self) -> None:
         """offload_between_epochs: memory freed and the cost of bringing the pipeline back."""
@@ -299,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if device == "cpu" and not args.smoke:
         print("bench-gpu: the SD 1.5-sized run needs CUDA; use --smoke with --device cpu", file=sys.stderr)
+        return 2
+    unknown = [v for v in args.variants.split(",") if v and v not in measure.VARIANTS]
+    if unknown:
+        print(f"bench-gpu: unknown variant {unknown[0]!r}; known: {', '.join(measure.VARIANTS)}",
+              file=sys.stderr)
         return 2
     from watcher.config import ConfigError
 

@@ -71,7 +71,11 @@ def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
     assert fig["trainer_steps_recorded"] > 0
 
     opts = fig["optimisations"]
-    assert set(opts) == VARIANTS
+    assert set(opts) == VARIANTS | {"baseline"}
+    assert opts["baseline"]["generate_s"] > 0
+    for name in VARIANTS - {"cudnn_benchmark"}:  # speed-up is against the baseline beside them
+        assert opts[name]["speedup"] == pytest.approx(
+            opts["baseline"]["generate_s"] / opts[name]["generate_s"], rel=1e-2)
     assert opts["cudnn_benchmark"] == {"skipped": "CUDA only"}
     for name in VARIANTS - {"cudnn_benchmark"}:
         assert opts[name]["generate_s"] > 0 and opts[name]["verdict"], (name, opts[name])

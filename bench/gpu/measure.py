@@ -147,6 +147,12 @@ def kohya_pause_extras(sp: Any) -> dict[str, float]:
 # -- optimisation variants: each is a context manager that changes the warm pipeline and
 #    restores it on exit -------------------------------------------------------------------
 @contextmanager
+def baseline(pipe: Any) -> Iterator[None]:
+    """The pipeline as the daemon runs it, timed the same way as the variants beside it."""
+    yield
+
+
+@contextmanager
 def sdpa_off(pipe: Any) -> Iterator[None]:
     """The pre-SDPA attention (explicit softmax(QK^T)V): "slower" here means SDPA pays."""
     from diffusers.models.attention_processor import AttnProcessor
@@ -218,6 +224,7 @@ def fused_lora(pipe: Any) -> Iterator[float]:
 
 
 VARIANTS: dict[str, Callable[[Any], Any]] = {
+    "baseline": baseline,
     "sdpa_off": sdpa_off,
     "channels_last": channels_last,
     "vae_slicing": vae_slicing,

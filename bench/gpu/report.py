@@ -55,8 +55,13 @@ def table(figures: dict[str, Any]) -> str:
     for key, note in notes.items():
         rows.append((key, _fmt(figures.get(key)), note))
     for name, row in (figures.get("optimisations") or {}).items():
+        if name == "baseline" and "generate_s" in row:
+            rows.append(("opt: baseline", f"{row['generate_s']:.4g} s",
+                         f"measured beside the variants, peak {_fmt(row.get('peak_vram_gib'))} GiB"))
+            continue
         detail = row.get("error") or row.get("skipped") or (
-            f"{row['generate_s']:.4g} s, x{row['speedup']}, peak {_fmt(row.get('peak_vram_gib'))} GiB")
+            f"{_fmt(row.get('generate_s'))} s, x{_fmt(row.get('speedup'))}, "
+            f"peak {_fmt(row.get('peak_vram_gib'))} GiB")
         rows.append((f"opt: {name}", row.get("verdict", "-"), detail))
     for mode, row in (figures.get("compile") or {}).items():
         if "compiled_generate_s" in row:
@@ -90,7 +95,7 @@ def table(figures: dict[str, Any]) -> str:
 def json_line(figures: dict[str, Any]) -> str:
     def rounded(value: Any) -> Any:
         if isinstance(value, float):
-            return round(value, 4)
+            return float(f"{value:.6g}")  # significant digits: small timings keep their precision
         if isinstance(value, dict):
             return {k: rounded(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
