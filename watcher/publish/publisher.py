@@ -125,6 +125,9 @@ class Publisher:
                 message = logs.redact(str(exc))
                 self.store.add_event(self.run, "error", "git_commit_failed", message, epoch)
                 log.error("git commit failed; will retry", error=message)
+                # A full disk or read-only repository can last for hours: say so, once.
+                self.alert("evaluation_error", f"git:{sha256}", epoch=epoch,
+                           error=f"{message}; the commit will be retried")
                 return
             log.info("committed", commit=commit[:12])
             push = self.repo.push()
