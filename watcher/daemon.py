@@ -29,7 +29,7 @@ from watcher.health import EpochClock
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.publish.publisher import Publisher
 from watcher.sdnotify import Notifier
-from watcher.settle import CheckpointInfo, Settler
+from watcher.settle import CheckpointInfo, Settler, describe_name
 from watcher.store import Checkpoint, Store
 
 TRAINER_ENDED = {"exited", "stopped", "killed", "crashed"}
@@ -257,18 +257,21 @@ class Daemon:
                 self.log.info("checkpoint settled", epoch=ck.epoch, path=ck.path,
                               sha256=ck.sha256[:12])
             return
-        path, reason = str(result.path), result.reason
+        raw, reason = str(result.path), result.reason
         size = mtime = None
         try:
-            st = os.lstat(path)
+            st = os.lstat(raw)
             size, mtime = st.st_size, st.st_mtime
         except OSError:
             pass
+        # A name that is not UTF-8 (surrogate escapes) cannot go into SQLite as it is: it
+        # would crash the daemon on every restart. Its bytes are stored escaped (\xNN).
+        path = os.fsencode(raw).decode("utf-8", "backslashreplace")
         if self.store.add_rejected(self.run_name, path, size, mtime, reason):
             self.log.warning("checkpoint refused", path=path, reason=reason)
             self.store.add_event(self.run_name, "error", "checkpoint_refused", f"{path}: {reason}")
             self.publisher.alert("evaluation_error", f"refused:{path}:{size}:{mtime}",
-                                 error=f"checkpoint refused: {Path(path).name}: {reason}")
+                                 error=f"checkpoint refused: {describe_name(raw)}: {reason}")
 
     # ---- evaluate, decide, publish, act --------------------------------------------------------
     def _process(self, checkpoint: Checkpoint) -> None:
