@@ -221,6 +221,11 @@ class Daemon:
             self._drain_paths()
             for result in self.settler.poll(time.time()):
                 self._record(result)
+            # Nobody will finish a file left half-written (a crash mid-save): refuse it now,
+            # or the run would wait stale_after_s before it could end.
+            quiet_s = max(2.0, 4 * self.cfg.daemon.settle_interval_s)
+            for result in self.settler.expire_incomplete(time.time(), quiet_s):
+                self._record(result)
         settled = self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
         already_final = (self.store.run_row(self.run_name) or {}).get("status") in FINAL_RUN_STATES
         if settled and not self._run_finished and not already_final:

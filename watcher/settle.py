@@ -448,6 +448,27 @@ class Settler:
                 out.append(result)
         return out
 
+    def expire_incomplete(self, now: float | None = None, quiet_s: float = 2.0) -> list[Rejection]:
+        """The writer is gone (the trainer has ended): a candidate that is still incomplete
+        and untouched for quiet_s will never complete, so refuse it now rather than after
+        stale_after_s. Candidates that parse complete are left to settle as usual."""
+        now = time.time() if now is None else now
+        out: list[Rejection] = []
+        for path in list(self._pending):
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # vanished or unreadable: poll() deals with it
+            if now - st.st_mtime < quiet_s:
+                continue  # still being written by someone: not ours to judge yet
+            try:
+                read_header(check_location(path, self.watched_dir))
+            except NotReady as exc:
+                out.append(self._reject(path, f"incomplete when the trainer ended: {exc.reason}", st))
+            except Rejected as exc:
+                out.append(self._reject(path, exc.reason, st))
+        return out
+
     def _forget(self, path: Path) -> None:
         self._pending.pop(path, None)
         self._done.pop(path, None)
