@@ -138,6 +138,9 @@ class Daemon:
         try:
             while not self._stopping:
                 if self._tick(detector):
+                    # The run is over and this process ends: deliver what is queued (the
+                    # last refusals, the run's end) instead of leaving it for a next run.
+                    self.publisher.flush()
                     break
         except ShutdownRequested:
             pass

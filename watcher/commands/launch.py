@@ -172,11 +172,13 @@ class Launch:
                 time.sleep(POLL_S)
         cause = describe_exit(rc)
         state = trainer_state(rc, self.stopped_by_us)
+        # Queued before the state is recorded: the daemon sees the trainer end, delivers what
+        # is queued and exits, so an alert queued after that would wait for a next run.
+        self._alert_trainer_end(state, cause)
         self.store.set_trainer(self.run_name, state=state, exit_code=rc, cause=cause, ended_at=time.time())
         self.store.add_event(self.run_name, "info" if state != "crashed" else "error",
                              f"trainer_{state}", f"trainer {cause}")
         self.say(f"trainer ended: {state} ({cause})")
-        self._alert_trainer_end(state, cause)
         self.wait_for_daemon()
         self.announce_evaluations()
         self.store.update_run(self.run_name, status={"stopped": "stopped", "killed": "stopped",

@@ -77,6 +77,15 @@ class Publisher:
     def stop(self) -> None:
         self.worker.stop(timeout=5.0)
 
+    def flush(self) -> int:
+        """One delivery pass now, in this thread (the process is about to exit); what fails
+        stays queued for the next run. Returns the number of items delivered."""
+        try:
+            return self.worker.drain_once()
+        except Exception as exc:  # noqa: BLE001 - exiting cleanly matters more
+            self.log.warning("final delivery failed", error=logs.redact(repr(exc)))
+            return 0
+
     # ---- alerts ---------------------------------------------------------------------------------
     def alert(self, kind: str, dedupe_key: str, **facts: Any) -> None:
         title, body = alert_mod.format_alert(kind, run=self.run, **facts)
