@@ -231,7 +231,10 @@ class Daemon:
                 self._record(result)
         settled = self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
         already_final = (self.store.run_row(self.run_name) or {}).get("status") in FINAL_RUN_STATES
-        if settled and not self._run_finished and not already_final:
+        if settled and not self._run_finished and already_final:
+            self._run_finished = True  # announced by an earlier start; only a cut-short report
+            self.publisher.commit_report_if_missing(self.rules, self._history())
+        elif settled and not self._run_finished:
             self._run_finished = True
             stopped = bool(self.store.stop_requests(self.run_name))
             status = "stopped" if stopped else ("finished" if last_epoch_done else "failed")

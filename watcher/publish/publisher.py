@@ -71,7 +71,12 @@ class Publisher:
         )
 
     def start(self) -> None:
-        supabase_mod.enqueue_run(self.store, self.run, "running", self.cfg.params())
+        # The run's recorded state, not "running": a daemon restarted after the run ended
+        # must not turn the finished run back into a running one in Supabase.
+        row = self.store.run_row(self.run) or {}
+        status = row.get("status") if row.get("status") in supabase_mod.RUN_STATUSES else "running"
+        supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
+                                 verdict=row.get("verdict"), best_epoch=row.get("best_epoch"))
         self.worker.start()
 
     def stop(self) -> None:
@@ -170,7 +175,8 @@ class Publisher:
 
         summary = verdict(rules, history)
         best = summary.get("best_epoch")
-        self.store.update_run(self.run, status=status, verdict=summary["verdict"], best_epoch=best)
+        # Queued before the run is marked final (the mark is what a restarted daemon checks):
+        # a kill in between repeats the announcement, it never loses it.
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
                                  verdict=summary["verdict"], best_epoch=best)
         best_metrics = next((h.metrics for h in history if h.epoch == best), {})
@@ -179,9 +185,20 @@ class Publisher:
                    background_match_rate=best_metrics.get("background_match_rate"),
                    color_accuracy=best_metrics.get("color_accuracy"),
                    results=str(self.cfg.run_results_dir))
+        self.store.update_run(self.run, status=status, verdict=summary["verdict"], best_epoch=best)
         self.log.info("run finished", status=status, verdict=summary["verdict"], best_epoch=best)
         self._commit_report(summary)
         return summary
+
+    def commit_report_if_missing(self, rules: list[Any], history: list[Any]) -> None:
+        """After a restart of a run already over: the final report commit, if a kill cut
+        finish_run short before it was made."""
+        from watcher.criteria import verdict
+
+        rel = (self.cfg.run_results_dir / "report.md").relative_to(self.cfg.results_repo)
+        if not self.repo.commits_touching(str(rel)):
+            self.log.info("final report missing; committing it now")
+            self._commit_report(verdict(rules, history))
 
     def _commit_report(self, summary: dict[str, Any]) -> None:
         """report.md, grid.png and curves.png, committed once more at the end of the run."""
