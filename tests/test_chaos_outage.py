@@ -1,0 +1,232 @@
+"""Chaos: outages around a real daemon, then the ledger check.
+
+1. Supabase and the webhook down (503, requests that hang past the client timeout, refused
+   connections) while epochs arrive: the daemon keeps evaluating, the outbox delivers every
+   row and alert once afterwards.
+2. The results repository on a small tmpfs: full, then read-only, then its git index locked
+   by another process: a clear error (event + alert), retried, nothing lost or repeated.
+
+Short form (make test): about 15 s of network outage, a few seconds of each disk fault.
+Full form (EPOCHWATCH_CHAOS=full): 40 s of each network outage (2 minutes), a minute of full
+disk and of read-only repository, and an index lock held past the 60 s git retry window.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.chaos.ledger import appeared, check_ledger, secrets_nowhere
+from tests.chaos.rig import (
+    HOOK_TOKEN,
+    OUTAGES,
+    SUPABASE_KEY,
+    IndexLockHolder,
+    Proc,
+    Tmpfs,
+    chaos_config,
+    child_env,
+    daemon,
+    daemon_ready,
+    drop,
+    epochwatch,
+    evaluated_epochs,
+    figures,
+    make_checkpoints,
+    outbox_settled,
+    scale,
+    services,
+    tmpfs_unavailable,
+    wait_for,
+)
+from tests.pg import pg_database_fixture, postgres_fixture  # noqa: F401
+from watcher.config import SupabaseConfig, load_config
+from watcher.store import Store
+
+EPOCHS = 10
+# A retry cap keeps recovery after a long outage short; used once the config accepts it.
+RETRY_CAP = "retry_max_s = 10.0\n" if "retry_max_s" in SupabaseConfig.model_fields else ""
+EXTRA = f"""
+[supabase]
+timeout_s = 1.0
+{RETRY_CAP}
+[alerts]
+min_interval_s = 0.0
+"""
+
+
+def _attempts(db: Path, run: str) -> dict[str, int]:
+    """The most delivery attempts any outbox item needed, per channel."""
+    with Store(db) as s:
+        rows = s.conn.execute("SELECT channel, MAX(attempts) FROM outbox WHERE run=? "
+                              "GROUP BY channel", (run,)).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(1200)
+def test_supabase_and_webhook_outages_lose_nothing(
+    tmp_path: Path, tiny_model_dir: Path, pg_database: str
+) -> None:
+    run = "CHAOS_OUTAGE"
+    each_s = scale(5.0, 40.0)
+    started = time.monotonic()
+    with services(pg_database, hang_s=5.0) as svc:
+        config = chaos_config(tmp_path, tiny_model_dir, name=run, epochs=EPOCHS,
+                              interval=scale(1.5, 12.0), extra=EXTRA)
+        db = tmp_path / "state" / "state.db"
+        env = child_env(**svc.env())
+        watcher = daemon(config, tmp_path, env).start()
+        trainer = Proc(epochwatch("simtrain", "--config", str(config)), tmp_path / "trainer.log", env)
+        try:
+            wait_for(lambda: daemon_ready(db, run, watcher.pid), 300, "the daemon ready",
+                     alive=watcher.proc, log=watcher.log)
+            trainer.start()
+            before = len(evaluated_epochs(db, run))
+            for outage in OUTAGES:
+                svc.set_outage(outage)
+                time.sleep(each_s)
+                assert watcher.running(), watcher.tail()
+            during = len(evaluated_epochs(db, run)) - before
+            svc.set_outage("none")
+            assert trainer.wait(600) == 0, trainer.tail()
+            wait_for(lambda: evaluated_epochs(db, run) == list(range(1, EPOCHS + 1)), 600,
+                     "every epoch evaluated", interval=0.5, alive=watcher.proc, log=watcher.log)
+            wait_for(lambda: outbox_settled(db, run, ("supabase", "alert")), 900,
+                     "deliveries after the outage", interval=0.5, alive=watcher.proc,
+                     log=watcher.log)
+            recovered_s = time.monotonic() - started
+            rc = watcher.stop()
+        finally:
+            for p in (watcher, trainer):
+                if p.running():
+                    p.kill()
+        assert rc == 0, watcher.tail()
+        # The daemon never waited on the network: epochs were evaluated during the outage.
+        assert during >= 1, "no epoch was evaluated while Supabase and the webhook were down"
+        attempts = _attempts(db, run)
+        assert attempts.get("supabase", 0) >= 3 and attempts.get("alert", 0) >= 2, attempts
+        failed = {"supabase": svc.supabase.failed_requests(), "webhook": svc.hook.failed_requests()}
+        assert failed["supabase"] >= 3 and failed["webhook"] >= 2, failed
+        expected = appeared(sorted((tmp_path / "output").glob("*.safetensors")))
+        report = check_ledger(load_config(config), expected, svc)
+        assert report.duplicate_deliveries == 0
+        assert svc.run_row(run) is not None
+        searched = secrets_nowhere([SUPABASE_KEY, HOOK_TOKEN], tmp_path, tmp_path / "results", svc)
+    outage_s = {k: round(v, 1) for k, v in svc.supabase.seconds.items()}
+    figures("outage", outage_minutes=round(sum(outage_s.values()) / 60, 2), outage_s=outage_s,
+            failed_requests=failed, max_attempts=attempts, epochs_evaluated_during_outage=during,
+            epochs=report.epochs, supabase_rows=report.supabase_rows,
+            duplicate_deliveries=report.duplicate_deliveries, alerts=report.alerts_delivered,
+            files_searched_for_secrets=searched, wall_s=round(recovered_s))
+
+
+def _all_committed(db: Path, run: str) -> bool:
+    with Store(db) as s:
+        return not s.unpublished(run)
+
+
+def _last_event(db: Path, run: str) -> int:
+    with Store(db) as s:
+        events = s.events(run, limit=1)
+    return int(events[0]["id"]) if events else 0
+
+
+def _error_since(db: Path, run: str, after: int, text: str) -> bool:
+    with Store(db) as s:
+        return any(e["id"] > after and text in e["message"] for e in s.events(run, "error", 100))
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(1200)
+def test_full_disk_read_only_repository_and_index_lock(
+    tmp_path: Path, tiny_model_dir: Path, pg_database: str
+) -> None:
+    why = tmpfs_unavailable(tmp_path / "probe")
+    if why:
+        pytest.skip(why)
+    run = "CHAOS_DISK"
+    epochs = 6
+    fault_s = scale(4.0, 60.0)
+    lock_s = scale(5.0, 75.0)  # the full form outlasts the 60 s git lock retry window
+    started = time.monotonic()
+    staged = make_checkpoints(tiny_model_dir, tmp_path / "staging", "e2e_lora", epochs)
+    expected = appeared(staged)
+    with services(pg_database) as svc, Tmpfs(tmp_path / "results", size_mb=24) as disk:
+        config = chaos_config(tmp_path, tiny_model_dir, name=run, epochs=epochs, extra=EXTRA)
+        db = tmp_path / "state" / "state.db"
+        out = tmp_path / "output"
+        out.mkdir()
+        env = child_env(**svc.env())
+        watcher = daemon(config, tmp_path, env).start()
+        try:
+            wait_for(lambda: daemon_ready(db, run, watcher.pid), 300, "the daemon ready",
+                     alive=watcher.proc, log=watcher.log)
+
+            def settled(n: int) -> None:
+                """n epochs evaluated and committed (so the next fault meets the next epoch)."""
+                wait_for(lambda: len(evaluated_epochs(db, run)) >= n and _all_committed(db, run),
+                         600, f"{n} epochs evaluated and committed", interval=0.2,
+                         alive=watcher.proc, log=watcher.log)
+
+            def fault_seen(text: str, after: int) -> None:
+                wait_for(lambda: _error_since(db, run, after, text), 120, f"an error {text!r}",
+                         alive=watcher.proc, log=watcher.log)
+
+            drop(staged[0], out)
+            settled(1)
+            # 1. Full disk: the epoch waits, with an error that says so, and goes through after.
+            mark = _last_event(db, run)
+            filled = disk.fill()
+            drop(staged[1], out)
+            fault_seen("No space left on device", mark)
+            time.sleep(fault_s)
+            disk.free()
+            settled(2)
+            # 2. Read-only repository: the same.
+            mark = _last_event(db, run)
+            disk.read_only(True)
+            drop(staged[2], out)
+            fault_seen("Read-only file system", mark)
+            time.sleep(fault_s)
+            disk.read_only(False)
+            settled(3)
+            # 3. Another process holds the git index lock while two epochs arrive.
+            with IndexLockHolder(tmp_path / "results", lock_s) as lock:
+                drop(staged[3], out)
+                drop(staged[4], out)
+                lock.wait()
+            settled(5)
+            drop(staged[5], out)
+            settled(6)
+            wait_for(lambda: outbox_settled(db, run, ("supabase", "alert")), 600,
+                     "deliveries", interval=0.5, alive=watcher.proc, log=watcher.log)
+            rc = watcher.stop()
+        finally:
+            if watcher.running():
+                watcher.kill()
+        assert rc == 0, watcher.tail()
+        with Store(db) as s:
+            attempts = {c.epoch: c.attempts for c in s.checkpoints(run)}
+            errors = [e for e in s.events(run, level="error", limit=1000)]
+        # The faulty epochs were retried: evaluated again, or their commit made later.
+        for epoch in (2, 3):
+            assert attempts[epoch] >= 2 or any(e["kind"] == "git_commit_failed" and e["epoch"] == epoch
+                                               for e in errors), (epoch, attempts, errors)
+        kinds = sorted({str(e["kind"]) for e in errors})
+        assert all("\n" not in str(e["message"]) for e in errors)
+        # Every fault was announced: the alerts name the reason in one line.
+        bodies = " ".join(f"{a.get('title')} {a.get('message')}" for a in svc.delivered_alerts())
+        assert "No space left on device" in bodies and "Read-only file system" in bodies, bodies
+        if lock_s > 60:
+            assert any(e["kind"] == "git_commit_failed" and "index.lock" in str(e["message"])
+                       for e in errors), errors
+        report = check_ledger(load_config(config), expected, svc)
+        assert report.duplicate_deliveries == 0
+        searched = secrets_nowhere([SUPABASE_KEY, HOOK_TOKEN], tmp_path, tmp_path / "results", svc)
+    figures("disk", full_disk_s=fault_s, filled_mb=round(filled / 2**20, 1),
+            read_only_s=fault_s, index_lock_s=lock_s, error_kinds=kinds, attempts=attempts,
+            epochs=report.epochs, commits=report.commits, supabase_rows=report.supabase_rows,
+            files_searched_for_secrets=searched, wall_s=round(time.monotonic() - started))
