@@ -41,8 +41,11 @@ TRANSIENT_BACKOFF_MAX_S = 300.0
 RUNTIME_ERROR_ATTEMPTS = 3  # e.g. CUDA out of memory: retried, then the checkpoint fails
 
 
-class ShutdownRequested(Exception):
-    """Raised inside an evaluation when SIGTERM arrives: abandon it, it is redone later."""
+class ShutdownRequested(BaseException):
+    """Raised inside an evaluation when SIGTERM arrives: abandon it, it is redone later.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` on the way (in
+    diffusers, safetensors, or our own LoRA loading) can turn it into a failed checkpoint."""
 
 
 class Daemon:
@@ -291,11 +294,12 @@ class Daemon:
 
         epoch = checkpoint.epoch if checkpoint.epoch is not None else 0
         log = self.log.bind(epoch=epoch)
-        self.store.mark_checkpoint(checkpoint.id, "evaluating")
-        self._heartbeat("evaluating")
-        log.info("evaluation started", path=checkpoint.path)
-        self._evaluating = True
         try:
+            # The flag first: once the state says "evaluating", SIGTERM abandons it.
+            self._evaluating = True
+            self.store.mark_checkpoint(checkpoint.id, "evaluating")
+            self._heartbeat("evaluating")
+            log.info("evaluation started", path=checkpoint.path)
             evaluation = evaluate_checkpoint(self.pipeline, self.cfg, checkpoint, epoch,
                                              heartbeat=self.notifier.watchdog)
         except ShutdownRequested:
