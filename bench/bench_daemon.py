@@ -64,6 +64,7 @@ metric = "style_quality"
 comparison = ">="
 threshold = 0
 mode = "from"
+epoch = 1
 action = "none"
 """)
     return config
@@ -110,6 +111,8 @@ def measure_daemon(epochs: int = 20, idle_s: float = 30.0) -> dict[str, Any]:
     try:
         deadline = time.time() + 120
         while time.time() < deadline:  # ready = daemon row says idle
+            if daemon.poll() is not None:
+                raise RuntimeError(f"daemon exited: {(root / 'daemon.log').read_text()[-500:]}")
             if db.exists():
                 with Store(db) as s:
                     d = s.daemon(RUN)
