@@ -69,8 +69,9 @@ def contact_sheet(rows: Sequence[tuple[Image.Image, np.ndarray, str]], columns: 
     draw = ImageDraw.Draw(sheet)
     if title:
         draw.text((gap, 8), title, fill=INK, font=title_font)
-    draw.text((gap, top - 22), "each pair: the sample (left) and its 24 px recovery enlarged with "
-              "nearest-neighbour (right)", fill=MUTED, font=cap_font)
+    # short enough for a one-column sheet
+    draw.text((gap, top - 22), "left: sample; right: 24 px recovery (nearest-neighbour)",
+              fill=MUTED, font=cap_font)
     wrap = max(20, tile_w // 8)
     for i, (image, cells, caption) in enumerate(rows):
         x = gap + (i % columns) * (tile_w + gap)
