@@ -68,6 +68,8 @@ class Publisher:
             if cfg.supabase.enabled else None,
             alerts=alert_mod.AlertSink.from_env(),
             min_alert_interval_s=cfg.alerts.min_interval_s,
+            # [supabase] retry_max_s, once the config schema has it (default as before)
+            backoff_max_s=float(getattr(cfg.supabase, "retry_max_s", 300.0)),
         )
 
     def start(self) -> None:
