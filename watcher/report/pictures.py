@@ -8,6 +8,7 @@ matplotlib's Agg backend, imported only when a curve is drawn.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import textwrap
@@ -46,6 +47,10 @@ def _save(image_or_fig: Any, path: Path) -> Path:
         image_or_fig.save(tmp, format="PNG")
     else:
         image_or_fig.savefig(tmp, format="png", dpi=100)
+        # A Figure is a web of reference cycles that only the cyclic collector frees; in the
+        # long-lived daemon that showed as ~3.5 MB more memory per epoch. Free it now.
+        image_or_fig.clear()
+        gc.collect()
     os.replace(tmp, path)
     return path
 
