@@ -84,15 +84,18 @@ def _write_epoch(model: Path, out_dir: Path, epoch: int) -> float:
     return time.time()
 
 
-def _wait_status(db: Path, epoch: int, status: str, timeout: float = 120) -> None:
+def _wait_published(db: Path, epoch: int, timeout: float = 120) -> None:
+    """Until the epoch is committed and the daemon is back to idle: the next file then
+    measures detection latency, not the queueing behind the previous epoch's publishing."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if db.exists():
             with Store(db) as s:
-                if any(c.epoch == epoch and c.status == status for c in s.checkpoints(RUN)):
+                done = any(e["epoch"] == epoch and e["git_commit"] for e in s.evaluations(RUN))
+                if done and (s.daemon(RUN) or {}).get("state") == "idle":
                     return
         time.sleep(0.05)
-    raise TimeoutError(f"epoch {epoch} never reached {status}")
+    raise TimeoutError(f"epoch {epoch} was never published")
 
 
 def measure_daemon(epochs: int = 20, idle_s: float = 30.0) -> dict[str, Any]:
@@ -122,7 +125,7 @@ def measure_daemon(epochs: int = 20, idle_s: float = 30.0) -> dict[str, Any]:
         latencies, rss = [], []
         for epoch in range(1, epochs + 1):
             t_complete = _write_epoch(model, out_dir, epoch)
-            _wait_status(db, epoch, "evaluated")
+            _wait_published(db, epoch)
             with Store(db) as s:
                 ck = next(c for c in s.checkpoints(RUN) if c.epoch == epoch)
                 started = s.conn.execute("SELECT started_at FROM checkpoints WHERE id=?", (ck.id,)).fetchone()[0]

@@ -17,6 +17,8 @@ import platform
 import time
 from typing import Any
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it, before torch loads
+
 from bench.bench_daemon import measure_daemon
 from bench.bench_pipeline import measure_warm_vs_cold
 from bench.bench_score import measure_score_vs_floor
