@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import write_watch_config
-from tests.e2e import checkpoint_statuses, commit_subjects, epochwatch, start, status_json, stop, wait_for
+from tests.e2e import (
+    checkpoint_statuses,
+    commit_subjects,
+    epochwatch,
+    start,
+    status_json,
+    stop,
+    wait_for,
+)
 from watcher.store import Store
 
 RUN = "E2E_RUN"
