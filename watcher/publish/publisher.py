@@ -138,7 +138,8 @@ class Publisher:
                 paths = [folder, *self._run_pictures()]
                 commit = self.repo.commit_paths(paths, subject, body or "no criteria", sha256)
             except GitPublishError as exc:
-                message = logs.redact(str(exc))
+                # git's own message spans lines (a held lock comes with advice): one line here
+                message = " ".join(logs.redact(str(exc)).split())[:400]
                 self.store.add_event(self.run, "error", "git_commit_failed", message, epoch)
                 log.error("git commit failed; will retry", error=message)
                 # A full disk or read-only repository can last for hours: say so, once.
