@@ -3,8 +3,10 @@ and check the ledger: every epoch in the state database, in exactly one git comm
 exactly one delivered Supabase row (real PostgreSQL behind an HTTP stand-in), and no
 secret in any log, result or commit.
 
-Short form (make test): 2 kills at random moments; full form (EPOCHWATCH_CHAOS=full): 20.
-Both then kill the daemon once more after the run has ended (a restart must not undo it).
+Short form (make test): 2 kills, one during start-up and one during an evaluation, each at a
+random time within it. Full form (EPOCHWATCH_CHAOS=full): 20 kills, each aimed at random at
+start-up, an evaluation or anywhere. Both then kill the daemon once more after the run has
+ended (a restart must not undo it).
 EPOCHWATCH_CHAOS_SEED replays a run's kill schedule (the seed is printed).
 """
 
@@ -20,6 +22,7 @@ import pytest
 
 from tests.chaos.ledger import appeared, check_ledger, secrets_nowhere
 from tests.chaos.rig import (
+    FULL,
     HOOK_TOKEN,
     SUPABASE_KEY,
     Proc,
@@ -49,6 +52,19 @@ timeout_s = 2.0
 [alerts]
 min_interval_s = 0.0
 """
+
+
+# Where a kill is aimed: the first ones in this order (short form), then at random.
+AIMS = ("start-up", "evaluation", "anywhere")
+
+
+def _wait_evaluating(db: Path, pid: int, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if _phase(db, pid) == "evaluating":
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _phase(db: Path, pid: int) -> str:
@@ -84,12 +100,18 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
         try:
             while len(kills) < n_kills:
                 watcher.start()
-                if rng.random() < 0.25:  # somewhere in start-up: imports, pipeline, backlog
+                aim = AIMS[len(kills)] if len(kills) < len(AIMS) and not FULL else \
+                    rng.choices(AIMS, weights=(1, 2, 1))[0]
+                if aim == "start-up":  # imports, pipeline loading, backlog
                     time.sleep(rng.uniform(0.2, 6.0))
                 else:
                     wait_for(lambda: daemon_ready(db, RUN, watcher.pid), 300, "the daemon ready",
                              alive=watcher.proc, log=watcher.log)
-                    time.sleep(rng.uniform(0.0, 3.0))
+                    if aim == "evaluation":  # somewhere in an evaluation, if one comes soon
+                        _wait_evaluating(db, watcher.pid, 30)
+                        time.sleep(rng.uniform(0.0, 1.5))
+                    else:
+                        time.sleep(rng.uniform(0.0, 3.0))
                 assert watcher.running(), watcher.tail()
                 phases[_phase(db, watcher.pid)] += 1
                 watcher.kill()

@@ -3,7 +3,7 @@ once (renamed in, in one burst) while the daemon is idle. They are processed in 
 each exactly once; the daemon's memory stays bounded; `status` keeps answering throughout;
 and the ledger holds for every epoch (state database, git, Supabase).
 
-Short form (make test): 30 files. Full form (EPOCHWATCH_CHAOS=full): 200 files.
+Short form (make test): 20 files. Full form (EPOCHWATCH_CHAOS=full): 200 files.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Sampler(threading.Thread):
 def test_a_burst_of_checkpoints_is_processed_in_order_once_with_bounded_memory(
     tmp_path: Path, tiny_model_dir: Path, pg_database: str
 ) -> None:
-    n = scale(30, 200)
+    n = scale(20, 200)
     started = time.monotonic()
     staged = make_checkpoints(tiny_model_dir, tmp_path / "staging", "e2e_lora", n, dim=4)
     expected = appeared(staged)
