@@ -2,16 +2,15 @@
 
 Errors are one line naming the file, the line and the dotted key
 (`config.toml:12: model.steps: Input should be a valid integer`). tomllib reports no
-positions for valid TOML, so `_KeyLines` re-scans the text to find where each key was set.
-Also here: the kohya `--config_file` reader (sections flattened, as sd-scripts does) and the
-kohya sample-prompt file format (`text --n neg --w 512 --h 512 --d 42 --s 20 --l 7.5`).
+positions for valid TOML, so `KeyLines` re-scans the text to find where each key was set.
+Also here: the kohya `--config_file` reader (sections flattened, as sd-scripts does). The line
+finder lives in `watcher.tomllines`, the kohya prompt-file format in `watcher.prompts`.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,175 +24,14 @@ from pydantic import (
     model_validator,
 )
 
+# Re-exported: the prompt types and ConfigError are part of this module's API.
+from watcher.prompts import PromptDefaults, SamplePrompt, parse_prompt_file  # noqa: F401
+from watcher.tomllines import ConfigError, KeyLines, Loc, dotted_key
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
-
-
-class ConfigError(Exception):
-    """A bad config, kohya config or prompt file; the message is one line."""
-
-
-Loc = tuple[str | int, ...]
-
-# ----------------------------------------------------------------------------- key lines
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-class _KeyLines:
-    """Where each key (and array element) of a syntactically valid TOML text is set."""
-
-    def __init__(self, text: str) -> None:
-        self.t, self.i, self.line = text, 0, 1
-        self.lines: dict[Loc, int] = {}
-        self._arrays: dict[Loc, int] = {}
-        try:
-            self._document()
-        except (IndexError, ValueError):
-            pass  # best effort: tomllib already accepted the text
-
-    def find(self, loc: Loc) -> int | None:
-        for end in range(len(loc), 0, -1):
-            if loc[:end] in self.lines:
-                return self.lines[loc[:end]]
-        return None
-
-    def _ch(self, k: int = 0) -> str:
-        return self.t[self.i + k] if self.i + k < len(self.t) else ""
-
-    def _advance(self, n: int = 1) -> None:
-        self.line += self.t.count("\n", self.i, self.i + n)
-        self.i += n
-
-    def _skip(self, newlines: bool) -> None:
-        while self.i < len(self.t):
-            c = self._ch()
-            if c in " \t\r" or (newlines and c == "\n"):
-                self._advance()
-            elif c == "#":
-                end = self.t.find("\n", self.i)
-                self._advance((len(self.t) if end < 0 else end) - self.i)
-            else:
-                return
-
-    def _key(self) -> tuple[str, ...]:
-        parts: list[str] = []
-        while True:
-            self._skip(False)
-            c = self._ch()
-            if c in "\"'":
-                start = self.i
-                self._string()
-                raw = self.t[start + 1 : self.i - 1]
-                parts.append(raw.encode().decode("unicode_escape") if c == '"' and "\\" in raw else raw)
-            else:
-                m = _BARE_KEY.match(self.t, self.i)
-                if not m:
-                    raise ValueError("bad key")
-                parts.append(m.group())
-                self._advance(m.end() - self.i)
-            self._skip(False)
-            if self._ch() != ".":
-                return tuple(parts)
-            self._advance()
-
-    def _string(self) -> None:
-        q = self._ch()
-        delim = q * 3 if self.t.startswith(q * 3, self.i) else q
-        self._advance(len(delim))
-        while self.i < len(self.t):
-            if q == '"' and self._ch() == "\\":
-                self._advance(2)
-            elif self.t.startswith(delim, self.i):
-                self._advance(len(delim))
-                while delim != q and self._ch() == q:  # """a"""" ends with quotes in the string
-                    self._advance()
-                return
-            else:
-                self._advance()
-
-    def _resolve(self, path: tuple[str, ...]) -> Loc:
-        loc: Loc = ()
-        for part in path:
-            loc += (part,)
-            if loc in self._arrays:
-                loc += (self._arrays[loc] - 1,)
-        return loc
-
-    def _document(self) -> None:
-        table: Loc = ()
-        while True:
-            self._skip(True)
-            if self.i >= len(self.t):
-                return
-            if self.t.startswith("[[", self.i):
-                self._advance(2)
-                path = self._key()
-                self._advance(2)
-                parent = self._resolve(path[:-1]) + (path[-1],)
-                self._arrays[parent] = self._arrays.get(parent, 0) + 1
-                table = parent + (self._arrays[parent] - 1,)
-                self.lines.setdefault(parent, self.line)
-                self.lines[table] = self.line
-            elif self._ch() == "[":
-                self._advance()
-                table = self._resolve(self._key())
-                self._advance()
-                self.lines[table] = self.line
-            else:
-                self._pair(table)
-
-    def _pair(self, table: Loc) -> None:
-        line = self.line
-        path = table + self._key()
-        for end in range(len(table) + 1, len(path) + 1):
-            self.lines.setdefault(path[:end], line)
-        self._skip(False)
-        self._advance()  # '='
-        self._value(path)
-
-    def _value(self, path: Loc) -> None:
-        self._skip(False)
-        c = self._ch()
-        if c in "\"'":
-            self._string()
-        elif c == "[":
-            self._advance()
-            index = 0
-            while True:
-                self._skip(True)
-                if self._ch() == "]":
-                    self._advance()
-                    return
-                self.lines[path + (index,)] = self.line
-                self._value(path + (index,))
-                self._skip(True)
-                if self._ch() == ",":
-                    self._advance()
-                    index += 1
-        elif c == "{":
-            self._advance()
-            while True:
-                self._skip(False)
-                if self._ch() == "}":
-                    self._advance()
-                    return
-                if self._ch() == ",":
-                    self._advance()
-                    continue
-                self._pair(path)
-        else:
-            m = re.compile(r"[^,\]}\n#]*").match(self.t, self.i)
-            self._advance(m.end() - self.i if m else 1)
-
-
-def _dotted(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _read_toml(path: Path, what: str) -> tuple[dict[str, Any], str]:
@@ -218,7 +56,7 @@ def _read_toml(path: Path, what: str) -> tuple[dict[str, Any], str]:
 
 def _load_kohya(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     data, text = _read_toml(path, "kohya config")
-    lines = _KeyLines(text)
+    lines = KeyLines(text)
     flat: dict[str, Any] = {}
     where: dict[str, int] = {}
     # sd-scripts flattens exactly one level of sections; a later duplicate wins, as there.
@@ -248,106 +86,11 @@ def kohya_network_arg(kohya: dict[str, Any], name: str) -> str | None:
     return None
 
 
-# ----------------------------------------------------------------------------- prompts
-
-
-@dataclass(frozen=True)
-class SamplePrompt:
-    text: str
-    negative: str
-    seed: int
-    width: int
-    height: int
-    steps: int
-    cfg: float
-
-
-@dataclass(frozen=True)
-class PromptDefaults:
-    negative: str = ""
-    seeds: tuple[int, ...] = (1234,)
-    width: int = 512
-    height: int = 512
-    steps: int = 20
-    cfg: float = 7.5
-
-
-# Options sd-scripts understands that do not change what we render here.
-_IGNORED_PROMPT_OPTIONS = frozenset({"ss", "cn", "am"})
-
-
-def _kohya_size(value: int) -> int:
-    return max(64, value - value % 8)  # sd-scripts rounds sample sizes down the same way
-
-
-def parse_prompt_file(path: Path | str, defaults: PromptDefaults) -> list[SamplePrompt]:
-    """A kohya sample-prompt .txt file: one prompt per line, `#` comment lines skipped.
-
-    A prompt without `--d` is expanded over `defaults.seeds` (one SamplePrompt per seed).
-    """
-    path = Path(path)
-    if path.suffix.lower() in (".toml", ".json"):
-        raise ConfigError(f"{path}: only the .txt kohya prompt format is supported")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: prompt file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read prompt file: {exc}") from None
-    out: list[SamplePrompt] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):  # '#' inside a prompt is a hex code, not a comment
-            continue
-        try:
-            out.extend(_parse_prompt_line(line, defaults))
-        except ValueError as exc:
-            raise ConfigError(f"{path}:{lineno}: {exc}") from None
-    return out
-
-
-def _parse_prompt_line(line: str, d: PromptDefaults) -> list[SamplePrompt]:
-    text, *options = (" " + line).split(" --")  # a line may start with an option
-    text = text.strip()
-    values: dict[str, Any] = {}
-    for option in options:
-        name, _, value = option.strip().partition(" ")
-        value = value.strip()
-        try:
-            if name == "n":
-                values["negative"] = value
-            elif name in ("w", "h", "s", "d"):
-                values[name] = int(value)
-            elif name == "l":
-                values["l"] = float(value)
-            elif name not in _IGNORED_PROMPT_OPTIONS:
-                raise ValueError(f"unknown prompt option --{name} (known: n, w, h, d, s, l)")
-        except ValueError as exc:
-            if "unknown prompt option" in str(exc):
-                raise
-            raise ValueError(f"--{name}: bad value {value!r}") from None
-    if not text:
-        raise ValueError("empty prompt text")
-    if values.get("s", 1) < 1 or values.get("w", 64) < 1 or values.get("h", 64) < 1:
-        raise ValueError("--w, --h and --s must be positive")
-    seeds = (values["d"],) if "d" in values else d.seeds
-    return [
-        SamplePrompt(
-            text=text,
-            negative=values.get("negative", d.negative),
-            seed=seed,
-            width=_kohya_size(values.get("w", d.width)),
-            height=_kohya_size(values.get("h", d.height)),
-            steps=values.get("s", d.steps),
-            cfg=values.get("l", d.cfg),
-        )
-        for seed in seeds
-    ]
-
-
 # ----------------------------------------------------------------------------- schema
 
 PathT = Annotated[Path, Strict(False)]
+
+
 AGGREGATE_METRICS = (
     "background_match_rate", "color_accuracy", "style_quality", "visual_score",
     "style_score", "prompt_score", "overall_score", "unique_colors", "n_images",
@@ -595,7 +338,7 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- loading
 
 
-def _validation_message(path: Path, lines: _KeyLines, exc: ValidationError) -> str:
+def _validation_message(path: Path, lines: KeyLines, exc: ValidationError) -> str:
     errors = sorted(exc.errors(), key=lambda e: lines.find(tuple(e["loc"])) or 0)
     first = errors[0]
     loc = tuple(first["loc"])
@@ -607,7 +350,7 @@ def _validation_message(path: Path, lines: _KeyLines, exc: ValidationError) -> s
         msg = str(first["msg"]).removeprefix("Value error, ")
     line = lines.find(loc)
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{path}{f':{line}' if line else ''}: {_dotted(loc) or '(top level)'}: {msg}{more}"
+    return f"{path}{f':{line}' if line else ''}: {dotted_key(loc) or '(top level)'}: {msg}{more}"
 
 
 def _absolute(base: Path, value: Path) -> Path:
@@ -638,7 +381,7 @@ def load_config(path: Path | str) -> WatchConfig:
     """Read, validate and complete one watcher config (see docs/INTERFACES.md)."""
     path = Path(path)
     data, text = _read_toml(path, "config file")
-    lines = _KeyLines(text)
+    lines = KeyLines(text)
     try:
         raw = _ConfigFile.model_validate(data)
     except ValidationError as exc:
@@ -646,7 +389,7 @@ def load_config(path: Path | str) -> WatchConfig:
 
     def fail(loc: Loc, msg: str) -> ConfigError:
         line = lines.find(loc)
-        return ConfigError(f"{path}{f':{line}' if line else ''}: {_dotted(loc)}: {msg}")
+        return ConfigError(f"{path}{f':{line}' if line else ''}: {dotted_key(loc)}: {msg}")
 
     base = path.resolve().parent
     run, model, sampling = raw.run, raw.model, raw.sampling
