@@ -62,8 +62,10 @@ def configure(level: str = "info", json_lines: bool | None = None, stream: Any =
         structlog.processors.format_exc_info,
         _redact_processor,
     ]
+    is_tty = hasattr(stream, "isatty") and stream.isatty()
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json_lines else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer() if json_lines
+        else structlog.dev.ConsoleRenderer(colors=is_tty)  # no escape codes in files
     )
     structlog.configure(
         processors=[*processors, renderer],
