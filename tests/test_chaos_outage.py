@@ -6,7 +6,7 @@
 2. The results repository on a small tmpfs: full, then read-only, then its git index locked
    by another process: a clear error (event + alert), retried, nothing lost or repeated.
 
-Short form (make test): about 15 s of network outage, a few seconds of each disk fault.
+Short form (make test): about 15-20 s of network outage, a few seconds of each disk fault.
 Full form (EPOCHWATCH_CHAOS=full): 40 s of each network outage (2 minutes), a minute of full
 disk and of read-only repository, and an index lock held past the 60 s git retry window.
 """
@@ -95,7 +95,7 @@ def test_supabase_and_webhook_outages_lose_nothing(
     tmp_path: Path, tiny_model_dir: Path, pg_database: str
 ) -> None:
     run = "CHAOS_OUTAGE"
-    each_s = scale(5.0, 40.0)
+    each_s = scale(3.0, 40.0)
     started = time.monotonic()
     with services(pg_database, hang_s=5.0) as svc:
         config = chaos_config(tmp_path, tiny_model_dir, name=run, epochs=EPOCHS,

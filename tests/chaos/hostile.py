@@ -56,7 +56,11 @@ def plant(folder: Path, outside: Path, valid: list[Path], marker: Path) -> dict[
     expected: dict[str, str] = {}
 
     def put(name: str, data: bytes, reason: str) -> None:
-        (folder / name).write_bytes(data)
+        # Written beside the folder and renamed in: each file appears whole, so it is
+        # judged (and alerted on) once, not again when a half-written one grows.
+        scratch = outside / ".scratch"
+        scratch.write_bytes(data)
+        os.rename(scratch, folder / name)
         expected[name] = reason
 
     # Header lengths: absurd (refused at once), and large but plausible (only the file's end
@@ -109,5 +113,7 @@ def model_mismatch(folder: Path) -> tuple[str, str]:
     name = f"{NAME}-000007.safetensors"
     tensors = {"lora_unet_down_blocks_9_attentions_0_proj_in.lora_down.weight": np.ones((4, 64), np.float16),
                "lora_unet_down_blocks_9_attentions_0_proj_in.lora_up.weight": np.ones((64, 4), np.float16)}
-    (folder / name).write_bytes(_lora(tensors, ss_epoch="7"))
+    scratch = folder.parent / f".{name}"
+    scratch.write_bytes(_lora(tensors, ss_epoch="7"))
+    os.rename(scratch, folder / name)
     return name, "not a usable kohya LoRA for this model"
