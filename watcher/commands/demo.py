@@ -114,6 +114,7 @@ def summary(cfg: object) -> str:
         "",
         f"trainer: {s['trainer']['state']} ({s['trainer']['cause']}); "
         f"{len(written)} checkpoint files written: {', '.join(p.name for p in written)}",
+        *(f"refused: {Path(r['path']).name}: {r['reason']}" for r in s["rejected"]),
         f"results: {s['results']['dir']}",
         f"commits: {len(commits)} in {s['results']['repo']} (git -C {s['results']['repo']} log --oneline)",
         f"state:   {cfg.state_db}  (epochwatch status --config {cfg.path})",  # type: ignore[attr-defined]
