@@ -21,7 +21,7 @@ from pathlib import Path
 COMPLETE_MARKER = ".epochwatch-tiny-model"
 
 # SD 1.5's noise schedule, so schedulers behave as they would on the real model.
-_SCHEDULER_CONFIG: dict[str, object] = {
+SD15_SCHEDULER_CONFIG: dict[str, object] = {
     "beta_start": 0.00085,
     "beta_end": 0.012,
     "beta_schedule": "scaled_linear",
@@ -115,7 +115,7 @@ def _build_into(folder: Path, seed: int) -> None:
         projection_dim=TEXT_HIDDEN,
     )
     text_encoder = CLIPTextModel(text_config)
-    scheduler = PNDMScheduler(**_SCHEDULER_CONFIG)
+    scheduler = PNDMScheduler(**SD15_SCHEDULER_CONFIG)
 
     pipe = StableDiffusionPipeline(
         vae=vae,

@@ -18,21 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from launcher.kohya_lora import SD15_TEXT_CONFIG, SD15_UNET_CONFIG
+from watcher.tinymodel import SD15_SCHEDULER_CONFIG
 
 CLIP_VOCAB_SIZE = 49408  # SD 1.5's tokenizer: BOS 49406, EOS 49407
 MAX_TOKENS = 77
 SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
 MARKER = ".epochwatch-bench-model"
 
-SCHEDULER_CONFIG: dict[str, Any] = {  # SD 1.5's noise schedule
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-}
+SCHEDULER_CONFIG = SD15_SCHEDULER_CONFIG  # SD 1.5's noise schedule, shared with the tiny model
 
 
 @dataclass(frozen=True)
