@@ -108,6 +108,7 @@ class Daemon:
         self.publisher = Publisher(cfg, store, self.repo, self.log)
         self.publisher.start()
         self.publisher.publish_backlog()
+        self._redo_lost_actions()
 
         self.notifier.status("loading pipeline")
         self.pipeline = SamplePipeline(cfg.model.base, device=cfg.model.device,
@@ -377,6 +378,23 @@ class Daemon:
         request = self.store.request_stop(self.run_name, epoch, reason)
         self.store.update_run(self.run_name, status="stopping")
         self.log.warning("stop requested", epoch=epoch, reason=reason, request=request)
+
+    def _redo_lost_actions(self) -> None:
+        """An epoch's decisions are acted on after its commit, which takes a while: a kill in
+        between must not lose a stop or an alert. Both are idempotent: redo what is missing."""
+        from watcher.publish.publisher import decisions_from_dicts
+
+        final = (self.store.run_row(self.run_name) or {}).get("status") in FINAL_RUN_STATES
+        asked = [r["epoch"] for r in self.store.stop_requests(self.run_name)]
+        for e in self.store.evaluations(self.run_name):
+            epoch, decisions = e["epoch"], decisions_from_dicts(e["metrics"].get("decisions", []))
+            if self.publisher.alert_decisions(epoch, e["checkpoint_id"], decisions, only_missing=True):
+                self.log.warning("alerts lost to an interruption queued again", epoch=epoch)
+            stop = any(d.action == "stop" and d.outcome == "fail" for d in decisions)
+            if stop and not final and not any(a is not None and a <= epoch for a in asked):
+                self.log.warning("stop decision lost to an interruption; requesting it now", epoch=epoch)
+                self._act(epoch, decisions)
+                asked.append(epoch)
 
     def _check_health(self) -> None:
         self._last_health = time.time()

@@ -109,13 +109,34 @@ class Publisher:
         for d in decisions:
             self.store.save_decision(self.run, epoch, ck.id, d.to_dict())
         self._commit(ck.id, ck.sha256, epoch, final, evaluation.metrics, decisions)
+        self.alert_decisions(epoch, ck.id, decisions)
+
+    def alert_decisions(self, epoch: int, checkpoint_id: int, decisions: list[Any],
+                        only_missing: bool = False) -> int:
+        """The alerts an epoch's decisions call for. only_missing skips those queued once
+        already (after a restart: a kill may have come between the commit and them).
+        Returns the number queued."""
+        queued = 0
         for d in decisions:
-            if d.outcome == "fail" and d.action in ("stop", "alert"):
-                kind = "stop_decision" if d.action == "stop" else (
-                    "oscillation" if "oscillat" in d.criterion else "criterion_failed")
-                self.alert(kind, f"{d.criterion}:{epoch}", epoch=epoch, criterion=d.criterion,
-                           metric=d.metric, value=d.value, threshold=d.threshold,
-                           message=d.message, commit=self._commit_of(ck.id))
+            if d.outcome != "fail" or d.action not in ("stop", "alert"):
+                continue
+            kind = "stop_decision" if d.action == "stop" else (
+                "oscillation" if "oscillat" in d.criterion else "criterion_failed")
+            key = f"{d.criterion}:{epoch}"
+            if only_missing and self._alert_queued(f"{kind}:{key}"):
+                continue
+            self.alert(kind, key, epoch=epoch, criterion=d.criterion, metric=d.metric,
+                       value=d.value, threshold=d.threshold, message=d.message,
+                       commit=self._commit_of(checkpoint_id))
+            queued += 1
+        return queued
+
+    def _alert_queued(self, dedupe_key: str) -> bool:
+        row = self.store.conn.execute(
+            "SELECT 1 FROM outbox WHERE channel='alert' AND run=? "
+            "AND json_extract(payload_json, '$.dedupe_key')=? LIMIT 1", (self.run, dedupe_key),
+        ).fetchone()
+        return row is not None
 
     def _commit_of(self, checkpoint_id: int) -> str | None:
         row = self.store.conn.execute(
