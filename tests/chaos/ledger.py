@@ -58,6 +58,7 @@ class LedgerReport:
     epochs: int = 0
     commits: int = 0
     report_commits: int = 0
+    decisions_acted: int = 0
     supabase_rows: int = 0
     duplicate_deliveries: int = 0
     alerts_delivered: int = 0
@@ -81,6 +82,11 @@ def check_ledger(config: Any, expected: dict[int, str], services: Any | None = N
         evaluations = s.evaluations(run)
         outbox = s.outbox_counts(run)
         run_row = s.run_row(run)
+        stop_requests = s.stop_requests(run)
+        # alert dedupe keys are "<kind>:<criterion>:<epoch>": keyed here by the last two
+        alert_states = {str(k).split(":", 1)[1]: st for k, st in s.conn.execute(
+            "SELECT json_extract(payload_json, '$.dedupe_key'), status FROM outbox "
+            "WHERE run=? AND channel='alert'", (run,)).fetchall()}
 
     # (a) the state database: one evaluated checkpoint and one evaluation per epoch
     by_sha = {c.sha256: c for c in checkpoints}
@@ -118,8 +124,20 @@ def check_ledger(config: Any, expected: dict[int, str], services: Any | None = N
     assert len(others) == (1 if final else 0), (run_row, [c["subject"] for c in others])
     report.report_commits = len(others)
 
+    # (d) every decision was acted on: a failed stop rule has its stop request (the first
+    # one stands for later epochs), a failed stop or alert rule its alert, delivered
+    fails = [(e["epoch"], d) for e in evaluations for d in e["metrics"].get("decisions", [])
+             if d["outcome"] == "fail" and d["action"] in ("stop", "alert")]
+    asked = [r["epoch"] for r in stop_requests if r["epoch"] is not None]
+    for epoch, d in fails:
+        if d["action"] == "stop":
+            assert any(a <= epoch for a in asked), f"epoch {epoch}: stop decision without a stop request"
+    report.decisions_acted = len(fails)
     if services is None:
         return report
+    for epoch, d in fails:
+        assert alert_states.get(f"{d['criterion']}:{epoch}") == "delivered", \
+            (epoch, d["criterion"], alert_states)
     # (c) Supabase: one row per (run, epoch) naming that checkpoint and commit; each content
     # applied once (a repeat only when a kill fell between the delivery and its record)
     assert outbox.get("supabase", {}).get("pending", 0) == 0, outbox
