@@ -36,8 +36,9 @@ bench: setup
 bench-gpu: setup
 	$(BIN)/python -m bench.run_gpu
 
+# The fault and load suite in its full form (make test runs the short form of the same tests).
 chaos: setup
-	$(BIN)/python -m pytest -q -m chaos tests
+	EPOCHWATCH_CHAOS=full $(BIN)/python -m pytest -q -s -m chaos tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
