@@ -3,10 +3,11 @@ and check the ledger: every epoch in the state database, in exactly one git comm
 exactly one delivered Supabase row (real PostgreSQL behind an HTTP stand-in), and no
 secret in any log, result or commit.
 
-Short form (make test): 2 kills, one during start-up and one during an evaluation, each at a
-random time within it. Full form (EPOCHWATCH_CHAOS=full): 20 kills, each aimed at random at
-start-up, an evaluation or anywhere. Both then kill the daemon once more after the run has
-ended (a restart must not undo it).
+Short form (make test): 2 kills: one at a random time in start-up, one just after epoch 4 is
+recorded and before it is committed (its stop decision follows the commit). Full form
+(EPOCHWATCH_CHAOS=full): those two, then 18 aimed at random at start-up, an evaluation, a
+commit or anywhere. Both forms then kill the daemon once more after the run has ended (a
+restart must not undo it).
 EPOCHWATCH_CHAOS_SEED replays a run's kill schedule (the seed is printed).
 """
 
@@ -16,13 +17,13 @@ import os
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.chaos.ledger import appeared, check_ledger, secrets_nowhere
 from tests.chaos.rig import (
-    FULL,
     HOOK_TOKEN,
     SUPABASE_KEY,
     Proc,
@@ -42,6 +43,7 @@ from tests.chaos.rig import (
 )
 from tests.pg import pg_database_fixture, postgres_fixture  # noqa: F401
 from watcher.config import load_config
+from watcher.store import Store
 
 RUN = "CHAOS_KILL"
 EPOCHS = 10
@@ -54,16 +56,26 @@ min_interval_s = 0.0
 """
 
 
-# Where a kill is aimed: the first ones in this order (short form), then at random.
-AIMS = ("start-up", "evaluation", "anywhere")
+# The first kills are aimed, in both forms: at start-up, and at the moment that matters
+# most, epoch 4 recorded but not yet committed (its stop decision comes after the commit).
+# Further kills (full form) are aimed at random.
+FIRST_AIMS = ("start-up", "epoch 4 commit")
+RANDOM_AIMS = ("start-up", "evaluation", "commit", "anywhere")
 
 
-def _wait_evaluating(db: Path, pid: int, timeout: float) -> bool:
+def _uncommitted(db: Path) -> list[int]:
+    with Store(db) as s:
+        return [r[0] for r in s.conn.execute(
+            "SELECT epoch FROM evaluations WHERE run=? AND git_commit IS NULL", (RUN,))]
+
+
+def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll fast (a commit lasts a fraction of a second); False if it never came."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if _phase(db, pid) == "evaluating":
+        if predicate():
             return True
-        time.sleep(0.05)
+        time.sleep(0.02)
     return False
 
 
@@ -75,6 +87,8 @@ def _phase(db: Path, pid: int) -> str:
         return "starting"
     if any(status == "evaluating" for _, status in snap["checkpoints"].values()):
         return "evaluating"
+    if _uncommitted(db):
+        return "committing"
     return str(d.get("state"))
 
 
@@ -83,7 +97,7 @@ def _phase(db: Path, pid: int) -> str:
 def test_sigkill_at_random_moments_loses_and_repeats_nothing(
     tmp_path: Path, tiny_model_dir: Path, pg_database: str
 ) -> None:
-    n_kills = scale(2, 20)  # at random moments; one more follows the end of the run
+    n_kills = scale(2, 20)  # one more follows the end of the run
     seed = int(os.environ.get("EPOCHWATCH_CHAOS_SEED") or time.time_ns() % 2**31)
     rng = random.Random(seed)
     started = time.monotonic()
@@ -100,15 +114,19 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
         try:
             while len(kills) < n_kills:
                 watcher.start()
-                aim = AIMS[len(kills)] if len(kills) < len(AIMS) and not FULL else \
-                    rng.choices(AIMS, weights=(1, 2, 1))[0]
+                aim = FIRST_AIMS[len(kills)] if len(kills) < len(FIRST_AIMS) else \
+                    rng.choices(RANDOM_AIMS, weights=(1, 2, 1, 1))[0]
                 if aim == "start-up":  # imports, pipeline loading, backlog
                     time.sleep(rng.uniform(0.2, 6.0))
                 else:
                     wait_for(lambda: daemon_ready(db, RUN, watcher.pid), 300, "the daemon ready",
                              alive=watcher.proc, log=watcher.log)
-                    if aim == "evaluation":  # somewhere in an evaluation, if one comes soon
-                        _wait_evaluating(db, watcher.pid, 30)
+                    if aim == "epoch 4 commit":
+                        assert _wait(lambda: 4 in _uncommitted(db), 300), "epoch 4 never seen uncommitted"
+                    elif aim == "commit":  # if one comes soon
+                        _wait(lambda: bool(_uncommitted(db)), 30)
+                    elif aim == "evaluation":
+                        _wait(lambda: _phase(db, watcher.pid) == "evaluating", 30)
                         time.sleep(rng.uniform(0.0, 1.5))
                     else:
                         time.sleep(rng.uniform(0.0, 3.0))
