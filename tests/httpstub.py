@@ -172,3 +172,16 @@ class HttpStub:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_until(cond: Callable[[], bool], what: str, limit_s: float = 20.0,
+               step: Callable[[], object] | None = None) -> None:
+    """Poll cond (running step first) until true; fail with `what` after limit_s."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        if step is not None:
+            step()
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")

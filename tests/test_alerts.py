@@ -6,13 +6,11 @@ from __future__ import annotations
 import io
 import json
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.httpstub import HttpStub, Response
+from tests.httpstub import HttpStub, Response, wait_until
 from watcher import logs
 from watcher.publish.alerts import (
     ALERT_KINDS,
@@ -27,17 +25,6 @@ from watcher.store import Store
 RUN = "SD15_KEEP_TOKENS_3_EXPERIMENT"
 FAST = {"backoff_initial_s": 0.02, "backoff_max_s": 0.1}
 
-
-def wait_until(cond: Callable[[], bool], what: str, limit_s: float = 20.0,
-               step: Callable[[], object] | None = None) -> None:
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        if step is not None:
-            step()
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _hook(stub: HttpStub, path: str = "/hooks/epochwatch") -> str:

@@ -8,13 +8,13 @@ import io
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.httpstub import HttpStub, Response
+from tests.httpstub import HttpStub, Response, wait_until
 from tests.pg import (  # noqa: F401  (pytest fixtures are registered by import)
     PLAN_PARAMS,
     PostgrestStandIn,
@@ -39,18 +39,6 @@ RUN = "SD15_KEEP_TOKENS_3_EXPERIMENT"
 KEY = "sk_test_SECRET_service_key_7f3a9c1e5b"
 FAST = {"backoff_initial_s": 0.02, "backoff_max_s": 0.1}
 
-
-def wait_until(cond: Callable[[], bool], what: str, limit_s: float = 20.0,
-               step: Callable[[], object] | None = None) -> None:
-    """Poll cond (running step first) until true; fail with `what` after limit_s."""
-    end = time.monotonic() + limit_s
-    while time.monotonic() < end:
-        if step is not None:
-            step()
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture()
