@@ -103,7 +103,7 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
     started = time.monotonic()
     with services(pg_database) as svc:
         config = chaos_config(tmp_path, tiny_model_dir, name=RUN, epochs=EPOCHS,
-                              interval=scale(1.0, 8.0), extra=EXTRA)
+                              interval=scale(1.0, 20.0), extra=EXTRA)
         db = tmp_path / "state" / "state.db"
         env = child_env(**svc.env())
         trainer = Proc(epochwatch("simtrain", "--config", str(config)), tmp_path / "trainer.log",
@@ -127,7 +127,7 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
                         _wait(lambda: bool(_uncommitted(db)), 30)
                     elif aim == "evaluation":
                         _wait(lambda: _phase(db, watcher.pid) == "evaluating", 30)
-                        time.sleep(rng.uniform(0.0, 1.5))
+                        time.sleep(rng.uniform(0.0, 0.8))
                     else:
                         time.sleep(rng.uniform(0.0, 3.0))
                 assert watcher.running(), watcher.tail()

@@ -6,9 +6,10 @@
 2. The results repository on a small tmpfs: full, then read-only, then its git index locked
    by another process: a clear error (event + alert), retried, nothing lost or repeated.
 
-Short form (make test): about 15-20 s of network outage, a few seconds of each disk fault.
-Full form (EPOCHWATCH_CHAOS=full): 40 s of each network outage (2 minutes), a minute of full
-disk and of read-only repository, and an index lock held past the 60 s git retry window.
+Short form (make test): about 15 s of network outage, a few seconds of each disk fault.
+Full form (EPOCHWATCH_CHAOS=full): 30 s or more of each network outage (each lasts until
+both channels have met it: about 2 minutes in all), 45 s of full disk and of read-only
+repository, and an index lock held past the 60 s git retry window.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def test_supabase_and_webhook_outages_lose_nothing(
     tmp_path: Path, tiny_model_dir: Path, pg_database: str
 ) -> None:
     run = "CHAOS_OUTAGE"
-    each_s = scale(3.0, 40.0)
+    each_s = scale(3.0, 30.0)
     started = time.monotonic()
     with services(pg_database, hang_s=5.0) as svc:
         config = chaos_config(tmp_path, tiny_model_dir, name=run, epochs=EPOCHS,
@@ -181,7 +182,7 @@ def test_full_disk_read_only_repository_and_index_lock(
         pytest.skip(why)
     run = "CHAOS_DISK"
     epochs = 6
-    fault_s = scale(4.0, 60.0)
+    fault_s = scale(4.0, 45.0)
     lock_s = scale(5.0, 75.0)  # the full form outlasts the 60 s git lock retry window
     started = time.monotonic()
     staged = make_checkpoints(tiny_model_dir, tmp_path / "staging", "e2e_lora", epochs)
