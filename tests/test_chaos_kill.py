@@ -103,7 +103,7 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
     started = time.monotonic()
     with services(pg_database) as svc:
         config = chaos_config(tmp_path, tiny_model_dir, name=RUN, epochs=EPOCHS,
-                              interval=scale(1.0, 20.0), extra=EXTRA)
+                              interval=scale(1.0, 8.0), extra=EXTRA)
         db = tmp_path / "state" / "state.db"
         env = child_env(**svc.env())
         trainer = Proc(epochwatch("simtrain", "--config", str(config)), tmp_path / "trainer.log",
@@ -124,9 +124,9 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
                     if aim == "epoch 4 commit":
                         assert _wait(lambda: 4 in _uncommitted(db), 300), "epoch 4 never seen uncommitted"
                     elif aim == "commit":  # if one comes soon
-                        _wait(lambda: bool(_uncommitted(db)), 30)
+                        _wait(lambda: bool(_uncommitted(db)), 10)
                     elif aim == "evaluation":
-                        _wait(lambda: _phase(db, watcher.pid) == "evaluating", 30)
+                        _wait(lambda: _phase(db, watcher.pid) == "evaluating", 10)
                         time.sleep(rng.uniform(0.0, 0.8))
                     else:
                         time.sleep(rng.uniform(0.0, 3.0))
