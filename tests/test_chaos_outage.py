@@ -43,16 +43,14 @@ from tests.chaos.rig import (
     wait_for,
 )
 from tests.pg import pg_database_fixture, postgres_fixture  # noqa: F401
-from watcher.config import SupabaseConfig, load_config
+from watcher.config import load_config
 from watcher.store import Store
 
 EPOCHS = scale(6, 10)
-# A retry cap keeps recovery after a long outage short; used once the config accepts it.
-RETRY_CAP = "retry_max_s = 10.0\n" if "retry_max_s" in SupabaseConfig.model_fields else ""
-EXTRA = f"""
+EXTRA = """
 [supabase]
 timeout_s = 1.0
-{RETRY_CAP}
+retry_max_s = 10.0  # a short backoff cap keeps recovery after the outage quick
 [alerts]
 min_interval_s = 0.0
 """

@@ -371,3 +371,11 @@ def test_empty_strings_mean_unset_for_optional_fields(tmp_path: Path) -> None:
     assert cfg.sampling.prompts_file is None and cfg.sampling.review_prompts_file is None
     assert cfg.run.kohya_config is None and cfg.kohya == {} and cfg.review_prompts() == []
     assert cfg.params()["architecture"]["conv_dim"] is None  # nothing known without kohya
+
+
+def test_outbox_retry_cap_is_configurable_and_checked(tmp_path: Path) -> None:
+    good = write(tmp_path, "good.toml", MINIMAL + "\n[supabase]\nretry_max_s = 12.5\n")
+    assert load_config(good).supabase.retry_max_s == 12.5
+    assert load_config(write(tmp_path, "plain.toml", MINIMAL)).supabase.retry_max_s == 300.0
+    bad = write(tmp_path, "bad.toml", MINIMAL + "\n[supabase]\nretry_max_s = 0\n")
+    assert config_error(bad).startswith(f"{bad}:11: supabase.retry_max_s: Input should be greater than 0")

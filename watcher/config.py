@@ -201,6 +201,7 @@ class SupabaseConfig(_Model):
     timeout_s: float = Field(10.0, gt=0)
     upload_contact_sheet: bool = False
     bucket: str = "epochwatch"
+    retry_max_s: float = Field(300.0, gt=0)  # outbox backoff cap after an outage
 
 
 class AlertsConfig(_Model):

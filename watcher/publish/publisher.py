@@ -68,8 +68,7 @@ class Publisher:
             if cfg.supabase.enabled else None,
             alerts=alert_mod.AlertSink.from_env(),
             min_alert_interval_s=cfg.alerts.min_interval_s,
-            # [supabase] retry_max_s, once the config schema has it (default as before)
-            backoff_max_s=float(getattr(cfg.supabase, "retry_max_s", 300.0)),
+            backoff_max_s=cfg.supabase.retry_max_s,
         )
 
     def start(self) -> None:
