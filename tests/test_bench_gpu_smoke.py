@@ -227,3 +227,19 @@ def test_summarize_refuses_windows_without_steps() -> None:
         alone_step_s([(0.0, 5.0)], [(1.0, 2.0)])
     with pytest.raises(ValueError, match="no progress"):
         summarize([(0.0, 0.1), (0.1, 0.2)], alone=[(0.0, 0.2)], shared=[(5.0, 6.0)], pause_cost_s=1.0)
+
+
+def test_full_size_check_runs_the_daemon_path_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench.gpu.full_size_check on the tiny shapes (the SD 1.5 size takes minutes on CPU):
+    the same stages, and a JSON verdict that follows from what each stage saw."""
+    from bench.gpu import full_size_check
+
+    rc = full_size_check.main(["--shapes", "smoke", "--size", "64", "--steps", "2", "--fp16-steps", "2"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and result["ok"] is True
+    assert result["shapes"] == "smoke" and result["parameters"]["unet"] > 0
+    assert result["images_ok"] and result["fp16_images_ok"]
+    assert result["lora_swap_changed_images"] is True  # a real swap: epoch 2's weights differ
+    assert result["hotswap_changed_images"] is True
+    assert str(result["lora_epoch"]) == "2"  # the file applied last (kohya ss_epoch)
+    assert result["unet_only_s"] > 0 and result["fp16_pixel_std"] > 0
