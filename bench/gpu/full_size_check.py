@@ -11,7 +11,7 @@ nothing about GPUs: its timings are CPU timings and only say the path works.
     .venv/bin/python -m bench.gpu.full_size_check            # 64 px, 4 steps; fp16 20 steps
     .venv/bin/python -m bench.gpu.full_size_check --size 128 --fp16-steps 0
 
-Prints one line per stage and a JSON object as its last line. About 5 minutes on 2 cores.
+Prints one line per stage and a JSON object as its last line. About 3 minutes on 2 cores.
 """
 
 from __future__ import annotations
