@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gpu import measure, report
-from bench.gpu.sharing import REPO, TrainerProcess, WorkerFailed, measure_sharing
+from bench.gpu.sharing import REPO, TrainerProcess, WorkerFailed, child_env, measure_sharing
 from bench.gpu.slowdown import summarize
 
 PROMPTS_FILE = REPO / "configs" / "SD15_KEEP_TOKENS_3_EXPERIMENT" / "prompts.txt"
@@ -95,7 +95,7 @@ def load_prompts(path: Path, n: int, smoke: bool) -> list[Any]:
 def run_compile_child(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     spec_file = Path(spec["out_file"]).with_suffix(".spec.json")
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = child_env()
     try:
         proc = subprocess.run([sys.executable, "-m", "bench.gpu.compile_phase", str(spec_file)],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s)

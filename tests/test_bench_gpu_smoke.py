@@ -243,3 +243,19 @@ def test_full_size_check_runs_the_daemon_path_and_reports(capsys: pytest.Capture
     assert result["hotswap_changed_images"] is True
     assert str(result["lora_epoch"]) == "2"  # the file applied last (kohya ss_epoch)
     assert result["unet_only_s"] > 0 and result["fp16_pixel_std"] > 0
+
+
+def test_child_processes_keep_carried_packages_on_the_path(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU host the missing wheels are installed into a folder on PYTHONPATH; the
+    compile and trainer children must see them as well as the repository."""
+    from bench.gpu.sharing import child_env
+
+    carried = tmp_path / "site"
+    carried.mkdir()
+    (carried / "carried_wheel_stand_in.py").write_text("NAME = 'carried'\n", encoding="utf-8")
+    monkeypatch.setenv("PYTHONPATH", str(carried))
+    proc = subprocess.run([sys.executable, "-c", "import carried_wheel_stand_in as c, bench.gpu; print(c.NAME)"],
+                          cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "carried"

@@ -25,6 +25,13 @@ class WorkerFailed(RuntimeError):
     """The training worker exited or did not answer in time; the message says which."""
 
 
+def child_env() -> dict[str, str]:
+    """The environment for a benchmark child process: the repository first on PYTHONPATH,
+    then whatever was there (on a GPU host the carried wheels are often on it)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path)
+
+
 class TrainerProcess:
     def __init__(self, work: Path, shapes: str, device: str, latent: int, max_s: float,
                  extra_args: list[str] | None = None) -> None:
@@ -39,8 +46,7 @@ class TrainerProcess:
                 "--steps-file", str(self.steps_file), "--go-file", str(self.go_file),
                 "--stop-file", str(self.stop_file), "--shapes", shapes, "--device", device,
                 "--latent", str(latent), "--max-s", str(max_s), *(extra_args or [])]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
+        env = child_env()
         with open(self.log_file, "wb") as log:
             self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
