@@ -304,19 +304,24 @@ class Daemon:
             evaluation = evaluate_checkpoint(self.pipeline, self.cfg, checkpoint, epoch,
                                              heartbeat=self.notifier.watchdog)
         except ShutdownRequested:
-            self._evaluating = False
-            self.store.mark_checkpoint(checkpoint.id, "pending")
-            log.info("evaluation abandoned for shutdown; it will be redone")
+            self._abandon_for_shutdown(checkpoint, log)
             raise
-        except (LoraLoadError, ValueError) as exc:
-            self._fail(checkpoint, epoch, exc)  # the checkpoint itself is unusable
-            return
-        except (OSError, RuntimeError) as exc:
-            if isinstance(exc, RuntimeError) and checkpoint.attempts + 1 >= RUNTIME_ERROR_ATTEMPTS:
-                self._fail(checkpoint, epoch, exc)
-            else:
-                self._transient(checkpoint, epoch, exc)
-            return
+        except Exception as exc:
+            if self._stopping:
+                # The signal's exception was raised inside native code (safetensors, torch)
+                # that turned it into an ordinary error: still a shutdown, not a bad file.
+                self._abandon_for_shutdown(checkpoint, log, cause=exc)
+                raise ShutdownRequested("shutdown") from exc
+            if isinstance(exc, (LoraLoadError, ValueError)):
+                self._fail(checkpoint, epoch, exc)  # the checkpoint itself is unusable
+                return
+            if isinstance(exc, (OSError, RuntimeError)):
+                if isinstance(exc, RuntimeError) and checkpoint.attempts + 1 >= RUNTIME_ERROR_ATTEMPTS:
+                    self._fail(checkpoint, epoch, exc)
+                else:
+                    self._transient(checkpoint, epoch, exc)
+                return
+            raise
         finally:
             self._evaluating = False
         if self.cfg.model.offload_between_epochs:
@@ -339,6 +344,16 @@ class Daemon:
             return
         self._retry_at = 0.0
         self._act(epoch, decisions)
+
+    def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: Any,
+                              cause: BaseException | None = None) -> None:
+        self._evaluating = False
+        self.store.mark_checkpoint(checkpoint.id, "pending")
+        if cause is None:
+            log.info("evaluation abandoned for shutdown; it will be redone")
+        else:
+            log.info("evaluation abandoned for shutdown; it will be redone",
+                     interrupted=logs.redact(f"{type(cause).__name__}: {cause}"))
 
     def _fail(self, checkpoint: Checkpoint, epoch: int, exc: BaseException) -> None:
         message = logs.redact(f"{type(exc).__name__}: {exc}")
