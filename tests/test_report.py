@@ -29,6 +29,8 @@ from watcher.report import contact_sheet, progress, review_prompts, write_report
 from watcher.report.pictures import BORDER, GRID_SCALE, RIGHT, WRONG
 from watcher.store import Store
 
+REPO = Path(__file__).resolve().parent.parent
+
 RUN = "SD15_KEEP_TOKENS_3_EXPERIMENT"
 
 
@@ -176,6 +178,34 @@ def test_review_prompts_are_diverse() -> None:
 def test_progress_is_a_passthrough_off_a_terminal() -> None:
     items = list(range(7))
     assert list(progress(iter(items), 7, "scoring")) == items
+
+
+def test_progress_stays_a_function_after_its_module_is_imported() -> None:
+    """Importing a submodule binds its name on the package: a module named like one of the
+    package's lazy functions would replace the function, and code importing it afterwards
+    (the daemon's evaluation, in CI's test order) got a module it could not call."""
+    code = ("import inspect, watcher.report as r\n"
+            "list(r.progress(range(2), 2, 'x'))  # runs the lazy import\n"
+            "from watcher.report import progress\n"
+            "assert inspect.isfunction(progress), progress\n"
+            "print(list(progress(range(3), 3, 'y')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[0, 1, 2]"
+
+
+def test_no_package_function_shares_its_name_with_a_submodule() -> None:
+    import ast
+
+    clashes = []
+    for package in ("watcher", "evaluators", "launcher"):
+        for init in (REPO / package).rglob("__init__.py"):
+            names = {node.name for node in ast.parse(init.read_text(encoding="utf-8")).body
+                     if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+            submodules = {p.stem for p in init.parent.glob("*.py")} | {
+                p.name for p in init.parent.iterdir() if (p / "__init__.py").is_file()}
+            clashes += [f"{init.parent.name}.{name}" for name in sorted(names & submodules)]
+    assert clashes == []
 
 
 def test_progress_draws_a_bar_on_a_terminal(tmp_path: Path) -> None:

@@ -49,6 +49,6 @@ def review_prompts(base_prompts: Sequence[str], count: int = 12) -> list[str]:
 
 def progress(iterable: Iterable[T], total: int | None, description: str) -> Iterator[T]:
     """A progress bar on a terminal, a plain passthrough otherwise."""
-    from watcher.report.progress import progress as bar
+    from watcher.report.progressbar import progress as bar
 
     return bar(iterable, total, description)
