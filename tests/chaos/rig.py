@@ -22,6 +22,7 @@ from typing import Any
 
 from tests.httpstub import HttpStub, Request, Response
 from tests.pg import PostgrestStandIn, apply_migrations
+from watcher.publish.supabase import EPOCHS_TABLE
 from watcher.store import Store
 
 FULL = os.environ.get("EPOCHWATCH_CHAOS", "").strip().lower() == "full"
@@ -156,10 +157,31 @@ def evaluated_epochs(db: Path, run: str) -> list[int]:
 
 
 def outbox_settled(db: Path, run: str, channels: tuple[str, ...]) -> bool:
-    """Nothing pending on these channels (everything delivered, or given up as dead)."""
+    """Nothing pending on these channels (everything delivered, or given up as dead), and
+    every evaluated epoch's deliveries queued. The daemon records an epoch as evaluated,
+    commits it, and only then queues its Supabase row and its alerts: an empty outbox seen
+    in between would end a wait too early (it did, once, in a CI run)."""
     with Store(db) as s:
         counts = s.outbox_counts(run)
-    return all(counts.get(ch, {}).get("pending", 0) == 0 for ch in channels)
+        if any(counts.get(ch, {}).get("pending", 0) for ch in channels):
+            return False
+        rows = s.conn.execute("SELECT channel, dedupe_key, json_extract(payload_json, '$.dedupe_key') "
+                              "FROM outbox WHERE run=?", (run,)).fetchall()
+        evaluations = s.evaluations(run)
+    supabase_keys = [key for channel, key, _ in rows if channel == "supabase"]
+    # alert dedupe keys are "<kind>:<criterion>:<epoch>": keyed here by the last two
+    alert_keys = {str(key).split(":", 1)[1] for channel, _, key in rows if channel == "alert" and key}
+    for e in evaluations:
+        epoch = e["epoch"]
+        if "supabase" in channels and not any(k.startswith(f"{EPOCHS_TABLE}:{run}:{epoch}:")
+                                              for k in supabase_keys):
+            return False
+        if "alert" in channels and any(
+                d["outcome"] == "fail" and d["action"] in ("stop", "alert")
+                and f"{d['criterion']}:{epoch}" not in alert_keys
+                for d in e["metrics"].get("decisions", [])):
+            return False
+    return True
 
 
 def status_json(config: Path, env: dict[str, str], timeout: float = 120) -> tuple[dict[str, Any], float]:
