@@ -69,6 +69,21 @@ def _content_key(row: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in row.items() if k != "evaluated_at"}, sort_keys=True)
 
 
+def decision_alert_states(store: Store, run: str) -> dict[str, str]:
+    """Outbox status of each queued alert, keyed "<criterion>:<epoch>" (the dedupe keys are
+    "<kind>:<criterion>:<epoch>")."""
+    return {str(k).split(":", 1)[1]: st for k, st in store.conn.execute(
+        "SELECT json_extract(payload_json, '$.dedupe_key'), status FROM outbox "
+        "WHERE run=? AND channel='alert'", (run,)).fetchall() if k}
+
+
+def alerting_decisions(evaluations: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """(epoch, decision) for each recorded decision that calls for an alert: a failed stop
+    or alert rule."""
+    return [(e["epoch"], d) for e in evaluations for d in e["metrics"].get("decisions", [])
+            if d["outcome"] == "fail" and d["action"] in ("stop", "alert")]
+
+
 def check_ledger(config: Any, expected: dict[int, str], services: Any | None = None,
                  kill_times: list[float] | None = None) -> LedgerReport:
     """Assert the ledger for `config`'s run (a loaded WatchConfig). `expected` maps each epoch
@@ -83,10 +98,7 @@ def check_ledger(config: Any, expected: dict[int, str], services: Any | None = N
         outbox = s.outbox_counts(run)
         run_row = s.run_row(run)
         stop_requests = s.stop_requests(run)
-        # alert dedupe keys are "<kind>:<criterion>:<epoch>": keyed here by the last two
-        alert_states = {str(k).split(":", 1)[1]: st for k, st in s.conn.execute(
-            "SELECT json_extract(payload_json, '$.dedupe_key'), status FROM outbox "
-            "WHERE run=? AND channel='alert'", (run,)).fetchall()}
+        alert_states = decision_alert_states(s, run)
 
     # (a) the state database: one evaluated checkpoint and one evaluation per epoch
     by_sha = {c.sha256: c for c in checkpoints}
@@ -126,8 +138,7 @@ def check_ledger(config: Any, expected: dict[int, str], services: Any | None = N
 
     # (d) every decision was acted on: a failed stop rule has its stop request (the first
     # one stands for later epochs), a failed stop or alert rule its alert, delivered
-    fails = [(e["epoch"], d) for e in evaluations for d in e["metrics"].get("decisions", [])
-             if d["outcome"] == "fail" and d["action"] in ("stop", "alert")]
+    fails = alerting_decisions(evaluations)
     asked = [r["epoch"] for r in stop_requests if r["epoch"] is not None]
     for epoch, d in fails:
         if d["action"] == "stop":

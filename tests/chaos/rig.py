@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.chaos.ledger import alerting_decisions, decision_alert_states
 from tests.httpstub import HttpStub, Request, Response
 from tests.pg import PostgrestStandIn, apply_migrations
 from watcher.publish.supabase import EPOCHS_TABLE
@@ -165,23 +166,16 @@ def outbox_settled(db: Path, run: str, channels: tuple[str, ...]) -> bool:
         counts = s.outbox_counts(run)
         if any(counts.get(ch, {}).get("pending", 0) for ch in channels):
             return False
-        rows = s.conn.execute("SELECT channel, dedupe_key, json_extract(payload_json, '$.dedupe_key') "
-                              "FROM outbox WHERE run=?", (run,)).fetchall()
+        supabase_keys = [k for (k,) in s.conn.execute(
+            "SELECT dedupe_key FROM outbox WHERE run=? AND channel='supabase'", (run,))]
+        alerts = decision_alert_states(s, run)
         evaluations = s.evaluations(run)
-    supabase_keys = [key for channel, key, _ in rows if channel == "supabase"]
-    # alert dedupe keys are "<kind>:<criterion>:<epoch>": keyed here by the last two
-    alert_keys = {str(key).split(":", 1)[1] for channel, _, key in rows if channel == "alert" and key}
-    for e in evaluations:
-        epoch = e["epoch"]
-        if "supabase" in channels and not any(k.startswith(f"{EPOCHS_TABLE}:{run}:{epoch}:")
-                                              for k in supabase_keys):
-            return False
-        if "alert" in channels and any(
-                d["outcome"] == "fail" and d["action"] in ("stop", "alert")
-                and f"{d['criterion']}:{epoch}" not in alert_keys
-                for d in e["metrics"].get("decisions", [])):
-            return False
-    return True
+    if "supabase" in channels and any(
+            not any(k.startswith(f"{EPOCHS_TABLE}:{run}:{e['epoch']}:") for k in supabase_keys)
+            for e in evaluations):
+        return False
+    return "alert" not in channels or all(
+        f"{d['criterion']}:{epoch}" in alerts for epoch, d in alerting_decisions(evaluations))
 
 
 def status_json(config: Path, env: dict[str, str], timeout: float = 120) -> tuple[dict[str, Any], float]:
