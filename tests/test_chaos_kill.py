@@ -100,6 +100,7 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
     n_kills = scale(2, 20)  # one more follows the end of the run
     seed = int(os.environ.get("EPOCHWATCH_CHAOS_SEED") or time.time_ns() % 2**31)
     rng = random.Random(seed)
+    print(f"CHAOS sigkill seed={seed} (EPOCHWATCH_CHAOS_SEED={seed} replays it)")  # shown on failure too
     started = time.monotonic()
     with services(pg_database) as svc:
         config = chaos_config(tmp_path, tiny_model_dir, name=RUN, epochs=EPOCHS,
