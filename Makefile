@@ -14,7 +14,8 @@ export OMP_WAIT_POLICY ?= PASSIVE
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/system-deps.sh
+	scripts/system-deps.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q '$(TORCH_SPEC)'
@@ -24,8 +25,10 @@ $(STAMP): pyproject.toml
 lint: setup
 	$(BIN)/ruff check .
 
+# The suite runs hermetically (scripts/hermetic.sh): empty git configs, a throwaway HOME,
+# an explicit locale, no inherited PYTHONPATH or HF_* variables. CI runs exactly this.
 test: setup lint
-	$(BIN)/python -m pytest -q
+	scripts/hermetic.sh $(BIN)/python -m pytest -q
 
 demo: setup
 	$(BIN)/epochwatch demo

@@ -63,7 +63,7 @@ def test_lock_held_too_long_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_push_result_is_checked(tmp_path: Path) -> None:
     remote = tmp_path / "remote.git"
-    subprocess.run(["git", "init", "--bare", "-q", str(remote)], check=True)
+    subprocess.run(["git", "init", "--bare", "-q", "-b", "main", str(remote)], check=True)
     repo = ResultsRepo(tmp_path / "results", remote="origin")
     repo.ensure()
     _git(repo.path, "remote", "add", "origin", str(remote))
@@ -72,7 +72,7 @@ def test_push_result_is_checked(tmp_path: Path) -> None:
     assert _git(remote, "log", "--format=%s", "main").strip() == "R epoch 1: x"
     # The remote moves on without us: a non-fast-forward push must be reported, not ignored.
     other = tmp_path / "other"
-    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
+    subprocess.run(["git", "clone", "-q", "-b", "main", str(remote), str(other)], check=True)
     (other / "x").write_text("x")
     _git(other, "add", "x")
     _git(other, "-c", "user.name=o", "-c", "user.email=o@o", "commit", "-qm", "other")

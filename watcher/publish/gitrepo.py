@@ -87,7 +87,10 @@ class ResultsRepo:
             with self._repo() as repo:
                 repo.git.add("--all", "--", *rel)
                 # --only: commit just these paths even if something else is staged.
-                repo.git.commit("-m", message, "--only", "--allow-empty", "--", *rel)
+                # --no-gpg-sign / --no-verify: a user's global signing or hook settings must not
+                # change (or block, on a headless GPU host) what the daemon commits.
+                repo.git.commit("-m", message, "--only", "--allow-empty", "--no-gpg-sign",
+                                "--no-verify", "--", *rel)
                 return repo.head.commit.hexsha
 
         try:
