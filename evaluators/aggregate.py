@@ -7,6 +7,26 @@ from collections.abc import Iterable, Mapping
 from statistics import mean, median
 from typing import Any
 
+from evaluators.prompt import ParsedPrompt
+
+# Epoch metrics that exist only when some prompt names what they judge; every other metric
+# of aggregate_epoch is produced for any prompt.
+NEEDS_BACKGROUND = frozenset({"background_match_rate"})
+NEEDS_COLOR = frozenset({"color_accuracy", "prompt_score"})
+
+
+def judgeable_metrics(prompts: Iterable[ParsedPrompt]) -> frozenset[str]:
+    """The epoch metrics these prompts let the evaluators produce (for refusing, at config load,
+    a rule that could never be judged)."""
+    prompts = list(prompts)
+    always = frozenset(aggregate_epoch([])) - NEEDS_BACKGROUND - NEEDS_COLOR
+    out = set(always)
+    if any(p.background is not None for p in prompts):
+        out |= NEEDS_BACKGROUND
+    if any(p.colors for p in prompts):
+        out |= NEEDS_COLOR
+    return frozenset(out)
+
 
 def _mean_of(scores: list[Mapping[str, Any]], key: str) -> float | None:
     values = [float(s[key]) for s in scores if s.get(key) is not None]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from evaluators.color import hex_to_rgb
 
 _HEX = re.compile(r"(?<![0-9a-z&])#([0-9a-f]{6}|[0-9a-f]{3})(?![0-9a-z])", re.IGNORECASE)
+# Something written as a colour code that is not one: `#00gg00`, `#12345`, `#ff00ff00`.
+_HEX_LIKE = re.compile(r"(?<![0-9a-z&])#[0-9a-z]{2,}(?![0-9a-z])", re.IGNORECASE)
 _KOHYA_OPTION = re.compile(r"(?:^|\s)--(?:n|w|h|d|l|s|f|c|ss)(?=\s|$)")
 _DELIMITER = re.compile(r"[,;|\n]|\.(?=\s|$)")
 _CONNECTOR = re.compile(r"\b(?:with|and|wearing|having|has|plus|against|over)\b", re.IGNORECASE)
@@ -113,3 +115,21 @@ def parse_prompt(text: str) -> ParsedPrompt:
         seen.add(key)
         colors.append(PromptColor(hex=code, rgb=rgb, phrase=phrase, role=role))
     return ParsedPrompt(text=text, colors=tuple(colors))
+
+
+@dataclass(frozen=True)
+class MalformedHex:
+    position: int   # 0-based character offset of the `#` in the prompt text
+    token: str      # what was written, e.g. "#00gg00"
+
+
+def malformed_hex(text: str) -> list[MalformedHex]:
+    """Tokens that look like colour codes but are not (a typo silently drops a colour target).
+
+    Only the prompt body counts; the kohya option tail is free text for the trainer.
+    """
+    text = text or ""
+    option = _KOHYA_OPTION.search(text)
+    body = text[: option.start()] if option else text
+    return [MalformedHex(m.start(), m.group(0)) for m in _HEX_LIKE.finditer(body)
+            if not _HEX.fullmatch(m.group(0))]
