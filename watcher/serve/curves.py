@@ -40,12 +40,17 @@ def _panel(title: str, last_epoch: int, y_min: float, y_max: float,
         out.append(f'<line x1="{LEFT}" x2="{LEFT + pw}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
                    f'stroke="{colour}" class="threshold"><title>{escape(label)}</title></line>')
     legend_y = TOP + 4
-    for label, colour, s in series:
+    # Drawn last to first, so the first series (the plan's key metric) stays on top, and its
+    # markers are larger rings, visible even where another series has the same values.
+    for k, (label, colour, s) in reversed(list(enumerate(series))):
         if s:
             pts = " ".join(f"{x(e):.1f},{y(v):.1f}" for e, v in sorted(s.items()))
+            dot = (f'r="5" fill="none" stroke="{colour}" stroke-width="2"' if k == 0
+                   else f'r="3" fill="{colour}"')
             out.append(f'<polyline points="{pts}" stroke="{colour}" class="line"/>')
-            out += [f'<circle cx="{x(e):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}">'
+            out += [f'<circle cx="{x(e):.1f}" cy="{y(v):.1f}" {dot}>'
                     f'<title>{escape(label)} epoch {e}: {v:.2f}</title></circle>' for e, v in sorted(s.items())]
+    for label, colour, _ in series:
         out.append(f'<rect x="{W - RIGHT + 10}" y="{legend_y - 8}" width="10" height="10" fill="{colour}"/>'
                    f'<text x="{W - RIGHT + 24}" y="{legend_y + 1}" class="legend">{escape(label)}</text>')
         legend_y += 16
