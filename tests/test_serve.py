@@ -175,7 +175,9 @@ def test_read_only_and_loopback_host_names(server: str) -> None:
                          ("POST", f"/run/{RUN}/files/epoch-001/samples/00-s7.png")):
         assert request(server, method, path, "")[0] == 405, (method, path)
     # DNS rebinding: a page on another name that resolves to 127.0.0.1 gets nothing
-    assert request(server, "GET", f"/run/{RUN}", headers={"Host": "evil.example"})[0] == 400
+    for host in ("evil.example", "127.0.0.1.evil.example:80", "", "[::1"):
+        assert request(server, "GET", f"/run/{RUN}", headers={"Host": host})[0] == 400, host
+    assert request(server, "GET", f"/run/{RUN}", headers={"Host": "localhost:8765"})[0] == 200
 
 
 def test_non_loopback_bind_needs_a_token_from_the_environment(run_config: Path) -> None:

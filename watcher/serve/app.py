@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -46,12 +45,13 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY", "Cache-Control": "no-store",
 }
-LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]", "::1"]
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Guard:
-    """ASGI middleware: security headers on every response, and the access token when the
-    server is bound beyond loopback."""
+    """ASGI middleware: security headers on every response; on loopback, only loopback Host
+    names (a web page on another name that resolves to 127.0.0.1, DNS rebinding, gets
+    nothing); beyond loopback, the access token."""
 
     def __init__(self, app: ASGIApp, token: str | None) -> None:
         self.app, self.token = app, token
@@ -61,8 +61,16 @@ class Guard:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        extra: list[tuple[bytes, bytes]] = []
-        if self.token is not None:
+        if self.token is None:
+            try:
+                name = urlsplit("//" + request.headers.get("host", "")).hostname
+            except ValueError:
+                name = None
+            if name not in LOOPBACK_NAMES:
+                await self._send(PlainTextResponse("refused: not a loopback host name", 400),
+                                 scope, receive, send)
+                return
+        else:
             given = request.query_params.get("token")
             if given is not None and token_matches(self.token, given):
                 # Trade the token in the address for a cookie, and drop it from the address.
@@ -83,7 +91,7 @@ class Guard:
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                headers += [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()] + extra
+                headers += [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -215,9 +223,4 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
         Route("/run/{run}/files/{path:path}", files),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    middleware = [Middleware(Guard, token=token)]
-    if token is None:
-        # Loopback only: refuse other Host names, so a web page on another name that
-        # resolves to 127.0.0.1 (DNS rebinding) cannot read the pages.
-        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_HOSTS))
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(routes=routes, middleware=[Middleware(Guard, token=token)])
