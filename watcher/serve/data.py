@@ -9,7 +9,8 @@ store or its record types is adapted here and nowhere else in `watcher.serve`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,26 @@ def history(src: RunSource) -> Any:
         run = load_run(store, src.name)
     if not run.params:
         run.params = src.cfg.params()
+    # The pages read decisions and reviews as plain mappings, whatever the store returns.
+    run.decisions = {e: [plain(d) for d in ds] for e, ds in run.decisions.items()}
+    run.reviews = {e: plain(r) for e, r in run.reviews.items()}
     return run
+
+
+def plain(row: Any) -> dict[str, Any]:
+    """A store row (mapping, dataclass or record object) as a dict."""
+    if isinstance(row, Mapping):
+        return dict(row)
+    if is_dataclass(row) and not isinstance(row, type):
+        return asdict(row)
+    return dict(vars(row))
+
+
+def epoch_outcome(decisions: list[dict[str, Any]]) -> str | None:
+    """An epoch's decision (stop / alert / continue) as `epochwatch status` reports it."""
+    from watcher.commands.status import _epoch_decision
+
+    return _epoch_decision(decisions)
 
 
 def plan_table(run: Any) -> list[Any]:

@@ -97,10 +97,8 @@ def images(src: data.RunSource, run: Any, epoch: int) -> list[dict[str, Any]]:
 
 
 def decision(run: Any, epoch: int) -> dict[str, Any]:
-    from watcher.commands.status import _epoch_decision
-
     ds = run.decisions.get(epoch, [])
-    return {"outcome": _epoch_decision(ds), "criteria": ds}
+    return {"outcome": data.epoch_outcome(ds), "criteria": ds}
 
 
 def epoch_page(src: data.RunSource, epoch: int) -> dict[str, Any] | None:
