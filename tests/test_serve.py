@@ -215,3 +215,17 @@ def test_token_beyond_loopback_and_no_secret_in_pages(run_config: Path, tmp_path
         proc.terminate()
         said = proc.communicate(timeout=10)[0]
     assert "EPOCHWATCH_SERVE_TOKEN" in said and "needs the token" in said and TOKEN not in said
+
+
+def test_several_runs_on_one_server(run_config: Path, tmp_path: Path) -> None:
+    other = make_config(tmp_path / "other", name="OTHER_RUN")  # no daemon has run yet
+    with serving(run_config, extra=("--config", str(other))) as (base, _):
+        status, _, html = request(base, "GET", "/")
+        assert status == 200 and f'href="/run/{RUN}"' in html and 'href="/run/OTHER_RUN"' in html
+        status, _, html = request(base, "GET", "/run/OTHER_RUN")
+        assert status == 200 and "the daemon has not started" in html
+    assert not load_config(other).state_db.exists()  # looking never creates state
+    same = make_config(tmp_path / "same")  # another config naming the same run
+    out = subprocess.run(serve_cmd(run_config, "--config", str(same)), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and f"two configs name the same run '{RUN}'" in out.stderr

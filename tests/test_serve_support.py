@@ -31,10 +31,10 @@ AVATARS = FIXTURES / "pixelart" / "avatars"
 CELL_PX = 12  # the 16 x 16 avatars enlarged to 192 px samples
 
 
-def make_config(root: Path) -> Path:
+def make_config(root: Path, name: str = RUN) -> Path:
     """A run config whose model is never loaded (the tests write evaluations themselves)."""
     (root / "model").mkdir(parents=True, exist_ok=True)
-    return write_watch_config(root, root / "model", name=RUN, epochs=6,
+    return write_watch_config(root, root / "model", name=name, epochs=6,
                               criteria="[evaluation]\ncells = 16\n")
 
 
@@ -80,12 +80,12 @@ def serve_cmd(config: Path, *extra: str) -> list[str]:
 
 @contextmanager
 def serving(config: Path, host: str = "127.0.0.1", env: dict[str, str] | None = None,
-            log: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+            extra: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """A real `epochwatch serve` process; yields (base URL on 127.0.0.1, process)."""
     import http.client
 
     port = free_port()
-    proc = subprocess.Popen(serve_cmd(config, "--host", host, "--port", str(port)),
+    proc = subprocess.Popen(serve_cmd(config, *extra, "--host", host, "--port", str(port)),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
     try:

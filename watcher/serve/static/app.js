@@ -56,7 +56,8 @@ function reviewKeys(form) {
     } else if (ev.key === "n") {
       ev.preventDefault();
       notes.focus();
-    } else if (ev.key === "ArrowLeft" || ev.key === "ArrowRight") {
+    } else if ((ev.key === "ArrowLeft" || ev.key === "ArrowRight") && ev.target.type !== "radio") {
+      // (on a focused score button the arrows move within its row, as browsers do)
       const link = document.getElementById(ev.key === "ArrowLeft" ? "prev" : "next");
       if (link) { ev.preventDefault(); location.href = link.href; }
     }
