@@ -1,6 +1,7 @@
 """The Starlette application behind `epochwatch serve`.
 
-Read-only except for one route, the review form's POST. Every response carries a strict
+Read-only except for one route, the review form's POST. Store and file reads run in the
+thread pool, so a database locked by the daemon for a moment never stalls other requests. Every response carries a strict
 Content-Security-Policy (scripts, styles and images from this server only) and no referrer,
 so a `?token=` in the address never leaves the page.
 """
@@ -13,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
@@ -134,25 +136,26 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
             src = source(request)
         except LookupError as exc:
             return not_found(str(exc))
-        return render(request, "run.html", {"src": src, "live": pages.live(src)})
+        return render(request, "run.html", {"src": src, "live": await run_in_threadpool(pages.live, src)})
 
     async def run_live(request: Request) -> Response:
         try:
             src = source(request)
         except LookupError as exc:
             return not_found(str(exc))
-        return render(request, "_live.html", {"src": src, "live": pages.live(src)})
+        return render(request, "_live.html", {"src": src, "live": await run_in_threadpool(pages.live, src)})
 
     async def run_json(request: Request) -> Response:
         try:
             src = source(request)
         except LookupError as exc:
             return not_found(str(exc))
-        return Response(json.dumps(data.run_state(src), default=str), media_type="application/json")
+        state = await run_in_threadpool(data.run_state, src)
+        return Response(json.dumps(state, default=str), media_type="application/json")
 
-    def epoch_response(request: Request, src: data.RunSource, epoch: int, status: int = 200,
-                       error: str | None = None) -> Response:
-        page = pages.epoch_page(src, epoch)
+    async def epoch_response(request: Request, src: data.RunSource, epoch: int, status: int = 200,
+                             error: str | None = None) -> Response:
+        page = await run_in_threadpool(pages.epoch_page, src, epoch)
         if page is None:
             return not_found(f"epoch {epoch} of {src.name} has no evaluation")
         cookie = request.cookies.get(CSRF_COOKIE) or Csrf.new_cookie()
@@ -168,7 +171,7 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
             src = source(request)
         except LookupError as exc:
             return not_found(str(exc))
-        return epoch_response(request, src, request.path_params["epoch"])
+        return await epoch_response(request, src, request.path_params["epoch"])
 
     async def review(request: Request) -> Response:
         try:
@@ -184,9 +187,9 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
             return PlainTextResponse("refused: missing or wrong CSRF token; reload the page", 403)
         try:
             scores = [data.score(k, str(form.get(k) or "")) for k in data.SCORE_FIELDS]
-            data.save_review(src, epoch, *scores, str(form.get("notes") or ""))
+            await run_in_threadpool(data.save_review, src, epoch, *scores, str(form.get("notes") or ""))
         except data.ServeError as exc:
-            return epoch_response(request, src, epoch, 400, str(exc))
+            return await epoch_response(request, src, epoch, 400, str(exc))
         return RedirectResponse(f"{pages.run_url(src)}/epoch/{epoch}?saved=1", 303)
 
     async def compare(request: Request) -> Response:
@@ -197,7 +200,7 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
             return not_found(str(exc))
         except ValueError:
             return PlainTextResponse("compare needs two epochs: ?a=N&b=M", 400)
-        page = pages.compare_page(src, a, b)
+        page = await run_in_threadpool(pages.compare_page, src, a, b)
         if page is None:
             return not_found(f"epochs {a} and {b} are not both evaluated")
         return render(request, "compare.html", {"src": src, "page": page})
