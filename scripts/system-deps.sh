@@ -11,6 +11,10 @@ check() { have "$1" || missing+=("$2"); }
 check 'compgen -G "/usr/lib/postgresql/*/bin/initdb" || test -x "${PG_BINDIR:-/nonexistent}/initdb"' postgresql
 # systemd's own checkers: the unit-file tests run systemd-analyze verify and systemd-sysusers.
 check 'command -v systemd-analyze && command -v systemd-sysusers' systemd
+# A real browser for the `epochwatch serve` tests (selenium is given both paths: nothing is
+# downloaded at run time).
+check 'test -x /usr/bin/chromium' chromium
+check 'test -x /usr/bin/chromedriver' chromium-driver
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get > /dev/null; then

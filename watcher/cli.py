@@ -27,6 +27,7 @@ HANDLERS: dict[str, str] = {
     "analyze": "watcher.commands.analyze",
     "review": "watcher.commands.review",
     "build-tiny-model": "watcher.commands.build_tiny_model",
+    "serve": "watcher.serve.cli",
 }
 
 
@@ -104,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build-tiny-model", help="build the tiny SD1.5-shaped model offline")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
+
+    from watcher.serve.cli import add_parser as add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

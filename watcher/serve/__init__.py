@@ -1,0 +1,1 @@
+"""`epochwatch serve`: a small web application to watch runs and review their epochs."""

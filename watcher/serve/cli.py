@@ -1,0 +1,59 @@
+"""`epochwatch serve --config FILE... [--host 127.0.0.1] [--port 8765]`.
+
+`add_parser` is the whole of the registration in `watcher.cli`; it imports nothing heavy, so
+the other commands stay fast. The web stack (Starlette, uvicorn) loads only in `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser("serve", help="the run page and review form in a browser")
+    p.add_argument("--config", required=True, action="append", metavar="FILE",
+                   help="a run's config; repeat for several runs")
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help="address to bind (default 127.0.0.1; any other needs EPOCHWATCH_SERVE_TOKEN)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from watcher.cli import CommandError
+    from watcher.serve import data
+    from watcher.serve.security import TOKEN_ENV, SecurityError, access_token
+
+    if not 0 < args.port < 65536:
+        raise CommandError(f"--port must be 1-65535, not {args.port}")
+    try:
+        token = access_token(args.host)
+        sources = data.load_sources(list(args.config))
+    except (SecurityError, data.ServeError) as exc:
+        raise CommandError(str(exc)) from None
+
+    import uvicorn
+
+    from watcher.serve.app import create_app
+
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"epochwatch serve: {len(sources)} run(s) ({', '.join(s.name for s in sources)}) "
+          f"at http://{shown}:{args.port}/", flush=True)
+    if token is None:
+        print("epochwatch serve: bound to loopback only; no token needed", flush=True)
+    else:
+        print(f"epochwatch serve: {args.host} is reachable from other machines: every request "
+              f"needs the token from {TOKEN_ENV} (open http://{shown}:{args.port}/?token=<the "
+              f"token> once, or send 'Authorization: Bearer <the token>')", flush=True)
+    config = uvicorn.Config(create_app(sources, token=token), host=args.host, port=args.port,
+                            log_level="warning", server_header=False, proxy_headers=False)
+    try:
+        uvicorn.Server(config).run()
+    except OSError as exc:  # e.g. the port is taken
+        print(f"epochwatch serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
