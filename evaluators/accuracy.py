@@ -4,7 +4,8 @@ A colour is *met* (colour_match = "category", the default) when what the image s
 falls in a category the target accepts (evaluators.colornames: "green (#00ff00)" is met by any
 green, not by teal or olive) and, for specific targets (a light / dark modifier, a name such
 as navy or lavender, a bare hex code), its lightness is within LIGHTNESS_BAND of the
-reference; with colour_match = "exact" it is met when CIEDE2000 to the reference is under
+reference, or it is within `exact_threshold` of the reference (CIEDE2000: the same colour
+on either side of a category border); with colour_match = "exact" it is met when CIEDE2000 to the reference is under
 `exact_threshold`. Exactness (CIEDE2000) is reported either way.
 
 Where the colour is looked for: background (the border ring, see evaluators.background),
@@ -85,7 +86,9 @@ def meets(colour: PromptColor, lab: np.ndarray, category: np.ndarray | str, mode
     ok = np.isin(cats, list(colour.accept)) if colour.accept else cats == colour.category
     if colour.specific:
         ok = ok & (np.abs(np.asarray(lab)[..., 0] - ref[0]) <= LIGHTNESS_BAND)
-    return np.asarray(ok)
+    # Within the exact threshold of the reference a reviewer sees the same colour, whatever
+    # side of a category border both sit on.
+    return np.asarray(ok | (delta_e(lab, ref) < threshold))
 
 
 def weight_of(role: str) -> float:

@@ -20,7 +20,28 @@ from functools import lru_cache
 
 import numpy as np
 
-from evaluators.color import delta_e, to_lab
+from evaluators.color import delta_e, hex_to_rgb, to_lab
+
+
+def _load_color_data() -> tuple[dict[str, str], dict[str, str]]:
+    """matplotlib's colour-name tables (matplotlib/_color_data.py), loaded on their own:
+    importing matplotlib itself would read its rc files and cost ~0.3 s per command."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("matplotlib (colour-name data) is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "_color_data.py"
+    data_spec = importlib.util.spec_from_file_location("_epochwatch_color_data", path)
+    assert data_spec is not None and data_spec.loader is not None
+    module = importlib.util.module_from_spec(data_spec)
+    data_spec.loader.exec_module(module)
+    return dict(module.XKCD_COLORS), {k: v.lower() for k, v in module.CSS4_COLORS.items()}
+
+
+# Loaded at import (a plain dict module, ~2 ms), so scoring itself never opens a file.
+XKCD_COLORS, CSS4_COLORS = _load_color_data()
 
 # head word of a colour name -> category (what a person files that word under)
 HEAD_WORDS: dict[str, str] = {
@@ -109,10 +130,8 @@ def _split_css(name: str) -> str:
 @lru_cache(maxsize=1)
 def named_colors() -> NamedColors:
     """xkcd colours first (the survey names), then CSS4 names not already present."""
-    from matplotlib.colors import CSS4_COLORS, XKCD_COLORS, to_rgb
-
     names: list[str] = []
-    rgbs: list[tuple[float, float, float]] = []
+    rgbs: list[tuple[int, int, int]] = []
     seen: set[str] = set()
     entries = [(k[5:], v) for k, v in XKCD_COLORS.items()] + [(_split_css(k), v) for k, v in CSS4_COLORS.items()]
     for name, value in entries:
@@ -121,8 +140,8 @@ def named_colors() -> NamedColors:
             continue
         seen.add(name)
         names.append(name)
-        rgbs.append(to_rgb(value))
-    rgb = np.clip(np.rint(np.array(rgbs) * 255), 0, 255).astype(np.uint8)
+        rgbs.append(hex_to_rgb(value))
+    rgb = np.array(rgbs, dtype=np.uint8)
     cats = np.array([head_category(n) for n in names])
     return NamedColors(tuple(names), rgb, to_lab(rgb), cats, {n: i for i, n in enumerate(names)})
 

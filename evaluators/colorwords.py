@@ -16,12 +16,14 @@ from functools import lru_cache
 
 import numpy as np
 
+from evaluators.color import hex_to_rgb
 from evaluators.colornames import (
     ACCEPT,
     CATEGORIES,
     HAIR_WORDS,
     MODIFIERS,
     SKIN_TONES,
+    XKCD_COLORS,
     classify_rgb,
     head_category,
     lightness_of,
@@ -68,10 +70,7 @@ def _rgb_of(name: str) -> tuple[int, int, int]:
     if name in _names():
         r, g, b = (int(v) for v in named_colors().rgb[_names()[name]])
         return r, g, b
-    from matplotlib.colors import XKCD_COLORS, to_rgb
-
-    r, g, b = (int(round(v * 255)) for v in to_rgb(XKCD_COLORS["xkcd:" + name]))
-    return r, g, b
+    return hex_to_rgb(XKCD_COLORS["xkcd:" + name])
 
 
 def tokens(text: str) -> list[str]:

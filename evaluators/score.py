@@ -115,9 +115,13 @@ def _issues(bg: bgjudge.BackgroundVerdict | None, matches: tuple[ColorMatch, ...
     for m in matches:
         if m.role == "background" or m.delta_e is None:
             continue
-        if m.match is False:
-            found.add({"skin": "wrong_skin", "hair": "wrong_hair"}.get(m.role, "missing_colors"))
-        elif m.delta_e >= MISSING_DELTA_E and m.source == "hex":
+        if m.match is False and m.role in ("skin", "hair"):
+            found.add(f"wrong_{m.role}")
+        elif m.match is False:
+            # near but not met (exact mode) is off the palette; far, or another category, missing
+            near = m.delta_e < MISSING_DELTA_E and m.category_match is not False
+            found.add("off_palette" if near else "missing_colors")
+        elif m.source == "hex" and m.delta_e >= OFF_PALETTE_DELTA_E:
             found.add("off_palette")
     if style.quality < NOT_PIXEL_ART_BELOW:
         found.add("not_pixel_art")
