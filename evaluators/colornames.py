@@ -95,7 +95,17 @@ HAIR_WORDS: dict[str, tuple[str, frozenset[str]]] = {
     "grey": ("grey", frozenset({"grey", "white"})),
     "gray": ("grey", frozenset({"grey", "white"})),
 }
-K_NEIGHBOURS = 5
+# Modifiers that put a green / blue name in its own category.
+OVERRIDE_MODIFIERS: dict[str, str] = {
+    **dict.fromkeys(["teal", "turquoise", "aqua", "cyan", "aquamarine", "tealish", "turquoisey"], "teal"),
+    **dict.fromkeys(["olive", "khaki", "army", "moss", "mossy", "mud", "muddy", "swamp", "military",
+                     "camo", "camouflage", "mustard", "drab"], "olive"),
+}
+K_NEIGHBOURS = 7
+# Names between two hues ("blue green", "turquoise blue") vote with this weight.
+COMPOUND_WEIGHT = 0.35
+JOKE_WORDS = frozenset({"shit", "poop", "puke", "vomit", "barf", "snot", "booger", "baby", "ugly",
+                        "sick", "murky", "poo", "diarrhea", "dirty", "gross"})
 # Lightness band (CIE L*) around a specific target (a modifier, or a non-basic name like navy).
 LIGHTNESS_BAND = 25.0
 _WORD = re.compile(r"[a-z]+")
@@ -108,14 +118,21 @@ class NamedColors:
     lab: np.ndarray          # (M, 3)
     category: np.ndarray     # (M,) str
     by_name: dict[str, int]  # "light blue" -> row
+    weight: np.ndarray       # (M,) vote weight: names that also name another hue vote less
 
 
 def head_category(name: str) -> str | None:
-    """Category of a colour name from its head word ("forest green" -> green)."""
+    """Category of a colour name from its head word ("forest green" -> green); a teal or olive
+    modifier wins over a green or blue head ("teal green", "army green" are neither)."""
     words = _WORD.findall(name.lower())
     if not words:
         return None
-    return HEAD_WORDS.get(words[-1])
+    head = HEAD_WORDS.get(words[-1])
+    if head in ("green", "blue"):
+        for w in words[:-1]:
+            if w in OVERRIDE_MODIFIERS:
+                return OVERRIDE_MODIFIERS[w]
+    return head
 
 
 def _split_css(name: str) -> str:
@@ -134,16 +151,34 @@ def named_colors() -> NamedColors:
     rgbs: list[tuple[int, int, int]] = []
     seen: set[str] = set()
     entries = [(k[5:], v) for k, v in XKCD_COLORS.items()] + [(_split_css(k), v) for k, v in CSS4_COLORS.items()]
-    for name, value in entries:
+    n_xkcd = 0
+    for k, (name, value) in enumerate(entries):
         name = name.replace("gray", "grey")
         if name in seen or head_category(name) is None:
             continue
+        n_xkcd += k < len(XKCD_COLORS)
         seen.add(name)
         names.append(name)
         rgbs.append(hex_to_rgb(value))
     rgb = np.array(rgbs, dtype=np.uint8)
     cats = np.array([head_category(n) for n in names])
-    return NamedColors(tuple(names), rgb, to_lab(rgb), cats, {n: i for i, n in enumerate(names)})
+    # Only survey names vote (CSS names are a web standard, not what people say), and not the
+    # survey's joke names ("shit green", "vomit green" are olive / khaki shades).
+    weight = np.array([0.0 if i >= n_xkcd or set(_WORD.findall(n)) & JOKE_WORDS
+                       else COMPOUND_WEIGHT if other_hue(n) else 1.0 for i, n in enumerate(names)])
+    return NamedColors(tuple(names), rgb, to_lab(rgb), cats, {n: i for i, n in enumerate(names)}, weight)
+
+
+def other_hue(name: str) -> bool:
+    """Does a name also name a hue besides its head ("blue green", "greenish blue")?"""
+    words = _WORD.findall(name.lower())
+    head = HEAD_WORDS.get(words[-1]) if words else None
+    for w in words[:-1]:
+        stem = re.sub(r"(dish|ish|ey|y)$", "", w)
+        for cand in (w, stem, stem + "e", stem + "d"):
+            if cand in HEAD_WORDS and HEAD_WORDS[cand] != head:
+                return True
+    return False
 
 
 def classify_lab(lab: np.ndarray, exclude_self: bool = False) -> list[str]:
@@ -156,12 +191,13 @@ def classify_lab(lab: np.ndarray, exclude_self: bool = False) -> list[str]:
     dist = delta_e(queries[:, None, :], table.lab[None, :, :])        # (Q, M)
     if exclude_self:
         dist = np.where(dist < 0.5, np.inf, dist)
+    dist = np.where(table.weight[None, :] > 0, dist, np.inf)
     nearest = np.argpartition(dist, K_NEIGHBOURS, axis=1)[:, :K_NEIGHBOURS]
     out: list[str] = []
     for row, idx in zip(dist, nearest, strict=True):
         votes: Counter[str] = Counter()
         for j in idx:
-            votes[str(table.category[j])] += 1.0 / (1.0 + float(row[j]))
+            votes[str(table.category[j])] += float(table.weight[j]) / (1.0 + float(row[j]))
         out.append(votes.most_common(1)[0][0])
     return out
 
