@@ -90,7 +90,8 @@ HAIR_WORDS: dict[str, tuple[str, frozenset[str]]] = {
     "auburn": ("auburn", frozenset({"red", "brown", "orange"})),
     "copper": ("copper", frozenset({"orange", "brown", "red"})),
     "chestnut": ("chestnut", frozenset({"brown", "red"})),
-    "raven": ("black", frozenset({"black"})),
+    "raven": ("black", frozenset({"black", "grey"})),
+    "black": ("black", frozenset({"black", "grey"})),
     "silver": ("silver", frozenset({"grey", "white"})),
     "grey": ("grey", frozenset({"grey", "white"})),
     "gray": ("grey", frozenset({"grey", "white"})),
@@ -106,6 +107,8 @@ K_NEIGHBOURS = 7
 COMPOUND_WEIGHT = 0.35
 JOKE_WORDS = frozenset({"shit", "poop", "puke", "vomit", "barf", "snot", "booger", "baby", "ugly",
                         "sick", "murky", "poo", "diarrhea", "dirty", "gross"})
+# Hair words judged within the lightness band too (dark grey hair is black hair, not grey).
+SPECIFIC_HAIR = frozenset({"blonde", "blond", "platinum", "silver", "grey", "black", "raven"})
 # Lightness band (CIE L*) around a specific target (a modifier, or a non-basic name like navy).
 LIGHTNESS_BAND = 25.0
 _WORD = re.compile(r"[a-z]+")

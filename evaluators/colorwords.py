@@ -23,6 +23,7 @@ from evaluators.colornames import (
     HAIR_WORDS,
     MODIFIERS,
     SKIN_TONES,
+    SPECIFIC_HAIR,
     XKCD_COLORS,
     classify_rgb,
     head_category,
@@ -114,7 +115,7 @@ def find_color_words(words: list[str], role: str) -> list[ColorWord]:
         category = classify_rgb(rgb) if special else (head_category(name) or classify_rgb(rgb))
         head = name.split()[-1]
         specific = bool(light) or (not special and head not in CATEGORIES and head not in ("grey",)) \
-            or name in ("blonde", "blond", "platinum")
+            or (special and name in SPECIFIC_HAIR)
         word = ColorWord(" ".join(words[start: j]), rgb, category, accept, light, specific, start, j)
         if found and found[-1].end == start:       # "platinum blonde", "blue green": one colour
             prev = found.pop()

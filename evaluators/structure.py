@@ -2,9 +2,10 @@
 the recovered cells (weighted towards the top, as in evaluators.background: portraits touch
 the bottom and the sides).
 
-- solid: one colour (within MATCH_DELTA_E) covers at least SOLID_SHARE of the ring;
 - gradient: Lab is a plane in (x, y) over the ring (weighted least squares), at least
-  FIT_SHARE of the ring within FIT_DELTA_E of the plane, and the plane spans GRADIENT_SPAN;
+  FIT_SHARE of the ring within FIT_DELTA_E of the plane, the plane spans GRADIENT_SPAN, and
+  on those cells the plane's median error is under GRADIENT_GAIN x that of the one colour;
+- solid: one colour (within MATCH_DELTA_E) covers at least SOLID_SHARE of the ring;
 - checkered / two_tone: two colours cover TWO_SHARE of the ring, the second at least
   SECOND_SHARE; checkered when the colour flips with the parity of square blocks of 1-4
   cells (PARITY_AGREE of the ring agrees), two_tone otherwise;
@@ -27,6 +28,7 @@ SOLID_SHARE = 0.8
 FIT_DELTA_E = 6.0
 FIT_SHARE = 0.75
 GRADIENT_SPAN = 12.0
+GRADIENT_GAIN = 0.5
 TWO_SHARE = 0.75
 SECOND_SHARE = 0.15
 PARITY_AGREE = 0.85
@@ -79,22 +81,25 @@ def analyse(cells_lab: np.ndarray) -> Structure:
     first, members = _dominant(lab, w, close, everything)
     s1 = float(w[members].sum() / total)
     c1 = lab[members].mean(0)
-    if s1 >= SOLID_SHARE:
-        return _solid(cells_lab, c1, s1)
-    # Gradient: a plane in Lab over (x, y), fitted to the ring.
+    # Gradient: a plane in Lab over (x, y), fitted to the ring, explaining it clearly better
+    # than one colour (a slow gradient keeps every step under the solid threshold).
     design = np.column_stack([np.ones(len(pos)), pos[:, 1] / max(w_ - 1, 1), pos[:, 0] / max(h - 1, 1)])
     sw = np.sqrt(w)[:, None]
     coef, *_ = np.linalg.lstsq(design * sw, lab * sw, rcond=None)
-    fitted = design @ coef
-    resid = delta_e(lab, fitted)
+    resid = delta_e(lab, design @ coef)
     fit_share = float(w[resid < FIT_DELTA_E].sum() / total)
+    flat = delta_e(lab, c1[None, :])
     corners = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1]], dtype=float) @ coef
     span = float(delta_e(corners[:, None, :], corners[None, :, :]).max())
-    if fit_share >= FIT_SHARE and span >= GRADIENT_SPAN:
+    inliers = resid < FIT_DELTA_E
+    better = inliers.any() and float(np.median(resid[inliers])) < GRADIENT_GAIN * float(np.median(flat[inliers]))
+    if fit_share >= FIT_SHARE and span >= GRADIENT_SPAN and better:
         yy, xx = np.mgrid[0:h, 0:w_]
         plane = np.stack([np.ones_like(xx, dtype=float), xx / max(w_ - 1, 1), yy / max(h - 1, 1)], -1) @ coef
         mask = delta_e(cells_lab, plane) < FIT_DELTA_E * 1.5
         return Structure("gradient", fit_share, (corners[0], corners[3]), mask)
+    if s1 >= SOLID_SHARE:
+        return _solid(cells_lab, c1, s1)
     rest = ~members
     if rest.any():
         _, members2 = _dominant(lab, w, close, rest)

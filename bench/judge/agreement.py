@@ -42,7 +42,7 @@ def evaluate(items: list[dict], colour_match: str = "category") -> tuple[dict[st
             "visual": score["visual_score"], "prompt": score["prompt_score"],
             "grid_ok": abs(score["grid"]["cells_x"] - labels["cells_x"]) <= 1
             and abs(score["grid"]["cells_y"] - labels["cells_y"]) <= 1,
-            "uneven": item["uneven"], "issues": score["issues"],
+            "uneven": item["uneven"], "broken": item["broken"], "issues": score["issues"],
         })
     return summarise(rows), rows
 
@@ -59,7 +59,8 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
     hair = [(r["hair"], r["labels"]["hair_right"]) for r in rows if r["labels"]["hair_right"] is not None]
     skin = [(r["skin"], r["labels"]["skin_right"]) for r in rows if r["labels"]["skin_right"] is not None]
     overall = spearmanr([r["overall"] for r in rows], [r["labels"]["overall"] for r in rows]).statistic
-    uneven = [r["grid_ok"] for r in rows if r["uneven"]]
+    uneven = [r["grid_ok"] for r in rows if r["uneven"] and not r["broken"]]
+    blocky = [r["grid_ok"] for r in rows if not r["broken"]]
     return {
         "n_images": len(rows),
         "background_accuracy": _acc(bg), "background_accuracy_words": _acc(words),
@@ -67,7 +68,7 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
         "hair_agreement": _acc(hair), "n_hair": len(hair),
         "skin_agreement": _acc(skin), "n_skin": len(skin),
         "overall_spearman": round(float(overall), 4),
-        "grid_within_one": round(float(np.mean([r["grid_ok"] for r in rows])), 4),
+        "grid_within_one": round(float(np.mean(blocky)), 4), "n_blocky": len(blocky),
         "grid_within_one_uneven": round(float(np.mean(uneven)), 4) if uneven else None,
         "n_uneven": len(uneven),
     }
@@ -99,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hair agreement: {summary['hair_agreement']} (n={summary['n_hair']}); "
           f"skin agreement: {summary['skin_agreement']} (n={summary['n_skin']})")
     print(f"Spearman(overall_score, reviewer 1-10): {summary['overall_spearman']}")
-    print(f"grid size within one cell: {summary['grid_within_one']} "
-          f"(uneven 19-26 px cells: {summary['grid_within_one_uneven']}, n={summary['n_uneven']})")
+    print(f"grid size within one cell: {summary['grid_within_one']} ({summary['n_blocky']} pixel-art images; "
+          f"uneven 19-26 px cells: {summary['grid_within_one_uneven']}, n={summary['n_uneven']})")
     print(json.dumps(summary))
     return 0
 

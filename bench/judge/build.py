@@ -62,7 +62,11 @@ HAIR: dict[str, list[str]] = {
 }
 HAIR_PHRASES = {"blonde": "blonde hair", "brown": "brown hair", "black": "black hair",
                 "ginger": "ginger hair", "silver": "silver hair", "pink": "pink hair", "blue": "blue hair"}
-SKIN = ["#f6d4aa", "#eac393", "#bd9267", "#8d5524", "#ffe0bd"]
+# Skin tones a reviewer accepts for each skin phrase.
+SKIN = {"skin (#f0c090)": ["#f6d4aa", "#eac393", "#f0c090", "#e8b888"],
+        "pale skin": ["#f6d4aa", "#ffe0bd", "#f5cfa0"],
+        "light skin": ["#f6d4aa", "#ffe0bd", "#eac393"],
+        "tan skin": ["#bd9267", "#c68e5a", "#d2a679"]}
 WRONG_SKIN = ["#3cb043", "#4060ff", "#7a7a7a", "#a040c0"]
 STRUCTURES = ["solid", "solid", "solid", "gradient", "two_tone", "checkered"]
 
@@ -120,10 +124,8 @@ def make_item(index: int, rng: np.random.Generator, n_sprites: int) -> dict:
     skin = None
     if rng.random() < 0.45:
         right = bool(rng.random() < 0.7)
-        colour = _pick(rng, SKIN) if right else _pick(rng, WRONG_SKIN)
-        phrase = _pick(rng, ["skin (#f0c090)", "pale skin", "tan skin", "skin"])
-        if phrase == "skin":
-            phrase = "light skin"
+        phrase = _pick(rng, list(SKIN))
+        colour = _pick(rng, SKIN[phrase]) if right else _pick(rng, WRONG_SKIN)
         skin = {"colour": colour, "right": right, "phrase": phrase}
         parts.append(phrase)
     parts.append(bg["phrase"])
