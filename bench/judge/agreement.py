@@ -43,6 +43,8 @@ def evaluate(items: list[dict], colour_match: str = "category") -> tuple[dict[st
             "grid_ok": abs(score["grid"]["cells_x"] - labels["cells_x"]) <= 1
             and abs(score["grid"]["cells_y"] - labels["cells_y"]) <= 1,
             "uneven": item["uneven"], "broken": item["broken"], "issues": score["issues"],
+            "style": score["style_score"],
+            "missed": sorted({m["role"] for m in score["per_color"] if m["match"] is False}),
         })
     return summarise(rows), rows
 
