@@ -96,13 +96,14 @@ def weight_of(role: str) -> float:
 
 
 def judge_foreground(colours: tuple[PromptColor, ...], palette: Palette, categories: np.ndarray,
-                     background_mask: np.ndarray, mode: str, threshold: float) -> list[ColorMatch]:
+                     background_mask: np.ndarray, cells_lab: np.ndarray, mode: str,
+                     threshold: float) -> list[ColorMatch]:
     """Each non-background prompt colour against what its region shows."""
     if not colours:
         return []
     n_rows, n_cols = background_mask.shape
     labels = palette.labels.reshape(n_rows, n_cols)
-    dominant = seen_clusters(labels, background_mask)
+    dominant = seen_clusters(labels, background_mask, palette.lab, cells_lab)
     out: list[ColorMatch] = []
     for colour in colours:
         ref = target_lab(colour)

@@ -86,7 +86,7 @@ HAIR_WORDS: dict[str, tuple[str, frozenset[str]]] = {
     "blond": ("sandy", frozenset({"yellow", "beige"})),
     "platinum": ("off white", frozenset({"white", "grey", "beige", "yellow"})),
     "brunette": ("brown", frozenset({"brown"})),
-    "ginger": ("burnt orange", frozenset({"orange", "red", "brown"})),
+    "ginger": ("burnt orange", frozenset({"orange", "red"})),
     "auburn": ("auburn", frozenset({"red", "brown", "orange"})),
     "copper": ("copper", frozenset({"orange", "brown", "red"})),
     "chestnut": ("chestnut", frozenset({"brown", "red"})),

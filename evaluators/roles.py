@@ -20,7 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evaluators.color import delta_e
+
 DOMINANT_ROLES = ("hair", "skin", "clothing")
+NEAR_BACKGROUND = 8.0   # CIEDE2000: a colour this close to the top row's background is background
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,18 @@ def _most_common(labels: np.ndarray, where: np.ndarray, exclude: set[int]) -> in
     return int(np.bincount(values).argmax())
 
 
-def seen_clusters(labels: np.ndarray, background: np.ndarray) -> dict[str, int | None]:
+def seen_clusters(labels: np.ndarray, background: np.ndarray, palette_lab: np.ndarray,
+                  cells_lab: np.ndarray) -> dict[str, int | None]:
     """Palette cluster seen for each dominant role (None when the region is empty)."""
     reg = regions(background)
     bg_labels = set(np.unique(labels[background]).tolist()) if background.any() else set()
-    # A background cluster is only excluded where it really is background (>50% of its cells).
+    # A background cluster is only excluded where it really is background (>50% of its cells),
+    # and so is any colour of the top row's background (gradients, checkers, noise).
     bg_labels = {k for k in bg_labels if (background & (labels == k)).sum() > 0.5 * (labels == k).sum()}
+    top = cells_lab[0][background[0]]
+    if len(top):
+        near_top = delta_e(palette_lab[:, None, :], top[None, :, :]).min(axis=1) < NEAR_BACKGROUND
+        bg_labels |= set(np.flatnonzero(near_top).tolist())
     skin = _most_common(labels, reg.face, bg_labels)
     no_skin = bg_labels | ({skin} if skin is not None else set())
     return {

@@ -172,7 +172,7 @@ def score_image(rgb: np.ndarray, prompt: str | ParsedPrompt, cells: int = 24, *,
         verdict = bgjudge.judge(parsed.backgrounds, parsed.background_structure, structure, background,
                                 lab, cell_categories, colour_match, exact_threshold)
     matches = list(verdict.matches) if verdict else []
-    matches += judge_foreground(parsed.foreground, palette, categories, structure.mask,
+    matches += judge_foreground(parsed.foreground, palette, categories, structure.mask, lab,
                                 colour_match, exact_threshold)
     accuracy = accuracy_of(matches)
     style = style_quality(grid, lab, unique)
