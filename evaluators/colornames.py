@@ -103,6 +103,7 @@ OVERRIDE_MODIFIERS: dict[str, str] = {
                      "camo", "camouflage", "mustard", "drab"], "olive"),
 }
 K_NEIGHBOURS = 7
+NEUTRAL_CHROMA, WHITE_L, BLACK_L = 6.0, 95.0, 10.0
 # Names between two hues ("blue green", "turquoise blue") vote with this weight.
 COMPOUND_WEIGHT = 0.35
 JOKE_WORDS = frozenset({"shit", "poop", "puke", "vomit", "barf", "snot", "booger", "baby", "ugly",
@@ -197,7 +198,16 @@ def classify_lab(lab: np.ndarray, exclude_self: bool = False) -> list[str]:
     dist = np.where(table.weight[None, :] > 0, dist, np.inf)
     nearest = np.argpartition(dist, K_NEIGHBOURS, axis=1)[:, :K_NEIGHBOURS]
     out: list[str] = []
-    for row, idx in zip(dist, nearest, strict=True):
+    chroma = np.hypot(queries[:, 1], queries[:, 2])
+    for q, (row, idx) in enumerate(zip(dist, nearest, strict=True)):
+        # Near-neutral extremes are white / black whatever the survey's neighbours say
+        # (xkcd calls #fdfdfe "pale grey").
+        if chroma[q] < NEUTRAL_CHROMA and queries[q, 0] >= WHITE_L:
+            out.append("white")
+            continue
+        if chroma[q] < NEUTRAL_CHROMA and queries[q, 0] <= BLACK_L:
+            out.append("black")
+            continue
         votes: Counter[str] = Counter()
         for j in idx:
             votes[str(table.category[j])] += float(table.weight[j]) / (1.0 + float(row[j]))

@@ -202,7 +202,7 @@ def _visible_cells(lines: np.ndarray, length: int, cells: int) -> np.ndarray:
     if near_half[last] and last > first:
         lasts.append(last - 1)
     f, g = min(((f, g) for f in firsts for g in lasts if f <= g),
-               key=lambda fg: (abs(fg[1] - fg[0] + 1 - cells), -float(visible[fg[0]: fg[1] + 1].sum())))
+               key=lambda fg: (abs(fg[1] - fg[0] + 1 - cells), abs(lines[fg[0]] + lines[fg[1] + 1] - length)))
     return lines[f: g + 2]
 
 
