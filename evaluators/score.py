@@ -118,9 +118,8 @@ def _issues(bg: bgjudge.BackgroundVerdict | None, matches: tuple[ColorMatch, ...
         if m.match is False and m.role in ("skin", "hair"):
             found.add(f"wrong_{m.role}")
         elif m.match is False:
-            # near but not met (exact mode) is off the palette; far, or another category, missing
-            near = m.delta_e < MISSING_DELTA_E and m.category_match is not False
-            found.add("off_palette" if near else "missing_colors")
+            # missed but near (under MISSING_DELTA_E) is off the palette; far is missing
+            found.add("off_palette" if m.delta_e < MISSING_DELTA_E else "missing_colors")
         elif m.source == "hex" and m.delta_e >= OFF_PALETTE_DELTA_E:
             found.add("off_palette")
     if style.quality < NOT_PIXEL_ART_BELOW:
