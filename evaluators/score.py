@@ -46,7 +46,7 @@ ISSUE_ORDER = ("wrong_background", "wrong_background_structure", "uneven_backgro
                "blurry", "anti_aliasing", "too_many_colors", "too_few_colors", "empty_image",
                "grid_size_mismatch")
 # Share of the visual score a missed colour takes away, by role (fitted on bench/judge).
-MISS_PENALTY = {"background": 0.6, "skin": 0.6, "hair": 0.45, "clothing": 0.1, "eyes": 0.05,
+MISS_PENALTY = {"background": 0.55, "skin": 0.55, "hair": 0.5, "clothing": 0.1, "eyes": 0.05,
                 "lips": 0.05}
 OTHER_MISS_PENALTY = 0.05
 
