@@ -41,6 +41,7 @@ class AxisGrid:
     strength: float   # 0-1: edge energy periodic at `pitch` (first harmonic), per unit energy
     sharpness: float  # 0-1: the same at the second harmonic; blur and smooth ramps kill it
     lines: np.ndarray | None = None   # (n + 1,) measured cell boundaries (px), n = cells seen
+    tracked: np.ndarray | None = None # every tracked line, from before the image to after it
 
 
 @dataclass(frozen=True)
@@ -146,11 +147,31 @@ def fit_axis(profile: np.ndarray, length: int, cells: int) -> AxisGrid:
     peaks, weights = _edge_peaks(clean)
     if peaks.size:
         pitch, phase = _refine(peaks, weights, pitch, phase, lo, hi)
-    lines = _track_lines(peaks, weights, pitch, phase, length)
-    kept = _visible_cells(lines, length, cells)
+    lines, edged = _track_lines(peaks, weights, pitch, phase, length)
+    kept = _visible_cells(lines, edged, length, cells)
     strength, sharpness = _periodicity(profile, kept)
     return AxisGrid(pitch=float(np.diff(kept).mean()), offset=float(kept[0]), strength=strength,
-                    sharpness=sharpness, lines=kept)
+                    sharpness=sharpness, lines=kept, tracked=lines)
+
+
+def fixed_lines(axis: AxisGrid, length: int, cells: int) -> np.ndarray:
+    """Exactly `cells` cells on the tracked lines: the window showing most of itself inside
+    the image (then the most centred), for the fixed-size outputs when the measured size
+    differs from the expected one."""
+    lines = axis.tracked if axis.tracked is not None else axis.lines
+    assert lines is not None
+    if len(lines) < cells + 1:
+        step = float(np.diff(lines).mean()) if len(lines) > 1 else length / cells
+        extra = cells + 1 - len(lines)
+        before = lines[0] - step * np.arange(extra // 2 + extra % 2, 0, -1)
+        after = lines[-1] + step * np.arange(1, extra // 2 + 1)
+        lines = np.concatenate([before, lines, after])
+    starts, ends = lines[:-1], lines[1:]
+    visible = np.clip(np.minimum(ends, length) - np.maximum(starts, 0.0), 0.0, None)
+    sums = np.convolve(visible, np.ones(cells), mode="valid")         # window starting at i
+    centre = np.abs(lines[: len(sums)] + lines[cells: cells + len(sums)] - length)
+    best = int(np.lexsort((centre, -np.round(sums, 6)))[0])
+    return lines[best: best + cells + 1]
 
 
 def _track_lines(peaks: np.ndarray, weights: np.ndarray, pitch: float, phase: float,
@@ -167,23 +188,27 @@ def _track_lines(peaks: np.ndarray, weights: np.ndarray, pitch: float, phase: fl
         if near.any():
             anchor = float(peaks[near][np.argmax(weights[near])])
 
-    def walk(step: float) -> list[float]:
+    def walk(step: float) -> list[tuple[float, bool]]:
         out, pos = [], anchor
         while -pitch <= pos <= length + pitch:
             pos += step
+            snapped = False
             if peaks.size:
                 close = np.abs(peaks - pos) < SNAP * pitch
                 if close.any():
-                    pos = float(peaks[close][np.argmax(weights[close])])
-            out.append(pos)
+                    pos, snapped = float(peaks[close][np.argmax(weights[close])]), True
+            out.append((pos, snapped))
         return out
 
-    return np.array(sorted([*walk(-pitch), anchor, *walk(pitch)]))
+    found = sorted([*walk(-pitch), (anchor, bool(peaks.size)), *walk(pitch)])
+    return np.array([p for p, _ in found]), np.array([e for _, e in found], dtype=bool)
 
 
-def _visible_cells(lines: np.ndarray, length: int, cells: int) -> np.ndarray:
+def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int) -> np.ndarray:
     """Boundaries of the cells the image shows: intervals at least BORDER_VISIBLE inside it;
-    a border cell near half visible is kept or dropped to come closest to `cells`."""
+    a border cell 15-85% visible is kept or dropped to come closest to `cells`. Between
+    choices of that size, border cells set off from their neighbour by a real edge are kept
+    rather than ones that merely continue it (image filler), then the most centred wins."""
     starts, ends = lines[:-1], lines[1:]
     visible = (np.minimum(ends, length) - np.maximum(starts, 0.0)) / np.maximum(ends - starts, 1e-9)
     keep = visible >= BORDER_VISIBLE
@@ -201,8 +226,18 @@ def _visible_cells(lines: np.ndarray, length: int, cells: int) -> np.ndarray:
         lasts.append(last + 1)
     if near_half[last] and last > first:
         lasts.append(last - 1)
-    f, g = min(((f, g) for f in firsts for g in lasts if f <= g),
-               key=lambda fg: (abs(fg[1] - fg[0] + 1 - cells), abs(lines[fg[0]] + lines[fg[1] + 1] - length)))
+    middle = (first + last) / 2
+    doubtful = {c for c in (first - 1, first, last, last + 1) if 0 <= c < len(starts) and near_half[c]}
+    # +1 for a doubtful border cell kept that an edge sets off from its inner neighbour,
+    # -1 for one dropped: filler beyond the drawn grid continues its neighbour, content does not.
+    edge = {c: bool(edged[c + 1] if c <= middle else edged[c]) for c in doubtful}
+
+    def key(fg: tuple[int, int]) -> tuple[int, int, float]:
+        f, g = fg
+        evidence = sum((1 if f <= c <= g else -1) * int(edge[c]) for c in doubtful)
+        return abs(g - f + 1 - cells), -evidence, abs(lines[f] + lines[g + 1] - length)
+
+    f, g = min(((f, g) for f in firsts for g in lasts if f <= g), key=key)
     return lines[f: g + 2]
 
 
@@ -277,7 +312,15 @@ def recover_grid(rgb: np.ndarray, cells: int = 24) -> GridResult:
     grid_y = fit_axis(edge_profile(arr, axis=0), height, cells)
     colour, deviation = sample_cells(arr, grid_x, grid_y)
     rows, cols = colour.shape[:2]
-    fixed = colour if (rows, cols) == (cells, cells) else _resample(colour, cells)
+    fixed = colour
+    if (rows, cols) != (cells, cells):
+        if abs(rows - cells) <= 2 and abs(cols - cells) <= 2:
+            # a border cell more or less: the N cells on the same tracked lines
+            fx = AxisGrid(grid_x.pitch, grid_x.offset, 0.0, 0.0, fixed_lines(grid_x, width, cells))
+            fy = AxisGrid(grid_y.pitch, grid_y.offset, 0.0, 0.0, fixed_lines(grid_y, height, cells))
+            fixed = sample_cells(arr, fx, fy)[0]
+        else:
+            fixed = _resample(colour, cells)
     return GridResult(
         cells=fixed, cells_x=cols, cells_y=rows,
         pitch_x=grid_x.pitch, pitch_y=grid_y.pitch,
