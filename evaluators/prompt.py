@@ -27,9 +27,10 @@ _MAX_PHRASE_WORDS = 5
 ROLE_WORDS: dict[str, frozenset[str]] = {
     "background": frozenset({"background", "backgrounds", "bg", "backdrop", "gradient", "checkerboard",
                              "wallpaper", "backround"}),
-    "hair": frozenset({"hair", "hairstyle", "bangs", "ponytail", "braid", "braids", "beard", "mohawk"}),
-    "skin": frozenset({"skin", "face", "complexion", "skintone"}),
-    "eyes": frozenset({"eye", "eyes", "iris", "irises", "pupils"}),
+    "hair": frozenset({"hair", "hairstyle", "bangs", "ponytail", "braid", "braids", "beard", "mohawk",
+                       "haired", "hairs", "pigtails", "twintails", "bob", "curls", "afro"}),
+    "skin": frozenset({"skin", "face", "complexion", "skintone", "skinned"}),
+    "eyes": frozenset({"eye", "eyes", "iris", "irises", "pupils", "eyed"}),
     "lips": frozenset({"lip", "lips", "mouth"}),
     "clothing": frozenset({"shirt", "top", "jacket", "dress", "hoodie", "sweater", "clothes", "clothing",
                            "outfit", "collar", "coat", "t-shirt", "tshirt", "suit", "uniform", "robe", "armor",
@@ -81,7 +82,7 @@ class ParsedPrompt:
 
 
 def _role_of(phrase: str) -> str:
-    words = {w.lower() for w in _WORD.findall(phrase)}
+    words = {part for w in _WORD.findall(phrase) for part in w.lower().split("-")}
     for role, vocabulary in ROLE_WORDS.items():
         if words & vocabulary:
             return role
@@ -135,6 +136,26 @@ def _hex_colors(body: str) -> list[PromptColor]:
     return colors
 
 
+def _segments(words: list[str], default: str) -> list[tuple[list[str], str]]:
+    """A chunk cut after each role word, each piece with that word's role ("a yellow scarf on a
+    blue background": the scarf is yellow, the background blue); a tail without one takes
+    the last role seen, or `default`."""
+    out: list[tuple[list[str], str]] = []
+    start = 0
+    for i, w in enumerate(words):
+        role = _role_of(w)
+        if role != "other":
+            out.append((words[start: i + 1], role))
+            start = i + 1
+    if start < len(words):
+        tail = words[start:]
+        if out:
+            out[-1] = (out[-1][0] + tail, out[-1][1])
+        else:
+            out.append((tail, default))
+    return out
+
+
 def _word_colors(body: str, hex_positions: list[int]) -> tuple[list[PromptColor], str | None]:
     """Colour words of chunks that hold no hex code, each with its chunk's role (or the next
     chunk's in the same clause: "blue and pink background"); words with no role are skipped."""
@@ -154,11 +175,12 @@ def _word_colors(body: str, hex_positions: list[int]) -> tuple[list[PromptColor]
                 role = next((r for r in roles[k + 1:] if r != "other"), "other")
             if role == "other":
                 continue
-            for w in find_color_words(tokens(text), role):
-                code = "#{:02x}{:02x}{:02x}".format(*w.rgb)
-                phrase = " ".join(tokens(text)[w.start:])[:60].strip()
-                colors.append(PromptColor(code, w.rgb, phrase, role, w.category, w.accept,
-                                          w.lightness, w.specific, "word", at))
+            for seg_words, seg_role in _segments(tokens(text), role):
+                for w in find_color_words(seg_words, seg_role):
+                    code = "#{:02x}{:02x}{:02x}".format(*w.rgb)
+                    phrase = " ".join(seg_words[w.start:])[:60].strip()
+                    colors.append(PromptColor(code, w.rgb, phrase, seg_role, w.category, w.accept,
+                                              w.lightness, w.specific, "word", at))
     return colors, structure
 
 

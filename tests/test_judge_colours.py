@@ -106,3 +106,12 @@ def test_malformed_hex_still_found_and_parsing_is_cheap() -> None:
     for _ in range(100):
         parse_prompt("pixel art portrait, blonde hair, blue eyes, red shirt, teal gradient background")
     assert (time.perf_counter() - start) / 100 < 0.02       # config load parses every prompt
+
+
+def test_each_colour_word_takes_the_role_of_the_noun_it_describes() -> None:
+    parsed = parse_prompt("pixel art of a woman wearing a red hat and a yellow scarf on a dark blue "
+                          "background, a red-haired girl with green-eyed stare")
+    assert [(c.role, c.category) for c in parsed.colors] == [
+        ("accessory", "red"), ("accessory", "yellow"), ("background", "blue"),
+        ("hair", "red"), ("eyes", "green")]
+    assert parsed.background is not None and parsed.background.lightness == "dark"
