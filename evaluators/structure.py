@@ -26,9 +26,10 @@ from evaluators.color import delta_e
 
 SOLID_SHARE = 0.8
 FIT_DELTA_E = 6.0
-FIT_SHARE = 0.75
+FIT_SHARE = 0.65
 GRADIENT_SPAN = 12.0
 GRADIENT_GAIN = 0.5
+EXEMPLAR_DELTA_E = 5.0
 TWO_SHARE = 0.75
 SECOND_SHARE = 0.15
 PARITY_AGREE = 0.85
@@ -97,7 +98,11 @@ def analyse(cells_lab: np.ndarray) -> Structure:
         yy, xx = np.mgrid[0:h, 0:w_]
         plane = np.stack([np.ones_like(xx, dtype=float), xx / max(w_ - 1, 1), yy / max(h - 1, 1)], -1) @ coef
         mask = delta_e(cells_lab, plane) < FIT_DELTA_E * 1.5
-        return Structure("gradient", fit_share, (corners[0], corners[3]), mask)
+        # A shading that is not quite planar in Lab: cells close to a ring cell the plane
+        # explains are background too.
+        exemplars = lab[inliers]
+        near = delta_e(cells_lab[..., None, :], exemplars[None, None, :, :]).min(axis=-1) < EXEMPLAR_DELTA_E
+        return Structure("gradient", fit_share, (corners[0], corners[3]), mask | near)
     if s1 >= SOLID_SHARE:
         return _solid(cells_lab, c1, s1)
     rest = ~members
