@@ -43,23 +43,22 @@ class BackgroundJudgement:
     uneven: bool                    # the colour is right but it is not there all around
 
 
-def ring_masks(cells: int) -> dict[str, np.ndarray]:
-    """Boolean (N, N) masks of the ring's sides."""
-    idx = np.arange(cells)
-    rows, cols = np.meshgrid(idx, idx, indexing="ij")
-    last = cells - 1
+def ring_masks(cells: int, width: int | None = None) -> dict[str, np.ndarray]:
+    """Boolean (rows, cols) masks of the ring's sides (square unless `width` is given)."""
+    rows, cols = np.meshgrid(np.arange(cells), np.arange(cells if width is None else width), indexing="ij")
+    last_r, last_c = rows.shape[0] - 1, rows.shape[1] - 1
     return {
-        "top": rows == 0, "bottom": rows == last, "left": cols == 0, "right": cols == last,
-        "ring": (rows == 0) | (rows == last) | (cols == 0) | (cols == last),
+        "top": rows == 0, "bottom": rows == last_r, "left": cols == 0, "right": cols == last_c,
+        "ring": (rows == 0) | (rows == last_r) | (cols == 0) | (cols == last_c),
     }
 
 
-def _ring_weights(cells: int) -> np.ndarray:
-    masks = ring_masks(cells)
-    rows = np.arange(cells)[:, None] * np.ones((1, cells))
-    weights = np.zeros((cells, cells))
+def ring_weights(rows_n: int, cols_n: int) -> np.ndarray:
+    masks = ring_masks(rows_n, cols_n)
+    rows = np.arange(rows_n)[:, None] * np.ones((1, cols_n))
+    weights = np.zeros((rows_n, cols_n))
     sides = masks["left"] | masks["right"]
-    weights[sides] = np.where(rows[sides] < cells / 2, 1.0, 0.5)
+    weights[sides] = np.where(rows[sides] < rows_n / 2, 1.0, 0.5)
     weights[masks["bottom"]] = 0.25
     weights[masks["top"]] = 1.0
     return weights
@@ -67,8 +66,7 @@ def _ring_weights(cells: int) -> np.ndarray:
 
 def estimate_background(cells_rgb: np.ndarray, cells_lab: np.ndarray) -> Background:
     """Dominant colour of the border ring (see module docstring)."""
-    n = cells_rgb.shape[0]
-    weights = _ring_weights(n)
+    weights = ring_weights(*cells_rgb.shape[:2])
     ring = weights > 0
     lab, rgb, w = cells_lab[ring], cells_rgb[ring].astype(float), weights[ring]
     close = delta_e(lab[:, None, :], lab[None, :, :]) < MATCH_DELTA_E     # (R, R)
@@ -87,9 +85,8 @@ def estimate_background(cells_rgb: np.ndarray, cells_lab: np.ndarray) -> Backgro
 def judge_background(background: Background, cells_lab: np.ndarray,
                      target_lab: np.ndarray) -> BackgroundJudgement:
     """Is the background the prompt's colour, and is it that colour all around?"""
-    n = cells_lab.shape[0]
     near = delta_e(cells_lab, np.asarray(target_lab)[None, None, :]) < MATCH_DELTA_E
-    coverage = {side: float(near[mask].mean()) for side, mask in ring_masks(n).items()}
+    coverage = {side: float(near[mask].mean()) for side, mask in ring_masks(*cells_lab.shape[:2]).items()}
     distance = float(delta_e(background.lab, target_lab))
     colour_ok = distance < MATCH_DELTA_E
     all_around = (coverage["top"] >= MIN_TOP and coverage["left"] >= MIN_SIDE

@@ -15,9 +15,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import median_filter
 
-# Pitch search range around W/N (the generator drifts by up to 3%).
-PITCH_RANGE = 0.06
-PITCH_STEPS = 241
+# Pitch search range around W/N: wide enough for SDXL-like outputs whose cells are 19-26 px
+# where 21.3 px is expected, narrow enough (ratio under 2) that no harmonic of the pitch fits.
+PITCH_LOW, PITCH_HIGH = 0.72, 1.38
+PITCH_STEPS = 321
+# A grid line snaps to an edge peak within this share of a pitch of where it is predicted
+# (uneven cells); lines with no peak near keep the running pitch.
+SNAP = 0.3
+# A border cell counts when at least this much of it is in the image; near a half cell the
+# count closest to the expected one wins.
+BORDER_VISIBLE = 0.5
+BORDER_TIE = 0.35
+PEAK_SHARE = 0.12
 # Share of a cell kept away from its boundaries on each side when sampling its colour.
 INNER_MARGIN = 0.25
 MAX_SAMPLES_PER_AXIS = 12
@@ -31,6 +40,8 @@ class AxisGrid:
     offset: float     # coordinate of cell 0's leading edge (px, may be negative)
     strength: float   # 0-1: edge energy periodic at `pitch` (first harmonic), per unit energy
     sharpness: float  # 0-1: the same at the second harmonic; blur and smooth ramps kill it
+    lines: np.ndarray | None = None   # (n + 1,) measured cell boundaries (px), n = cells seen
+    tracked: np.ndarray | None = None # every tracked line, from before the image to after it
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,8 @@ class GridResult:
     strength_y: float
     sharpness_x: float
     sharpness_y: float
-    inner_deviation: np.ndarray  # (N, N) mean |pixel - cell colour| in the inner area, RGB levels
+    inner_deviation: np.ndarray  # (rows, cols) mean |pixel - cell colour| in the inner area, RGB levels
+    seen_cells: np.ndarray | None = None   # (cells_y, cells_x, 3): the grid the image shows
 
     def to_dict(self) -> dict[str, float | int]:
         return {
@@ -115,16 +127,18 @@ def _refine(peaks: np.ndarray, weights: np.ndarray, pitch: float, phase: float,
 
 
 def fit_axis(profile: np.ndarray, length: int, cells: int) -> AxisGrid:
-    """Pitch, offset and periodic strength of one axis from its edge profile."""
+    """Pitch, measured cell boundaries and periodic strength of one axis from its edge profile."""
     nominal = length / cells
     if nominal < MIN_SEARCH_PITCH or profile.size < 3:
         # A pixel or two per cell: no sub-cell structure, the grid cannot be judged.
-        return AxisGrid(pitch=nominal, offset=0.0, strength=float("nan"), sharpness=float("nan"))
+        return AxisGrid(pitch=nominal, offset=0.0, strength=float("nan"), sharpness=float("nan"),
+                        lines=np.arange(cells + 1) * nominal)
     clean = _floor_removed(profile, nominal)
     total = clean.sum()
     if total <= 0:
-        return AxisGrid(pitch=nominal, offset=0.0, strength=0.0, sharpness=0.0)
-    lo, hi = nominal * (1 - PITCH_RANGE), nominal * (1 + PITCH_RANGE)
+        return AxisGrid(pitch=nominal, offset=0.0, strength=0.0, sharpness=0.0,
+                        lines=np.arange(cells + 1) * nominal)
+    lo, hi = nominal * PITCH_LOW, nominal * PITCH_HIGH
     pitches = np.linspace(lo, hi, PITCH_STEPS)
     coeffs = _fourier(clean, pitches)
     best = int(np.argmax(np.abs(coeffs)))
@@ -133,48 +147,123 @@ def fit_axis(profile: np.ndarray, length: int, cells: int) -> AxisGrid:
     peaks, weights = _edge_peaks(clean)
     if peaks.size:
         pitch, phase = _refine(peaks, weights, pitch, phase, lo, hi)
-    strength, sharpness = _periodicity(profile, pitch)
-    offset = _choose_offset(clean, pitch, phase, length, cells)
-    return AxisGrid(pitch=pitch, offset=offset, strength=strength, sharpness=sharpness)
+    lines, edged = _track_lines(peaks, weights, pitch, phase, length)
+    kept = _visible_cells(lines, edged, length, cells)
+    strength, sharpness = _periodicity(profile, kept)
+    return AxisGrid(pitch=float(np.diff(kept).mean()), offset=float(kept[0]), strength=strength,
+                    sharpness=sharpness, lines=kept, tracked=lines)
 
 
-def _periodicity(profile: np.ndarray, pitch: float) -> tuple[float, float]:
-    """First- and second-harmonic share of the edge energy at `pitch`. Only the global
+def fixed_lines(axis: AxisGrid, length: int, cells: int) -> np.ndarray:
+    """Exactly `cells` cells on the tracked lines: the window showing most of itself inside
+    the image (then the most centred), for the fixed-size outputs when the measured size
+    differs from the expected one."""
+    lines = axis.tracked if axis.tracked is not None else axis.lines
+    assert lines is not None
+    if len(lines) < cells + 1:
+        step = float(np.diff(lines).mean()) if len(lines) > 1 else length / cells
+        extra = cells + 1 - len(lines)
+        before = lines[0] - step * np.arange(extra // 2 + extra % 2, 0, -1)
+        after = lines[-1] + step * np.arange(1, extra // 2 + 1)
+        lines = np.concatenate([before, lines, after])
+    starts, ends = lines[:-1], lines[1:]
+    visible = np.clip(np.minimum(ends, length) - np.maximum(starts, 0.0), 0.0, None)
+    sums = np.convolve(visible, np.ones(cells), mode="valid")         # window starting at i
+    centre = np.abs(lines[: len(sums)] + lines[cells: cells + len(sums)] - length)
+    best = int(np.lexsort((centre, -np.round(sums, 6)))[0])
+    return lines[best: best + cells + 1]
+
+
+def _track_lines(peaks: np.ndarray, weights: np.ndarray, pitch: float, phase: float,
+                 length: int) -> np.ndarray:
+    """Grid lines from before the image to after it: each predicted one pitch after the
+    previous line, snapped to the strongest edge peak within SNAP pitch (uneven cells)."""
+    # Weak peaks are noise or JPEG block edges (every 8 px), not cell boundaries.
+    strong = weights >= PEAK_SHARE * weights.max() if weights.size else np.zeros(0, dtype=bool)
+    peaks, weights = peaks[strong], weights[strong]
+    anchor = phase
+    if peaks.size:
+        k = np.rint((peaks - phase) / pitch)
+        near = np.abs(peaks - (phase + k * pitch)) < SNAP * pitch
+        if near.any():
+            anchor = float(peaks[near][np.argmax(weights[near])])
+
+    def walk(step: float) -> list[tuple[float, bool]]:
+        out, pos = [], anchor
+        while -pitch <= pos <= length + pitch:
+            pos += step
+            snapped = False
+            if peaks.size:
+                close = np.abs(peaks - pos) < SNAP * pitch
+                if close.any():
+                    pos, snapped = float(peaks[close][np.argmax(weights[close])]), True
+            out.append((pos, snapped))
+        return out
+
+    found = sorted([*walk(-pitch), (anchor, bool(peaks.size)), *walk(pitch)])
+    return np.array([p for p, _ in found]), np.array([e for _, e in found], dtype=bool)
+
+
+def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int) -> np.ndarray:
+    """Boundaries of the cells the image shows: intervals at least BORDER_VISIBLE inside it;
+    a border cell 15-85% visible is kept or dropped to come closest to `cells`. Between
+    choices of that size, border cells set off from their neighbour by a real edge are kept
+    rather than ones that merely continue it (image filler), then the most centred wins."""
+    starts, ends = lines[:-1], lines[1:]
+    visible = (np.minimum(ends, length) - np.maximum(starts, 0.0)) / np.maximum(ends - starts, 1e-9)
+    keep = visible >= BORDER_VISIBLE
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return np.array([0.0, float(length)])
+    first, last = int(idx[0]), int(idx[-1])
+    near_half = np.abs(visible - BORDER_VISIBLE) <= BORDER_TIE
+    firsts, lasts = [first], [last]
+    if first > 0 and near_half[first - 1]:
+        firsts.append(first - 1)
+    if near_half[first] and first < last:
+        firsts.append(first + 1)
+    if last + 1 < len(starts) and near_half[last + 1]:
+        lasts.append(last + 1)
+    if near_half[last] and last > first:
+        lasts.append(last - 1)
+    middle = (first + last) / 2
+    doubtful = {c for c in (first - 1, first, last, last + 1) if 0 <= c < len(starts) and near_half[c]}
+    # +1 for a doubtful border cell kept that an edge sets off from its inner neighbour,
+    # -1 for one dropped: filler beyond the drawn grid continues its neighbour, content does not.
+    edge = {c: bool(edged[c + 1] if c <= middle else edged[c]) for c in doubtful}
+
+    def key(fg: tuple[int, int]) -> tuple[int, int, float]:
+        f, g = fg
+        evidence = sum((1 if f <= c <= g else -1) * int(edge[c]) for c in doubtful)
+        return abs(g - f + 1 - cells), -evidence, abs(lines[f] + lines[g + 1] - length)
+
+    f, g = min(((f, g) for f in firsts for g in lasts if f <= g), key=key)
+    return lines[f: g + 2]
+
+
+def _periodicity(profile: np.ndarray, lines: np.ndarray) -> tuple[float, float]:
+    """First- and second-harmonic share of the edge energy, in the measured grid's own
+    coordinate (position between its lines), so uneven cells stay periodic. Only the global
     noise floor is removed here (a running median would sharpen blurred edges)."""
     above_floor = np.clip(profile - np.percentile(profile, 10), 0.0, None)
     total = above_floor.sum()
-    if total <= 0:
+    if total <= 0 or len(lines) < 2:
         return 0.0, 0.0
-    first, second = np.abs(_fourier(above_floor, np.array([pitch, pitch / 2]))) / total
+    coords = np.arange(1, profile.size + 1, dtype=float)
+    step = float(np.diff(lines).mean())
+    ext = np.concatenate([[lines[0] - 50 * step], lines, [lines[-1] + 50 * step]])
+    phase = np.interp(coords, ext, np.concatenate([[-50.0], np.arange(len(lines), dtype=float),
+                                                   [len(lines) - 1 + 50.0]]))
+    first = abs(np.sum(above_floor * np.exp(2j * np.pi * phase))) / total
+    second = abs(np.sum(above_floor * np.exp(4j * np.pi * phase))) / total
     return min(float(first), 1.0), min(float(second), 1.0)
 
 
-def _choose_offset(clean: np.ndarray, pitch: float, phase: float, length: int, cells: int) -> float:
-    """Which N of the grid's cells are the image: the centred ones, unless the other
-    near-centred choice leaves clearly less edge energy on or beyond its outer lines
-    (content at the image border tells where the grid really ends)."""
-    centring = (phase + cells * pitch / 2 - length / 2) / pitch
-    nearest = float(np.rint(centring))
-    other = nearest + (1.0 if centring > nearest else -1.0)
-    coords = np.arange(1, clean.size + 1, dtype=float)
-    total = clean.sum()
-
-    def outside_energy(shift: float) -> float:
-        start = phase - shift * pitch
-        end = start + cells * pitch
-        outside = (coords <= start + pitch / 4) | (coords >= end - pitch / 4)
-        return float(clean[outside].sum())
-
-    e_nearest, e_other = outside_energy(nearest), outside_energy(other)
-    shift = other if e_nearest - e_other > 0.02 * total else nearest
-    return float(phase - shift * pitch)
-
-
-def _sample_positions(axis: AxisGrid, cells: int, length: int) -> np.ndarray:
+def _sample_positions(lines: np.ndarray, length: int) -> np.ndarray:
     """(cells, k) pixel indices inside each cell's inner area, clipped to the image."""
-    starts = axis.offset + np.arange(cells) * axis.pitch
-    ends = starts + axis.pitch
-    margin = INNER_MARGIN * axis.pitch
+    starts, ends = lines[:-1], lines[1:]
+    width = ends - starts
+    margin = INNER_MARGIN * width
     # The image border is not a colour boundary, so no margin is kept against it.
     lo = np.maximum(starts + margin, 0.0)
     hi = np.minimum(ends - margin, float(length))
@@ -182,27 +271,35 @@ def _sample_positions(axis: AxisGrid, cells: int, length: int) -> np.ndarray:
     visible_mid = (np.maximum(starts, 0.0) + np.minimum(ends, float(length))) / 2
     lo = np.where(thin, visible_mid - 0.5, lo)
     hi = np.where(thin, visible_mid + 0.5, hi)
-    k = int(np.clip(round((1 - 2 * INNER_MARGIN) * axis.pitch), 1, MAX_SAMPLES_PER_AXIS))
+    k = int(np.clip(round((1 - 2 * INNER_MARGIN) * float(width.mean())), 1, MAX_SAMPLES_PER_AXIS))
     frac = (np.arange(k) + 0.5) / k
     coords = lo[:, None] + (hi - lo)[:, None] * frac[None, :]
     return np.clip(np.floor(coords).astype(np.int64), 0, length - 1)
 
 
-def sample_cells(rgb: np.ndarray, grid_x: AxisGrid, grid_y: AxisGrid,
-                 cells: int) -> tuple[np.ndarray, np.ndarray]:
-    """Robust colour (median) and inner deviation of every cell."""
+def sample_cells(rgb: np.ndarray, grid_x: AxisGrid, grid_y: AxisGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Robust colour (median) and inner deviation of every measured cell."""
     height, width = rgb.shape[:2]
-    xs = _sample_positions(grid_x, cells, width)
-    ys = _sample_positions(grid_y, cells, height)
-    block = rgb[ys[:, None, :, None], xs[None, :, None, :]]          # (N, N, ky, kx, 3)
-    block = block.reshape(cells, cells, -1, 3).transpose(0, 1, 3, 2)  # (N, N, 3, S)
+    xs = _sample_positions(grid_x.lines, width)
+    ys = _sample_positions(grid_y.lines, height)
+    rows, cols = len(ys), len(xs)
+    block = rgb[ys[:, None, :, None], xs[None, :, None, :]]          # (R, C, ky, kx, 3)
+    block = block.reshape(rows, cols, -1, 3).transpose(0, 1, 3, 2)   # (R, C, 3, S)
     colour = np.median(block, axis=-1)
     deviation = np.abs(block - colour[..., None]).mean(axis=(-1, -2))
     return np.clip(np.rint(colour), 0, 255).astype(np.uint8), deviation
 
 
+def _resample(cells: np.ndarray, n: int) -> np.ndarray:
+    """The measured cells on an n x n grid (nearest cell), for the fixed-size outputs."""
+    rows = np.minimum((np.arange(n) + 0.5) * cells.shape[0] / n, cells.shape[0] - 1).astype(int)
+    cols = np.minimum((np.arange(n) + 0.5) * cells.shape[1] / n, cells.shape[1] - 1).astype(int)
+    return np.ascontiguousarray(cells[rows][:, cols])
+
+
 def recover_grid(rgb: np.ndarray, cells: int = 24) -> GridResult:
-    """The image's logical N x N pixels (always exactly `cells` x `cells`)."""
+    """The image's logical pixels: `seen_cells` as measured (cells_y x cells_x), and `cells`,
+    the same on the expected `cells` x `cells` grid (identical when the sizes agree)."""
     arr = np.asarray(rgb)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise ValueError("expected an (H, W, 3) uint8 RGB array")
@@ -213,12 +310,22 @@ def recover_grid(rgb: np.ndarray, cells: int = 24) -> GridResult:
         raise ValueError(f"image is {width}x{height} px, smaller than the {cells}-cell grid")
     grid_x = fit_axis(edge_profile(arr, axis=1), width, cells)
     grid_y = fit_axis(edge_profile(arr, axis=0), height, cells)
-    colour, deviation = sample_cells(arr, grid_x, grid_y, cells)
+    colour, deviation = sample_cells(arr, grid_x, grid_y)
+    rows, cols = colour.shape[:2]
+    fixed = colour
+    if (rows, cols) != (cells, cells):
+        if abs(rows - cells) <= 2 and abs(cols - cells) <= 2:
+            # a border cell more or less: the N cells on the same tracked lines
+            fx = AxisGrid(grid_x.pitch, grid_x.offset, 0.0, 0.0, fixed_lines(grid_x, width, cells))
+            fy = AxisGrid(grid_y.pitch, grid_y.offset, 0.0, 0.0, fixed_lines(grid_y, height, cells))
+            fixed = sample_cells(arr, fx, fy)[0]
+        else:
+            fixed = _resample(colour, cells)
     return GridResult(
-        cells=colour, cells_x=cells, cells_y=cells,
+        cells=fixed, cells_x=cols, cells_y=rows,
         pitch_x=grid_x.pitch, pitch_y=grid_y.pitch,
         offset_x=grid_x.offset, offset_y=grid_y.offset,
         strength_x=grid_x.strength, strength_y=grid_y.strength,
         sharpness_x=grid_x.sharpness, sharpness_y=grid_y.sharpness,
-        inner_deviation=deviation,
+        inner_deviation=deviation, seen_cells=colour,
     )

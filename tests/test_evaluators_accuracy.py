@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 
 from bench.degrade import degrade, drift_colors, load_avatars, pad_sprite
 from evaluators import score_image
-from evaluators.accuracy import FULL_MISS_DELTA_E
+from evaluators.accuracy import FULL_MISS_DELTA_E, MISS_CEILING
 from evaluators.color import delta_e, hex_to_rgb, rgb_to_hex, to_lab
 
 GREEN = (0, 255, 0)
@@ -69,13 +69,15 @@ def test_missing_and_off_palette_colours_are_flagged(truth: np.ndarray) -> None:
     nearest = delta_e(to_lab(np.array(hex_to_rgb(off), dtype=np.uint8))[None],
                       to_lab(np.unique(truth.reshape(-1, 3), axis=0))).min()
     assert 12 < nearest < 18
-    score = score_image(image, f"hair ({off}), green background (#00ff00)")
+    score = score_image(image, f"scarf ({off}), green background (#00ff00)", colour_match="exact")
     assert "off_palette" in score.issues and "missing_colors" not in score.issues
     score = score_image(image, "hair (#611c17), eyes (#0000ff), green background (#00ff00)")
     assert "missing_colors" in score.issues
     blue = next(m for m in score.per_color if m.hex == "#0000ff")
     assert blue.delta_e is not None and blue.delta_e > 20
-    assert blue.score == pytest.approx(100 * max(0.0, 1 - blue.delta_e / FULL_MISS_DELTA_E))
+    # issue 13: a missed colour scores at most MISS_CEILING
+    assert blue.match is False
+    assert blue.score == pytest.approx(MISS_CEILING * max(0.0, 1 - blue.delta_e / (1.5 * FULL_MISS_DELTA_E)))
 
 
 def test_more_prompt_colours_than_palette_colours_still_scores() -> None:

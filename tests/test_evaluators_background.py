@@ -58,7 +58,8 @@ def test_pink_and_purple_backgrounds_are_not_green(pinks: list) -> None:
         assert "uneven_background" not in score.issues
 
 
-def test_near_miss_greens_and_teals_are_not_a_match(greens: list) -> None:
+def test_near_miss_greens_and_teals_are_not_an_exact_match(greens: list) -> None:
+    """colour_match="exact" (issue 13: the default "category" calls a dull green green)."""
     rng = np.random.default_rng(4)
     target = to_lab(np.array(GREEN, dtype=np.uint8))
     colours = near_miss_colors(GREEN, rng, 12, low=15.0, high=22.0)
@@ -66,7 +67,7 @@ def test_near_miss_greens_and_teals_are_not_a_match(greens: list) -> None:
         assert float(delta_e(to_lab(np.array(colour, dtype=np.uint8)), target)) >= 15
         canvas = replace_background(pad_sprite(sprite.rgb, 24, GREEN, 4, 8), GREEN, colour)
         image, _ = degrade(canvas, rng)
-        score = score_image(image, PROMPT)
+        score = score_image(image, PROMPT, colour_match="exact")
         assert score.background_match is False, (colour, score.background_delta_e)
         assert score.background_delta_e is not None and score.background_delta_e >= 12
 
@@ -91,7 +92,7 @@ def test_green_above_pink_below_is_reported_as_uneven(pinks: list) -> None:
     score = score_image(degrade(canvas, np.random.default_rng(1))[0], PROMPT)
     assert score.background_delta_e is not None and score.background_delta_e < 5
     assert score.background_match is False
-    assert score.issues[:2] == ("wrong_background", "uneven_background")
+    assert {"wrong_background", "uneven_background"} <= set(score.issues)
     assert score.background_coverage is not None
     assert score.background_coverage["top"] == 1.0 and score.background_coverage["ring"] < 0.6
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bench.degrade import degrade, load_avatars, pad_sprite
 from evaluators import aggregate_epoch, score_image
 from evaluators.color import merge_palette, to_lab
+from evaluators.score import MISS_PENALTY
 
 CONTRACT_KEYS = {"background_hex", "background_delta_e", "background_match", "color_accuracy",
                  "style_quality", "unique_colors", "grid", "issues", "visual_score", "style_score",
@@ -42,7 +43,9 @@ def test_to_dict_has_the_contract_keys_and_is_json(sample: tuple[np.ndarray, np.
     for key in ("visual_score", "style_score", "prompt_score"):
         assert 1.0 <= d[key] <= 10.0
     assert 0 <= d["color_accuracy"] <= 100 and 0 <= d["style_quality"] <= 100
-    assert {"hex", "role", "phrase", "matched_hex", "delta_e"} == set(d["per_color"][0])
+    # issue 13 added keys (category, match, ...); the original ones stay
+    assert {"hex", "role", "phrase", "matched_hex", "delta_e", "category", "seen_category",
+            "category_match", "match"} <= set(d["per_color"][0])
     assert score.cells.shape == (24, 24, 3) and score.cells.dtype == np.uint8
 
 
@@ -59,9 +62,11 @@ def test_auto_scores_follow_the_documented_formulas(sample: tuple[np.ndarray, np
     assert s.prompt_score == pytest.approx(1 + 9 * s.color_accuracy / 100)
     wrong = score_image(image, "brown hair (#603015), lips (#d29985), pink background (#ff66cc)")
     assert wrong.background_match is False
-    assert wrong.prompt_score == pytest.approx(1 + 9 * wrong.color_accuracy / 100 * 0.5)
+    assert wrong.prompt_score == pytest.approx(1 + 9 * wrong.color_accuracy / 100)
     assert wrong.prompt_score < s.prompt_score
-    assert wrong.visual_score == pytest.approx(s.visual_score)   # visual ignores the prompt
+    # issue 13: a missed background costs visual its MISS_PENALTY share
+    assert wrong.visual_score == pytest.approx(1 + (s.visual_score - 1) * (1 - MISS_PENALTY["background"]))
+    assert wrong.overall_score < s.overall_score
 
 
 def test_blank_image_is_flagged() -> None:
@@ -151,10 +156,14 @@ def test_any_image_gets_a_complete_score(cells: int, extra_h: int, extra_w: int,
         image = np.full((h, w, 3), rng.integers(0, 256, 3), dtype=np.uint8)
     d = score_image(image, "red hair (#f00), teal background (#008080)", cells=cells).to_dict()
     assert json.loads(json.dumps(d)) == d                 # no NaN, no numpy types
-    assert d["grid"]["cells_x"] == d["grid"]["cells_y"] == cells
+    # issue 13: cells_x / cells_y are measured; a size other than --cells is an issue
+    size = (d["grid"]["cells_x"], d["grid"]["cells_y"])
+    assert min(size) >= 1 and ("grid_size_mismatch" in d["issues"]) == (size != (cells, cells))
+    if kind == "blocks" and cells >= 8:
+        assert size == (cells, cells)
     assert 0 <= d["style_quality"] <= 100 and 0 <= d["color_accuracy"] <= 100
     assert 1 <= d["visual_score"] <= 10 and 1 <= d["style_score"] <= 10 and 1 <= d["prompt_score"] <= 10
-    assert 1 <= d["unique_colors"] <= cells * cells
+    assert 1 <= d["unique_colors"] <= size[0] * size[1]
     assert isinstance(d["background_match"], bool)
 
 

@@ -89,6 +89,26 @@ def score_job(job: Job, cells: int) -> dict[str, Any]:
     return {"image": job.image, **result.to_dict()}
 
 
+def prompt_warning(prompt: str) -> str | None:
+    """Why a prompt cannot be judged for colour, if it cannot (issue 13: never in silence)."""
+    from evaluators.prompt import malformed_hex, parse_prompt
+
+    bad = malformed_hex(prompt)
+    if bad:
+        return (f"prompt has a malformed colour code {bad[0].token!r} at character {bad[0].position}; "
+                f"it is ignored: {_short(prompt)}")
+    if not parse_prompt(prompt).colors:
+        return ("prompt names no colour it can judge (no hex code, no colour word for a background, "
+                f"hair, skin, eyes, lips, clothing or accessory); background_match, color_accuracy and "
+                f"prompt_score stay null: {_short(prompt)}")
+    return None
+
+
+def _short(prompt: str, limit: int = 80) -> str:
+    text = " ".join(prompt.split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "-"
@@ -132,7 +152,13 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("nothing to score: give IMAGE paths or --manifest FILE")
     scored: list[dict[str, Any]] = []
     failures = 0
+    warned: set[str] = set()
     for job in jobs:
+        if job.error is None and job.prompt not in warned:
+            warned.add(job.prompt)        # once per prompt, however many images use it
+            warning = prompt_warning(job.prompt)
+            if warning:
+                print(f"epochwatch score: warning: {warning}", file=sys.stderr)
         result = score_job(job, cells)
         if "error" in result:
             failures += 1

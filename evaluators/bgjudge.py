@@ -1,0 +1,76 @@
+"""Is the background the prompt's? Colour(s) all around, and the structure asked for.
+
+Colour: the ring cells meeting each background target (category or exact, see
+evaluators.accuracy.meets). One target: it must cover at least MIN_TOP of the top row,
+MIN_SIDE of each side column and MIN_RING of the ring. Several targets ("blue to purple
+gradient", "black and white checkered"): together they must cover that, and each at least
+MIN_EACH of the weighted ring. Structure: "solid X" needs a solid background, "X gradient"
+a gradient, "checkered" a checker, "two-tone" two tones (evaluators.structure).
+A colour that is right but not all around adds `uneven_background`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from evaluators.accuracy import ColorMatch, meets, target_lab
+from evaluators.background import MIN_RING, MIN_SIDE, MIN_TOP, Background
+from evaluators.color import delta_e, rgb_to_hex
+from evaluators.colornames import classify_lab
+from evaluators.prompt import PromptColor
+from evaluators.structure import Structure, ring_masks_hw, ring_weights
+
+MIN_EACH = 0.15
+
+
+@dataclass(frozen=True)
+class BackgroundVerdict:
+    match: bool
+    colour_ok: bool
+    structure_ok: bool
+    uneven: bool
+    delta_e: float
+    coverage: dict[str, float]
+    matches: tuple[ColorMatch, ...]
+
+
+def _lab_to_hex(lab: np.ndarray) -> str:
+    from skimage.color import lab2rgb
+
+    return rgb_to_hex(np.clip(lab2rgb(np.asarray(lab, dtype=float)[None, None, :])[0, 0] * 255, 0, 255))
+
+
+def judge(targets: tuple[PromptColor, ...], requested: str | None, structure: Structure,
+          background: Background, cells_lab: np.ndarray, cell_categories: np.ndarray,
+          mode: str, threshold: float) -> BackgroundVerdict:
+    h, w = cells_lab.shape[:2]
+    masks = ring_masks_hw(h, w)
+    weights = ring_weights(h, w)
+    each = [meets(t, cells_lab, cell_categories, mode, threshold) for t in targets]
+    union = np.logical_or.reduce(each)
+    coverage = {side: float(union[m].mean()) for side, m in masks.items()}
+    shares = [float((weights * e).sum() / weights.sum()) for e in each]
+    all_around = (coverage["top"] >= MIN_TOP and coverage["left"] >= MIN_SIDE
+                  and coverage["right"] >= MIN_SIDE and coverage["ring"] >= MIN_RING)
+    enough_each = len(targets) == 1 or min(shares) >= MIN_EACH
+    colour_ok = all_around and enough_each
+    structure_ok = requested is None or structure.kind == requested or (
+        requested == "two_tone" and structure.kind == "gradient" and len(targets) > 1)
+    first_meets = bool(meets(targets[0], background.lab, classify_lab(background.lab)[0], mode, threshold))
+    matches = []
+    for t, share in zip(targets, shares, strict=True):
+        ref = target_lab(t)
+        # What the ring shows for this target: the structure colour closest to it.
+        seen = min(structure.colors_lab, key=lambda c: float(delta_e(c, ref)))
+        seen_cat = classify_lab(seen)[0]
+        ok = colour_ok and structure_ok and (len(targets) == 1 or share >= MIN_EACH)
+        matches.append(ColorMatch(t.hex, t.role, t.phrase, _lab_to_hex(seen), float(delta_e(seen, ref)),
+                                  t.category, seen_cat, bool(seen_cat in t.accept) if t.accept else None,
+                                  ok, t.source))
+    return BackgroundVerdict(
+        match=colour_ok and structure_ok, colour_ok=colour_ok, structure_ok=structure_ok,
+        uneven=first_meets and not all_around,
+        delta_e=float(delta_e(background.lab, target_lab(targets[0]))),
+        coverage=coverage, matches=tuple(matches))
