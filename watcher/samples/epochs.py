@@ -70,6 +70,7 @@ class _Open:
 class EpochCollector:
     prompts: Sequence[KohyaPrompt]
     timeout_s: float = 600.0
+    close_when_complete: bool = True  # False: hold every epoch until flush() (replay)
     _open: dict[int, _Open] = field(default_factory=dict, init=False)
     _closed: set[int] = field(default_factory=set, init=False)
 
@@ -95,7 +96,7 @@ class EpochCollector:
         group.samples[name.idx] = EpochSample(name.idx, name.path,
                                               dataclasses.replace(entry.prompt, seed=seed))
         group.last_at = now
-        if len(group.samples) == n:
+        if self.close_when_complete and len(group.samples) == n:
             return self._close(name.epoch), None
         return None, None
 
@@ -114,6 +115,10 @@ class EpochCollector:
 
     def open_epochs(self) -> list[int]:
         return sorted(self._open)
+
+    def mark_judged(self, epochs: Sequence[int]) -> None:
+        """Epochs judged before (a restart): images of theirs are refused as late."""
+        self._closed.update(epochs)
 
     def _close(self, epoch: int) -> EpochSet:
         group = self._open.pop(epoch)

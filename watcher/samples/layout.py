@@ -8,7 +8,8 @@
 - kohya sample files directly in DIR (`{output_name}_e{epoch:06d}_{idx:02d}_...png`): grouped
   by epoch and mapped by idx to the prompt file's entries; an epoch with images missing is
   judged on the rest and reported as partial.
-Every file that is not used is reported once, with its name and why.
+Every file that is not used is reported once, with its name and why (hidden files and a
+README are passed over in silence).
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def scan(folder: Path | str, pairs: Sequence[SamplePrompt], kohya: Sequence[Kohy
     folder = Path(folder)
     if not folder.is_dir():
         raise LayoutError(f"{folder}: not a folder")
-    entries = sorted((p for p in folder.iterdir() if not p.name.startswith(".")),
+    # Hidden files and a README (the notes that come with a folder of images) are not reported.
+    entries = sorted((p for p in folder.iterdir()
+                      if not p.name.startswith(".") and not p.name.upper().startswith("README")),
                      key=lambda p: natural_key(p.name))
     epoch_dirs = [(int(m[1]), p) for p in entries if p.is_dir() and (m := EPOCH_FOLDER.match(p.name))]
     samples = [p for p in entries if p.is_file() and looks_like_sample(p.name)]
@@ -135,7 +138,7 @@ def _scan_folders(layout: ReplayLayout, dirs: list[tuple[int, Path]],
 
 def _scan_kohya(layout: ReplayLayout, files: list[Path], kohya: Sequence[KohyaPrompt],
                 output_name: str | None) -> None:
-    collector = EpochCollector(kohya, timeout_s=0.0)
+    collector = EpochCollector(kohya, close_when_complete=False)
     problems: dict[int, list[str]] = {}
     for path in files:
         try:
@@ -144,16 +147,12 @@ def _scan_kohya(layout: ReplayLayout, files: list[Path], kohya: Sequence[KohyaPr
             layout.problems.append(exc.reason)
             continue
         bad = _png_problem(path)
+        if bad is None:
+            bad = collector.add(name, now=0.0)[1]
         if bad:
             problems.setdefault(name.epoch, []).append(bad)
-            continue
-        done, refusal = collector.add(name, now=0.0)
-        if refusal:
-            problems.setdefault(name.epoch, []).append(refusal)
-        if done:
-            layout.epochs.append(_from_set(layout.folder, done, problems))
-    for partial in collector.flush():
-        layout.epochs.append(_from_set(layout.folder, partial, problems))
+    for epoch_set in collector.flush():
+        layout.epochs.append(_from_set(layout.folder, epoch_set, problems))
     for epoch in sorted(set(problems) - {e.epoch for e in layout.epochs}):
         layout.problems.extend(problems[epoch])  # an epoch none of whose images could be used
 
