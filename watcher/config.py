@@ -86,6 +86,25 @@ def kohya_network_arg(kohya: dict[str, Any], name: str) -> str | None:
     return None
 
 
+# sd-scripts' defaults for tracked options a kohya config may leave out (optimizer_type:
+# kohya_optimizer).
+KOHYA_DEFAULTS: dict[str, Any] = {"lr_scheduler": "constant"}
+
+
+def kohya_optimizer(kohya: dict[str, Any]) -> str:
+    """The optimizer kohya trains with: optimizer_type, else what its older flags pick."""
+    if kohya.get("optimizer_type"):
+        return str(kohya["optimizer_type"])
+    if kohya.get("use_8bit_adam"):
+        return "AdamW8bit"
+    return "Lion" if kohya.get("use_lion_optimizer") else "AdamW"
+
+
+# kohya's sample_sampler names -> the schedulers the daemon's pipeline has.
+KOHYA_SAMPLERS = {"ddim": "ddim", "pndm": "pndm", "euler_a": "euler_a", "k_euler_a": "euler_a",
+                  "dpmsolver++": "dpmsolver++"}
+
+
 # ----------------------------------------------------------------------------- schema
 
 PathT = Annotated[Path, Strict(False)]
@@ -154,6 +173,10 @@ class InlinePrompt(_Model):
 
 
 class SamplingConfig(_Model):
+    # Who makes the samples: "render" (the daemon's own pipeline, LoRA swapped in) or
+    # "trainer" (kohya's own PNGs in {output_dir}/sample/, scored without loading a model).
+    source: Literal["render", "trainer"] = "render"
+    set_timeout_s: float = Field(600.0, gt=0)  # trainer: an epoch's set is partial after this
     prompts_file: PathT | None = None
     prompts: list[InlinePrompt] = []
     seeds: list[int] = Field([1234], min_length=1)
@@ -260,6 +283,7 @@ class WatchConfig(_ConfigFile):
     path: PathT
     kohya: dict[str, Any] = {}
     criteria: list[Criterion] = []
+    warnings: list[str] = []  # what the kohya import found worth saying (logged at start)
 
     @property
     def state_db(self) -> Path:
@@ -307,7 +331,11 @@ class WatchConfig(_ConfigFile):
 
     def params(self) -> dict[str, Any]:
         """The plan's "Parameters to Track" JSON, from the kohya config plus [run.params]."""
-        k, ds = self.kohya, self.run.dataset
+        ds = self.run.dataset
+        # What kohya uses for an option its config leaves out is what it trained with.
+        k = {**KOHYA_DEFAULTS, "optimizer_type": kohya_optimizer(self.kohya),
+             **{key: v for key, v in self.kohya.items() if key != "optimizer_type"}} \
+            if self.kohya else {}
         conv = kohya_network_arg(k, "conv_dim")
         conv_dim: int | None = (int(conv) if conv and conv.isdigit() else 0) if k else None
         params: dict[str, Any] = {
@@ -378,6 +406,36 @@ def _from_kohya(
     return value
 
 
+def _kohya_sampling(kohya: dict[str, Any], kpath: Path, data: dict[str, Any],
+                    sampling: SamplingConfig, model: ModelConfig, cwd: Path,
+                    warnings: list[str]) -> tuple[SamplingConfig, ModelConfig]:
+    """sample_prompts and sample_sampler from the kohya config (ours wins when set), and a
+    warning when the trainer's own samples are judged but it does not sample every epoch."""
+    prompts = kohya.get("sample_prompts")
+    if not sampling.prompts_file and not sampling.prompts and isinstance(prompts, str) and prompts:
+        # kohya paths are relative to where train_network.py runs: the trainer's cwd
+        sampling = sampling.model_copy(update={"prompts_file": _absolute(cwd, Path(prompts))})
+    sampler = kohya.get("sample_sampler")
+    if isinstance(sampler, str) and "scheduler" not in (data.get("model") or {}):
+        if sampler.lower() in KOHYA_SAMPLERS:
+            model = model.model_copy(update={"scheduler": KOHYA_SAMPLERS[sampler.lower()]})
+        elif sampling.source == "render":
+            warnings.append(f"{kpath}: sample_sampler {sampler!r} has no equivalent here; the "
+                            f"daemon renders with {model.scheduler}")
+    if sampling.source == "trainer":
+        every, steps = kohya.get("sample_every_n_epochs"), kohya.get("sample_every_n_steps")
+        if steps:
+            warnings.append(f"{kpath}: sample_every_n_steps = {steps}: samples named by step "
+                            "are refused; set sample_every_n_epochs = 1 instead")
+        if not every:
+            warnings.append(f"{kpath}: no sample_every_n_epochs: the trainer renders no "
+                            "samples per epoch, so no epoch can be judged (set it to 1)")
+        elif every != 1:
+            warnings.append(f"{kpath}: sample_every_n_epochs = {every}: the trainer samples "
+                            f"every {every} epochs, so only those epochs are judged (set it to 1)")
+    return sampling, model
+
+
 def load_config(path: Path | str) -> WatchConfig:
     """Read, validate and complete one watcher config (see docs/INTERFACES.md)."""
     path = Path(path)
@@ -427,17 +485,25 @@ def load_config(path: Path | str) -> WatchConfig:
                                  "at a kohya config that has it)")  # fmt: skip
     if run.save_every_n_epochs is None:
         run = run.model_copy(update={"save_every_n_epochs": 1})
-    if model.base is None:
+    trainer_source = sampling.source == "trainer"
+    if model.base is None and not trainer_source:  # the trainer's samples need no model here
         raise fail(("model",), "base is required (set model.base or run.kohya_config)")
     # A hub id stays as it is; a local path is relative to whoever named it.
     base_dir = base if raw.model.base is not None else trainer.cwd
-    if _looks_local(model.base) or (base_dir / model.base).exists():
+    if model.base is not None and (_looks_local(model.base) or (base_dir / model.base).exists()):
         model = model.model_copy(update={"base": str(_absolute(base_dir, Path(model.base)))})
     sampling = sampling.model_copy(update={
         "prompts_file": _absolute(base, sampling.prompts_file) if sampling.prompts_file else None,
         "review_prompts_file": (_absolute(base, sampling.review_prompts_file)
                                 if sampling.review_prompts_file else None),
     })  # fmt: skip
+    warnings: list[str] = []
+    if kohya_path is not None:
+        sampling, model = _kohya_sampling(kohya, kohya_path, data, sampling, model, trainer.cwd,
+                                          warnings)
+    if trainer_source and not sampling.prompts_file and not sampling.prompts:
+        raise fail(("sampling", "source"), 'source = "trainer" needs the prompts kohya samples '
+                   "with (sampling.prompts_file, or sample_prompts in the kohya config)")
     command: list[str] = []
     for arg in trainer.command:
         if "{kohya_config}" in arg and kohya_path is None:
@@ -455,7 +521,7 @@ def load_config(path: Path | str) -> WatchConfig:
         evaluation=raw.evaluation, results=raw.results.model_copy(
             update={"repo": _absolute(base, raw.results.repo)}),
         trainer=trainer, daemon=raw.daemon, supabase=raw.supabase, alerts=raw.alerts,
-        criteria=criteria,
+        criteria=criteria, warnings=warnings,
     )  # fmt: skip
     # Fail now, not at epoch 4, on a bad prompt file.
     config.prompts()

@@ -12,11 +12,19 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from watcher.prompts import SamplePrompt
-from watcher.samples.epochs import EpochCollector, EpochSample, EpochSet, KohyaPrompt
+from watcher.samples.epochs import (
+    UNKNOWN_SEED,
+    EpochCollector,
+    EpochSample,
+    EpochSet,
+    KohyaPrompt,
+    kohya_prompts,
+)
 from watcher.samples.png import SampleRefusal, SampleSettler, SettledSample
 
 SAMPLE_FOLDER = "sample"  # sd-scripts writes samples to {output_dir}/sample/
@@ -87,6 +95,21 @@ class TrainerSamples:
             self.settled_at[result.name.epoch] = now
         if done is not None:
             ready.append(done)
+
+
+def trainer_prompts(cfg: Any) -> list[KohyaPrompt]:
+    """The prompts by kohya idx: the prompt file's entries, else one per inline prompt."""
+    d = cfg.prompt_defaults()
+    if cfg.sampling.prompts_file:
+        return kohya_prompts(cfg.sampling.prompts_file, d)
+    out = []
+    for i, p in enumerate(cfg.sampling.prompts):
+        prompt = SamplePrompt(p.text, d.negative if p.negative is None else p.negative,
+                              p.seed if p.seed is not None else UNKNOWN_SEED, p.width or d.width,
+                              p.height or d.height, p.steps or d.steps,
+                              d.cfg if p.cfg is None else p.cfg)
+        out.append(KohyaPrompt(i, prompt, p.seed))
+    return out
 
 
 def identity(samples: Sequence[EpochSample]) -> tuple[str, int]:
