@@ -335,6 +335,7 @@ def test_inline_prompts_expand_over_seeds(tmp_path: Path) -> None:
         'steps = 10\nguidance_scale = 6.0\n'
         '[sampling]\nprompts_file = "p.txt"\nseeds = [1, 2]\nnegative_prompt = "bad"\n'
         'prompts = [ { text = "inline (#ff0000)" }, { text = "fixed", seed = 5, cfg = 3, negative = "" } ]\n'
+        '[[criteria]]\nname = "q"\nmetric = "overall_score"\nthreshold = 8\nepoch = 7\n'
     )  # fmt: skip
     cfg = load_config(write(tmp_path, "w.toml", text))
     assert cfg.prompts() == [
