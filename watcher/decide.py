@@ -46,7 +46,8 @@ from watcher.rules import (
     metric_value,
 )
 
-__all__ = ["PLAN_RULES", "Decision", "EpochRecord", "Rule", "decide", "decide_all", "verdict"]
+__all__ = ["PLAN_RULES", "Decision", "EpochRecord", "Rule", "decide", "decide_all",
+           "decide_epoch", "verdict"]
 
 QUALITY_METRIC = "overall_score"
 PARTIAL_QUALITY = 7.0  # the plan: 7-7.9/10 is a partial success, below 7 a failure
@@ -180,6 +181,13 @@ def decide(rules: Sequence[Rule], history: Iterable[EpochRecord], epoch: int) ->
     epochs = _epochs(history, epoch)
     decisions = (_Judge(rule, epochs, epoch).run() for rule in rules)
     return [d for d in decisions if d is not None]
+
+
+def decide_epoch(rules: Sequence[Rule], history: Iterable[EpochRecord], epoch: int,
+                 aggregate: Mapping[str, Any]) -> list[Decision]:
+    """The decide stage: `epoch`'s decisions, its `aggregate` joined to the earlier epochs'
+    (`history`, without this evaluation)."""
+    return decide(rules, [*history, EpochRecord(epoch=epoch, metrics=aggregate)], epoch)
 
 
 def decide_all(rules: Sequence[Rule], history: Iterable[EpochRecord]) -> dict[int, list[Decision]]:
