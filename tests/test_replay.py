@@ -5,6 +5,7 @@ second replay changes nothing. Real processes, real git, real HTTP, real Postgre
 from __future__ import annotations
 
 import json
+import re
 import os
 import sqlite3
 import subprocess
@@ -109,7 +110,7 @@ def test_replay_ten_epochs_stop_stands_then_idempotent(tmp_path: Path, rest: Any
         assert epochs[7]["decision"] == "alert"  # the oscillation
         assert any("oscillation" in t.lower() for t in alerts) and any("stop" in t.lower() for t in alerts)
         # published as the daemon would: one commit per epoch, then the report
-        epoch_commits = [c for c in commits if " epoch " in c.split(" ", 1)[1]]
+        epoch_commits = [c for c in commits if re.search(r" REPLAY_STOP_AT_4 epoch \d+: ", c)]
         assert len(epoch_commits) == 10
         assert any(" report: " in c for c in commits)
         assert (tmp_path / "results" / "runs" / "REPLAY_STOP_AT_4" / "report.md").exists()

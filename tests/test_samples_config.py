@@ -22,7 +22,8 @@ max_train_epochs = 4
 
 def write(root: Path, kohya_extra: str, watcher_extra: str = "", source: str = "trainer") -> Path:
     (root / "trainer").mkdir(exist_ok=True)
-    (root / "trainer" / "prompts.txt").write_text("a (#00ff00) --d 1\nb (#ff0000) --d 2\n")
+    (root / "trainer" / "prompts.txt").write_text(
+        "a, solid green background (#00ff00) --d 1\nb, red shirt (#ff0000), green background (#00ff00) --d 2\n")
     (root / "k.toml").write_text(KOHYA.format(extra=kohya_extra))
     cfg = root / "w.toml"
     cfg.write_text(f'[run]\nname = "r"\nkohya_config = "k.toml"\n[trainer]\ncwd = "trainer"\n'
@@ -35,16 +36,17 @@ def test_trainer_source_takes_prompts_and_sampler_from_kohya(tmp_path: Path) -> 
                                       'sample_sampler = "k_euler_a"\n'))
     assert cfg.sampling.source == "trainer" and cfg.warnings == []
     assert cfg.sampling.prompts_file == (tmp_path / "trainer" / "prompts.txt").resolve()  # trainer cwd
-    assert [(p.text, p.seed) for p in cfg.prompts()] == [("a (#00ff00)", 1), ("b (#ff0000)", 2)]
+    assert [(p.text, p.seed) for p in cfg.prompts()] == [
+        ("a, solid green background (#00ff00)", 1), ("b, red shirt (#ff0000), green background (#00ff00)", 2)]
     assert cfg.model.scheduler == "euler_a"
 
 
 def test_ours_win_over_kohya(tmp_path: Path) -> None:
-    (tmp_path / "mine.txt").write_text("mine (#0000ff)\n")
+    (tmp_path / "mine.txt").write_text("mine, blue background (#0000ff)\n")
     cfg = load_config(write(tmp_path, 'sample_prompts = "prompts.txt"\nsample_every_n_epochs = 1\n'
                                       'sample_sampler = "ddim"\n',
                             'prompts_file = "mine.txt"\n[model]\nscheduler = "pndm"\n'))
-    assert [p.text for p in cfg.prompts()] == ["mine (#0000ff)"]
+    assert [p.text for p in cfg.prompts()] == ["mine, blue background (#0000ff)"]
     assert cfg.model.scheduler == "pndm"
 
 
@@ -81,7 +83,7 @@ def test_trainer_source_without_prompts_is_one_line(tmp_path: Path) -> None:
 
 
 def test_trainer_source_needs_no_model(tmp_path: Path) -> None:
-    (tmp_path / "p.txt").write_text("a (#00ff00)\n")
+    (tmp_path / "p.txt").write_text("a, solid green background (#00ff00)\n")
     (tmp_path / "w.toml").write_text('[run]\nname = "r"\noutput_dir = "o"\noutput_name = "px"\n'
                                      'max_train_epochs = 3\n[sampling]\nsource = "trainer"\n'
                                      'prompts_file = "p.txt"\n')

@@ -78,11 +78,13 @@ def test_partial_epoch_and_refusals(tmp_path: Path) -> None:
     (epoch,) = sets
     assert epoch.partial and epoch.missing == (1,)
     assert len(refused) == 4  # each bad file once, though offered on every pass
-    assert all(any(name in r for name in files) for r in refused)
-    assert any("more images than prompts" in r for r in refused)
-    assert any("another run" in r for r in refused)
-    assert any("step-based" in r for r in refused)
-    assert any("not a PNG (bad signature)" in r for r in refused)
+    assert sorted(r.path.name for r in refused) == sorted(set(files) - {sample_name("pix", 2, 0, "20261201110000", 5)})
+    reasons = [r.reason for r in refused]
+    assert all(r.path.name in r.reason for r in refused)
+    assert any("more images than prompts" in r for r in reasons)
+    assert any("another run" in r for r in reasons)
+    assert any("step-based" in r for r in reasons)
+    assert any("not a PNG (bad signature)" in r for r in reasons)
 
 
 def test_finish_refuses_half_written_and_closes_open_epochs(tmp_path: Path) -> None:
@@ -101,5 +103,6 @@ def test_finish_refuses_half_written_and_closes_open_epochs(tmp_path: Path) -> N
     src.poll(now=t0 + 0.1)
     sets, refused = src.finish(now=t0 + 10, quiet_s=2.0)
     assert [(s.epoch, s.missing) for s in sets] == [(3, (1,))]
-    assert len(refused) == 1 and "incomplete when the trainer ended" in refused[0]
+    assert [r.path for r in refused] == [half]
+    assert "incomplete when the trainer ended" in refused[0].reason
     assert not src.busy()

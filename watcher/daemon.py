@@ -28,12 +28,13 @@ import psutil
 from watcher import logs
 from watcher.act import FINAL_RUN_STATES
 from watcher.config import ConfigError, WatchConfig, load_config
-from watcher.detect import CheckpointDetector
+from watcher.detect import CheckpointDetector, is_candidate
 from watcher.epoch import EpochPath
 from watcher.health import EpochClock
 from watcher.pipeline import LoraLoadError, SamplePipeline  # torch itself loads in load()
 from watcher.publish.publisher import Publisher
 from watcher.rules import Rule
+from watcher.samples.watch import TrainerSource
 from watcher.sdnotify import Notifier
 from watcher.settle import CheckpointInfo, Rejection, Settler
 from watcher.store import Checkpoint, Store
@@ -124,11 +125,18 @@ class Daemon:
         self.publisher = self.path.publisher
         self.path.start()
 
-        self.notifier.status("loading pipeline")
-        self.pipeline = SamplePipeline(cfg.model.base, device=cfg.model.device,
-                                       dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
-        self.pipeline.load()
-        self.log.info("pipeline loaded", base=str(cfg.model.base), device=str(self.pipeline.device))
+        self.source: TrainerSource | None = None
+        self.pipeline: SamplePipeline | None = None
+        if cfg.sampling.source == "trainer":  # kohya renders the samples: no model here
+            self.source = TrainerSource(cfg, self.path, self.log)
+            self.log.info("judging the trainer's samples; no pipeline", folder=str(self.source.folder))
+        else:
+            self.notifier.status("loading pipeline")
+            self.pipeline = SamplePipeline(cfg.model.base, device=cfg.model.device,
+                                           dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
+            self.pipeline.load()
+            self.log.info("pipeline loaded", base=str(cfg.model.base),
+                          device=str(self.pipeline.device))
         self.settler = Settler(cfg.output_dir, cfg.run.output_name, cfg.run.max_train_epochs,
                                settle_interval_s=cfg.daemon.settle_interval_s)
         self.clock = EpochClock(expected_epoch_s=cfg.run.expected_epoch_minutes * 60,
@@ -145,14 +153,17 @@ class Daemon:
         self._install_signals()
         self.open()
         cfg = self.cfg
-        detector = CheckpointDetector(cfg.output_dir, self.paths.put,
+        watched = self.source.folder if self.source else cfg.output_dir
+        detector = CheckpointDetector(watched, self.paths.put,
                                       rescan_interval_s=cfg.daemon.rescan_interval_s,
-                                      polling=cfg.daemon.polling_observer)
+                                      polling=cfg.daemon.polling_observer,
+                                      # every file in the sample folder: bad ones are reported
+                                      accept=(lambda _name: True) if self.source else is_candidate)
         detector.start()
         detector.rescan_now()
         self.notifier.ready()
-        self.notifier.status(f"watching {cfg.output_dir}")
-        self.log.info("watching", folder=str(cfg.output_dir))
+        self.notifier.status(f"watching {watched}")
+        self.log.info("watching", folder=str(watched))
         try:
             while not self._stopping:
                 if self._tick(detector):
@@ -178,12 +189,16 @@ class Daemon:
         if self._reload:
             self._reload_config()
         self._drain_paths()
-        for result in self.settler.poll(time.time()):
-            self._record(result)
-        checkpoint = self.store.next_pending(self.run_name)
-        if checkpoint is not None and time.time() >= self._retry_at:
-            self._process(checkpoint)
-            return False
+        if self.source is not None:
+            if self._judge_samples():
+                return False
+        else:
+            for result in self.settler.poll(time.time()):
+                self._record(result)
+            checkpoint = self.store.next_pending(self.run_name)
+            if checkpoint is not None and time.time() >= self._retry_at:
+                self._process(checkpoint)
+                return False
         if now - self._last_backlog >= BACKLOG_RETRY_S:
             self._last_backlog = now
             if self.store.unpublished(self.run_name):
@@ -198,11 +213,11 @@ class Daemon:
     def _heartbeat(self, state: str) -> None:
         self._last_heartbeat = time.time()
         self.store.set_daemon(self.run_name, state=state, heartbeat_at=self._last_heartbeat,
-                              gpu_memory_bytes=self.pipeline.memory_bytes())
+                              gpu_memory_bytes=self.pipeline.memory_bytes() if self.pipeline else 0)
 
     def _sleep(self) -> None:
         timeout = HEALTH_EVERY_S
-        deadline = self.settler.next_deadline()
+        deadline = (self.source or self.settler).next_deadline()
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.time()))
         if self._retry_at > time.time():
@@ -220,7 +235,7 @@ class Daemon:
             except queue.Empty:
                 return
             if path != Path():
-                self.settler.offer(path)
+                (self.source or self.settler).offer(path)
 
     def _finished(self, detector: CheckpointDetector) -> bool:
         """True when the daemon should exit (`--once`, or `--until-trainer-exits` once the
@@ -229,6 +244,9 @@ class Daemon:
         if self.once:
             detector.rescan_now()
             self._drain_paths()
+            if self.source is not None:  # what is there now is all there will be
+                self.source.finish(time.time(), quiet_s=0.0)
+                return not self.source.busy() and self.paths.empty()
             return self.settler.next_deadline() is None and self.paths.empty()
         trainer = self.store.trainer(self.run_name)
         trainer_ended = bool(trainer) and trainer["state"] in TRAINER_ENDED
@@ -245,9 +263,15 @@ class Daemon:
             # Nobody will finish a file left half-written (a crash mid-save): refuse it now,
             # or the run would wait stale_after_s before it could end.
             quiet_s = max(2.0, 4 * self.cfg.daemon.settle_interval_s)
+            if self.source is not None:
+                for epoch in self.source.finish(time.time(), quiet_s):
+                    self.clock.checkpoint_seen(time.time(), epoch)
             for result in self.settler.expire_incomplete(time.time(), quiet_s):
                 self._record(result)
-        settled = self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
+        if self.source is not None:
+            settled = not self.source.busy()
+        else:
+            settled = self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
         already_final = (self.store.run_row(self.run_name) or {}).get("status") in FINAL_RUN_STATES
         if settled and not self._run_finished and already_final:
             self._run_finished = True  # announced by an earlier start; only a cut-short report
@@ -280,6 +304,7 @@ class Daemon:
 
     # ---- evaluate, decide, publish, act: the epoch path, with the daemon's retry policy ------
     def _process(self, checkpoint: Checkpoint) -> None:
+        assert self.pipeline is not None  # render source: loaded in open()
         epoch = checkpoint.epoch if checkpoint.epoch is not None else 0
         log = self.log.bind(epoch=epoch)
         try:
@@ -318,6 +343,37 @@ class Daemon:
             self._transient(checkpoint, epoch, exc)
             return
         self._retry_at = 0.0
+
+    def _judge_samples(self) -> bool:
+        """Trainer source: settle and collect sample PNGs, then judge the earliest ready epoch
+        through the epoch path (score -> decide -> publish -> act). True when it judged one."""
+        assert self.source is not None
+        for epoch in self.source.poll(time.time()):
+            self.clock.checkpoint_seen(time.time(), epoch)
+        if time.time() < self._retry_at:
+            return False
+        job = self.source.take_next()
+        if job is None:
+            return False
+        epoch = job.epoch_set.epoch
+        try:
+            self._evaluating = True  # SIGTERM now abandons it; judged again after a restart
+            self._heartbeat("evaluating")
+            self.path.judge_images(job.checkpoint, job.images)
+        except ShutdownRequested:
+            self.source.put_back(job.epoch_set)
+            raise
+        except OSError as exc:  # results folder unwritable, disk full: retry with backoff
+            self.source.put_back(job.epoch_set)
+            self._transient(job.checkpoint, epoch, exc)
+            return True
+        except ValueError as exc:
+            self.path.fail(job.checkpoint, exc)
+            return True
+        finally:
+            self._evaluating = False
+        self._retry_at = 0.0
+        return True
 
     def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: Any,
                               cause: BaseException | None = None) -> None:

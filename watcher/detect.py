@@ -45,7 +45,7 @@ class _Handler(FileSystemEventHandler):
             paths.append(event.dest_path)
         for raw in paths:
             path = os.fsdecode(raw)
-            if path and is_candidate(os.path.basename(path)):
+            if path and self._detector.accept(os.path.basename(path)):
                 self._detector.events_seen += 1
                 self._detector._emit(Path(path))
 
@@ -57,8 +57,10 @@ class CheckpointDetector:
         on_path: Callable[[Path], None],
         rescan_interval_s: float = 2.0,
         polling: bool = False,
+        accept: Callable[[str], bool] = is_candidate,  # which file names to report
     ) -> None:
         self.watched_dir = Path(watched_dir)
+        self.accept = accept
         self.on_path = on_path
         self.rescan_interval_s = rescan_interval_s
         self.polling = polling
@@ -108,7 +110,7 @@ class CheckpointDetector:
             try:
                 with os.scandir(self.watched_dir) as entries:
                     for entry in entries:
-                        if not is_candidate(entry.name):
+                        if not self.accept(entry.name):
                             continue
                         try:
                             st = entry.stat()  # follows symlinks; a dangling one is still reported

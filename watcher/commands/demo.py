@@ -123,6 +123,10 @@ def summary(cfg: object) -> str:
 
 
 def run(args: Namespace) -> int:
+    if getattr(args, "replay", False):  # the continue path: watcher/commands/demo_replay.py
+        from watcher.commands import demo_replay
+
+        return demo_replay.run(args)
     config = setup(Path(args.workdir))
     if args.setup_only:
         print(config)

@@ -53,9 +53,11 @@ def setup(workdir: Path) -> tuple[Path, Path]:
 
 
 def run(args: Namespace) -> int:
+    from watcher import logs
     from watcher.commands import replay
     from watcher.commands._common import load
 
+    logs.configure(level="warning", json_lines=False)  # a person is watching
     t0 = time.time()
     config, images = setup(Path(args.workdir))
     if args.setup_only:

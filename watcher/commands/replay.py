@@ -17,11 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from watcher import logs
+from watcher.act import FINAL_RUN_STATES
 from watcher.cli import CommandError
 from watcher.commands._common import load
+from watcher.commands.status import _epoch_decision
 from watcher.config import WatchConfig
+from watcher.publish.gitrepo import ResultsRepo
 from watcher.samples.layout import LayoutError, ReplayEpoch, ReplayLayout, scan
 from watcher.samples.source import identity, open_images, trainer_prompts
+from watcher.store import Store
 
 
 @dataclass
@@ -32,11 +37,13 @@ class EpochLine:
     decision: str | None = None
     after_stop: int | None = None  # the epoch of the stop this one came after
     partial: bool = False
+    candidate: bool = False  # a production candidate (a "candidate" rule marked it)
     problems: list[str] = field(default_factory=list)
     commit: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "state": self.state, "decision": self.decision,
+                "candidate": self.candidate,
                 "after_stop": self.after_stop is not None, "stop_epoch": self.after_stop,
                 "partial": self.partial, "problems": self.problems, "commit": self.commit,
                 **{k: self.metrics.get(k) for k in ("background_match_rate", "color_accuracy",
@@ -51,49 +58,78 @@ def _layout(cfg: WatchConfig, images: str) -> ReplayLayout:
 
 
 def replay(cfg: WatchConfig, layout: ReplayLayout) -> tuple[list[EpochLine], dict[str, Any]]:
-    """Judge every epoch of `layout` as the daemon would; (one line per epoch, the run)."""
-    from watcher.act import FINAL_RUN_STATES
-    from watcher.commands.status import _epoch_decision
+    """Judge every epoch of `layout` as the daemon would; (one line per epoch, the run).
+
+    When every epoch is already judged (same images) and the run is over, nothing is opened
+    for writing: no outbox worker, no Supabase upsert, no commit. Running it again changes
+    nothing."""
     from watcher.epoch import EpochPath
 
+    idents = {ep.epoch: identity(ep.samples) for ep in layout.epochs if ep.judged and ep.samples}
+    if _all_judged(cfg, idents):
+        with Store(cfg.state_db) as store:
+            lines = [EpochLine(ep.epoch, "already judged" if ep.epoch in idents else "not judged",
+                               partial=ep.partial, problems=list(ep.problems))
+                     for ep in layout.epochs]
+            return lines, _fill(store, cfg.run.name, lines)
     path = EpochPath.open(cfg)
-    store, run = path.store, cfg.run.name
-    lines: list[EpochLine] = []
     try:
-        for ep in layout.epochs:
-            lines.append(_judge(path, ep))
-        stops = sorted(r["epoch"] for r in store.stop_requests(run))
-        for line in lines:
-            evaluated = [e for e in store.evaluations(run) if e["epoch"] == line.epoch]
-            if evaluated:
-                latest = evaluated[-1]
-                line.metrics = latest["metrics"]["aggregate"]
-                line.decision = _epoch_decision(latest["metrics"].get("decisions", []))
-                line.commit = latest.get("git_commit")
-            if stops and line.epoch > stops[0]:
-                line.after_stop = stops[0]
-        row = store.run_row(run) or {}
+        lines = [_judge(path, ep, idents.get(ep.epoch)) for ep in layout.epochs]
+        stops = path.store.stop_requests(cfg.run.name)
+        row = path.store.run_row(cfg.run.name) or {}
         if lines and row.get("status") not in FINAL_RUN_STATES:
             path.publisher.finish_run("stopped" if stops else "finished", path.rules, path.history())
         elif lines:
             path.publisher.commit_report_if_missing(path.rules, path.history())
-        row = store.run_row(run) or {}
-        summary = {"run": run, "status": row.get("status"), "verdict": row.get("verdict"),
-                   "best_epoch": row.get("best_epoch"), "stop_epoch": stops[0] if stops else None,
-                   "stop_reason": next((r.get("reason") for r in store.stop_requests(run)), None)}
+        summary = _fill(path.store, cfg.run.name, lines)
     finally:
         path.close()
     return lines, summary
 
 
-def _judge(path: Any, ep: ReplayEpoch) -> EpochLine:
+def _all_judged(cfg: WatchConfig, idents: dict[int, tuple[str, int]]) -> bool:
+    """Every epoch recorded with these very images, the run over and its report committed."""
+    if not idents or not cfg.state_db.exists():
+        return False
+    with Store(cfg.state_db) as store:
+        if (store.run_row(cfg.run.name) or {}).get("status") not in FINAL_RUN_STATES:
+            return False
+        done = {c.sha256 for c in store.checkpoints(cfg.run.name) if c.status in ("evaluated", "failed")}
+        if any(sha not in done for sha, _ in idents.values()) or store.unpublished(cfg.run.name):
+            return False
+    report = (cfg.run_results_dir / "report.md").relative_to(cfg.results_repo)
+    return bool(ResultsRepo(cfg.results_repo).commits_touching(str(report)))
+
+
+def _fill(store: Store, run: str, lines: list[EpochLine]) -> dict[str, Any]:
+    """Each line's metrics and decision from the state; the run's summary."""
+    stops = sorted(store.stop_requests(run), key=lambda r: r["epoch"])
+    latest = {e["epoch"]: e for e in store.evaluations(run)}
+    for line in lines:
+        ev = latest.get(line.epoch)
+        if ev is not None:
+            line.metrics = ev["metrics"]["aggregate"]
+            decisions = ev["metrics"].get("decisions", [])
+            line.decision = _epoch_decision(decisions)
+            line.candidate = any(d.get("outcome") == "marked" for d in decisions)
+            line.commit = ev.get("git_commit")
+        if stops and line.epoch > stops[0]["epoch"]:
+            line.after_stop = stops[0]["epoch"]
+    row = store.run_row(run) or {}
+    return {"run": run, "status": row.get("status"), "verdict": row.get("verdict"),
+            "best_epoch": row.get("best_epoch"),
+            "stop_epoch": stops[0]["epoch"] if stops else None,
+            "stop_reason": stops[0].get("reason") if stops else None}
+
+
+def _judge(path: Any, ep: ReplayEpoch, ident: tuple[str, int] | None) -> EpochLine:
     line = EpochLine(ep.epoch, "not judged", partial=ep.partial, problems=list(ep.problems))
-    if not ep.judged or not ep.samples:
+    if ident is None:
         return line
-    sha256, size = identity(ep.samples)
+    sha256, size = ident
     checkpoint = path.add_source(ep.source, ep.epoch, sha256, size,
                                  {"source": "replay", "images": str(len(ep.samples))})
-    if checkpoint.status == "done":
+    if checkpoint.status in ("evaluated", "failed"):
         line.state = "already judged"
         return line
     try:
@@ -123,6 +159,7 @@ def render(layout: ReplayLayout, lines: list[EpochLine], summary: dict[str, Any]
         out.append(f"{line.epoch:>5}  {_fmt(m.get('background_match_rate'), '.2f'):>8}  "
                    f"{_fmt(m.get('color_accuracy')):>6}  {_fmt(m.get('style_quality')):>6}  "
                    f"{_fmt(m.get('overall_score')):>5}  {line.decision or '-'}"
+                   + (", candidate" if line.candidate else "")
                    + (f"  ({note})" if note else ""))
         out += [f"         {p}" for p in line.problems]
     stop = summary["stop_epoch"]
@@ -133,7 +170,10 @@ def render(layout: ReplayLayout, lines: list[EpochLine], summary: dict[str, Any]
 
 
 def run(args: Namespace) -> int:
+    logs.configure(level="warning")  # stdout is the answer; the stage-by-stage log is not
     cfg = load(args.config)
+    for warning in cfg.warnings:
+        print(f"epochwatch replay: warning: {warning}", file=sys.stderr)
     layout = _layout(cfg, args.images)
     lines, summary = replay(cfg, layout)
     if args.json:

@@ -12,6 +12,7 @@ looks (a ~21 px grid, blur, noise, colours drifting), degraded less as the epoch
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,27 +106,43 @@ def draw(cells_rgb: np.ndarray, look: EpochLook, wrong_bg: bool, rng: np.random.
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
+def write_epoch(out: Path | str, epoch: int, look: EpochLook, *,
+                subjects: tuple[tuple[str, str], ...] = DEMO_SUBJECTS, size: int = 512,
+                cells: int = 24, layout: str = "folders", output_name: str = "demo_lora",
+                seed: int = 0) -> list[Path]:
+    """One epoch's stand-in samples: `out/epoch_NN/II.png`, or with layout="kohya" the names
+    sd-scripts gives them, written in place by PIL as sd-scripts does."""
+    rng = np.random.default_rng([seed, epoch])
+    folder = Path(out) / f"epoch_{epoch:02d}" if layout == "folders" else Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for idx, (sprite_name, _) in enumerate(subjects):
+        rgb = draw(_sprite(sprite_name, cells), look, idx < look.wrong_background, rng, size)
+        name = (f"{idx:02d}.png" if layout == "folders" else
+                sample_name(output_name, epoch, idx, time.strftime("%Y%m%d%H%M%S"), 1))
+        Image.fromarray(rgb).save(folder / name)
+        written.append(folder / name)
+    return written
+
+
 def build(out: Path | str, *, story: tuple[EpochLook, ...] = DEMO_STORY,
           subjects: tuple[tuple[str, str], ...] = DEMO_SUBJECTS, size: int = 512,
-          cells: int = 24, layout: str = "folders", output_name: str = "demo_lora",
-          seed: int = 0) -> Path:
+          layout: str = "folders", output_name: str = "demo_lora", seed: int = 0) -> Path:
     """Write the replay folder `out` (epoch_NN/ folders, or kohya-named files with
     layout="kohya"), its README.txt and, beside it, `<out>.prompts.txt`. Returns `out`."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    sprites = [_sprite(name, cells) for name, _ in subjects]
     for epoch, look in enumerate(story, 1):
-        folder = out / f"epoch_{epoch:02d}" if layout == "folders" else out
-        folder.mkdir(exist_ok=True)
-        for idx, sprite in enumerate(sprites):
-            rgb = draw(sprite, look, idx < look.wrong_background, rng, size)
-            name = (f"{idx:02d}.png" if layout == "folders" else
-                    sample_name(output_name, epoch, idx, f"20261201{epoch:02d}{idx:02d}00", 1))
-            Image.fromarray(rgb).save(folder / name)
+        write_epoch(out, epoch, look, subjects=subjects, size=size, layout=layout,
+                    output_name=output_name, seed=seed)
     (out / "README.txt").write_text(README.format(size=size))
-    prompts_file(out).write_text("".join(f"{prompt} --d 1\n" for _, prompt in subjects))
+    write_prompts(prompts_file(out), subjects)
     return out
+
+
+def write_prompts(path: Path, subjects: tuple[tuple[str, str], ...] = DEMO_SUBJECTS) -> Path:
+    """The kohya prompt file of the story: one line per subject, seed 1 (as the names say)."""
+    path.write_text("".join(f"{prompt} --d 1\n" for _, prompt in subjects))
+    return path
 
 
 def prompts_file(out: Path | str) -> Path:

@@ -63,34 +63,35 @@ class TrainerSamples:
         """Files still settling or epochs still open."""
         return bool(self.settler.pending() or self.collector.open_epochs())
 
-    def poll(self, now: float | None = None) -> tuple[list[EpochSet], list[str]]:
-        """(epoch sets ready to judge, in epoch order; refusals, one line each)."""
+    def poll(self, now: float | None = None) -> tuple[list[EpochSet], list[SampleRefusal]]:
+        """(epoch sets ready to judge, in epoch order; refused files, each once)."""
         now = time.time() if now is None else now
         ready: list[EpochSet] = []
-        refused: list[str] = []
+        refused: list[SampleRefusal] = []
         for result in self.settler.poll(now):
             self._take(result, now, ready, refused)
         ready.extend(self.collector.expire(now))
         return sorted(ready, key=lambda s: s.epoch), refused
 
-    def finish(self, now: float | None = None, quiet_s: float = 2.0) -> tuple[list[EpochSet], list[str]]:
+    def finish(self, now: float | None = None,
+               quiet_s: float = 2.0) -> tuple[list[EpochSet], list[SampleRefusal]]:
         """The trainer has ended: settle what is complete, refuse what never will be, and
         close every open epoch (partial if images are missing)."""
         now = time.time() if now is None else now
         ready, refused = self.poll(now)
-        refused += [r.reason for r in self.settler.expire_incomplete(now, quiet_s)]
+        refused += self.settler.expire_incomplete(now, quiet_s)
         if not self.settler.pending():
             ready += self.collector.flush()
         return sorted(ready, key=lambda s: s.epoch), refused
 
     def _take(self, result: SettledSample | SampleRefusal, now: float,
-              ready: list[EpochSet], refused: list[str]) -> None:
+              ready: list[EpochSet], refused: list[SampleRefusal]) -> None:
         if isinstance(result, SampleRefusal):
-            refused.append(result.reason)
+            refused.append(result)
             return
         done, refusal = self.collector.add(result.name, now)
         if refusal:
-            refused.append(refusal)
+            refused.append(SampleRefusal(result.path, refusal))
         else:
             self.settled_at[result.name.epoch] = now
         if done is not None:
