@@ -26,9 +26,6 @@ output_name = "demo_lora"
 max_train_epochs = 10
 state_dir = "state"
 
-[model]
-base = "not-used-by-replay"
-
 [sampling]
 source = "trainer"
 prompts_file = "replay.prompts.txt"

@@ -38,12 +38,13 @@ class EpochLine:
     after_stop: int | None = None  # the epoch of the stop this one came after
     partial: bool = False
     candidate: bool = False  # a production candidate (a "candidate" rule marked it)
+    reasons: list[str] = field(default_factory=list)  # the failed rules behind a stop or alert
     problems: list[str] = field(default_factory=list)
     commit: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "state": self.state, "decision": self.decision,
-                "candidate": self.candidate,
+                "candidate": self.candidate, "reasons": self.reasons,
                 "after_stop": self.after_stop is not None, "stop_epoch": self.after_stop,
                 "partial": self.partial, "problems": self.problems, "commit": self.commit,
                 **{k: self.metrics.get(k) for k in ("background_match_rate", "color_accuracy",
@@ -112,6 +113,11 @@ def _fill(store: Store, run: str, lines: list[EpochLine]) -> dict[str, Any]:
             decisions = ev["metrics"].get("decisions", [])
             line.decision = _epoch_decision(decisions)
             line.candidate = any(d.get("outcome") == "marked" for d in decisions)
+            # the failed rules behind a stop or alert, and a stop rule passed (the continue path)
+            line.reasons = [d["message"] for d in decisions
+                            if (d.get("outcome") == "fail" and d.get("action") in ("stop", "alert"))
+                            or (d.get("outcome") == "pass"
+                                and (d.get("evidence") or {}).get("rule_action") == "stop")]
             line.commit = ev.get("git_commit")
         if stops and line.epoch > stops[0]["epoch"]:
             line.after_stop = stops[0]["epoch"]
@@ -161,7 +167,7 @@ def render(layout: ReplayLayout, lines: list[EpochLine], summary: dict[str, Any]
                    f"{_fmt(m.get('overall_score')):>5}  {line.decision or '-'}"
                    + (", candidate" if line.candidate else "")
                    + (f"  ({note})" if note else ""))
-        out += [f"         {p}" for p in line.problems]
+        out += [f"         {p}" for p in [*line.reasons, *line.problems]]
     stop = summary["stop_epoch"]
     out.append("")
     out.append(f"run: {summary['status']}" + (f" at epoch {stop}: {summary['stop_reason']}" if stop else "")
