@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -97,7 +97,11 @@ PathT = Annotated[Path, Strict(False)]
 
 AGGREGATE_METRICS = METRICS  # the names rules may use: watcher.rules, from aggregate_epoch
 if TYPE_CHECKING:  # Literal of a runtime tuple: pydantic validates it, mypy sees plain str
-    Metric = Comparison = Mode = Action = OnMissing = str
+    Metric: TypeAlias = str
+    Comparison: TypeAlias = str
+    Mode: TypeAlias = str
+    Action: TypeAlias = str
+    OnMissing: TypeAlias = str
 else:
     Metric, Comparison, Mode = Literal[METRICS], Literal[tuple(COMPARISONS)], Literal[MODES]
     Action, OnMissing = Literal[ACTIONS], Literal[ON_MISSING]
@@ -280,6 +284,25 @@ class WatchConfig(_ConfigFile):
     def output_dir(self) -> Path:
         assert self.run.output_dir is not None  # load_config guarantees it
         return self.run.output_dir
+
+    @property
+    def output_name(self) -> str:
+        assert self.run.output_name is not None  # load_config guarantees it
+        return self.run.output_name
+
+    @property
+    def max_train_epochs(self) -> int:
+        assert self.run.max_train_epochs is not None  # load_config guarantees it
+        return self.run.max_train_epochs
+
+    @property
+    def save_every_n_epochs(self) -> int:
+        return self.run.save_every_n_epochs or 1
+
+    @property
+    def base_model(self) -> str:
+        assert self.model.base is not None  # load_config guarantees it
+        return self.model.base
 
     @property
     def results_repo(self) -> Path:

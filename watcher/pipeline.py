@@ -44,15 +44,23 @@ class LoraLoadError(PipelineError):
 
 
 class PromptLike(Protocol):
-    """What generate() reads from a prompt (watcher.config.SamplePrompt has these fields)."""
+    """What generate() reads from a prompt (watcher.config.SamplePrompt has these fields);
+    read-only, so frozen records fit."""
 
-    text: str
-    negative: str
-    seed: int
-    width: int
-    height: int
-    steps: int
-    cfg: float
+    @property
+    def text(self) -> str: ...
+    @property
+    def negative(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def cfg(self) -> float: ...
 
 
 def resolve_device(device: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from watcher.config import SamplePrompt
+from watcher.pipeline import PromptLike
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AVATARS = REPO_ROOT / "tests" / "fixtures" / "pixelart" / "avatars"
@@ -80,7 +80,7 @@ class FakePipeline:
         canvas[y:y + h, x:x + w] = body
         return canvas
 
-    def generate(self, prompts: Sequence[SamplePrompt], batch_size: int) -> list[Image.Image]:
+    def generate(self, prompts: Sequence[PromptLike], batch_size: int) -> list[Image.Image]:
         return [Image.fromarray(self.portrait(i)).resize((p.width, p.height), Image.Resampling.NEAREST)
                 for i, p in enumerate(prompts)]
 

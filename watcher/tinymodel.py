@@ -127,7 +127,7 @@ def _build_into(folder: Path, seed: int) -> None:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(str(folder), safe_serialization=True)
+    pipe.save_pretrained(str(folder), safe_serialization=True)  # type: ignore[attr-defined]  # diffusers' lazy modules hide it
     shutil.rmtree(folder / "_vocab")
     (folder / COMPLETE_MARKER).write_text(json.dumps({"seed": seed}) + "\n", encoding="utf-8")
 

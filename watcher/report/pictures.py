@@ -38,7 +38,7 @@ def _enlarge(cells: np.ndarray | Image.Image, side: int) -> Image.Image:
     img = cells if isinstance(cells, Image.Image) else Image.fromarray(np.asarray(cells, dtype=np.uint8))
     img = img.convert("RGB")
     scale = max(1, side // max(img.size))
-    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
 
 
 def _save(image_or_fig: Any, path: Path) -> Path:
@@ -83,7 +83,7 @@ def contact_sheet(rows: Sequence[tuple[Image.Image, np.ndarray, str]], columns: 
     for i, (image, cells, caption) in enumerate(rows):
         x = gap + (i % columns) * (tile_w + gap)
         y = top + (i // columns) * (tile_h + gap)
-        sheet.paste(image.convert("RGB").resize((THUMB, THUMB), Image.LANCZOS), (x, y))
+        sheet.paste(image.convert("RGB").resize((THUMB, THUMB), Image.Resampling.LANCZOS), (x, y))
         recovered = _enlarge(cells, big)
         sheet.paste(recovered, (x + THUMB + 8, y + (THUMB - recovered.height) // 2))
         for j, line in enumerate(textwrap.wrap(caption, wrap)[:cap_lines]):
@@ -171,7 +171,7 @@ def grid_image(run: RunHistory, cells: int = 24) -> Image.Image:
             frame = RIGHT if match is True else WRONG if match is False else NEUTRAL
             d.rectangle((x, y, x + cell - 1, y + cell - 1), fill=frame)
             if tile is not None:
-                img.paste(tile.resize((side, side), Image.NEAREST), (x + BORDER, y + BORDER))
+                img.paste(tile.resize((side, side), Image.Resampling.NEAREST), (x + BORDER, y + BORDER))
             else:
                 d.rectangle((x + BORDER, y + BORDER, x + BORDER + side - 1, y + BORDER + side - 1),
                             fill=(235, 235, 235))

@@ -115,13 +115,13 @@ def _calibration(run: RunHistory, fits: Sequence[Calibration]) -> list[str]:
               "| score | reviews | slope | intercept | error before | error after | leave-one-out | note |",
               "|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in fits:
-        notes = []
+        remarks: list[str] = []
         if c.auto_spread < NARROW_SPREAD:
-            notes.append(f"auto scores span only {c.auto_spread:.2f}: slope unreliable")
+            remarks.append(f"auto scores span only {c.auto_spread:.2f}: slope unreliable")
         if c.mae_loo >= c.mae_raw:
-            notes.append("no better than the raw scores")
+            remarks.append("no better than the raw scores")
         lines.append(f"| {c.score} | {c.n} | {c.slope:.2f} | {c.intercept:+.2f} | {c.mae_raw:.2f} | "
-                     f"{c.mae_fit:.2f} | {c.mae_loo:.2f} | {'; '.join(notes)} |")
+                     f"{c.mae_fit:.2f} | {c.mae_loo:.2f} | {'; '.join(remarks)} |")
     lines += ["", "Errors are mean absolute differences on the 1-10 scale; the leave-one-out figure "
               "predicts each review from a line fitted without it, the fairer estimate of the "
               "remaining error."]
