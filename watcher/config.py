@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -256,6 +256,14 @@ def default_criteria() -> list[Criterion]:
                       on_missing=r.on_missing) for r in PLAN_RULES]
 
 
+T = TypeVar("T")
+
+
+def _loaded(value: T | None) -> T:
+    assert value is not None  # load_config guarantees it
+    return value
+
+
 class _ConfigFile(_Model):
     run: RunConfig
     model: ModelConfig = ModelConfig()
@@ -280,20 +288,18 @@ class WatchConfig(_ConfigFile):
     def state_db(self) -> Path:
         return self.run.state_dir / "state.db"
 
+    # Set by load_config (from the file or the kohya config): typed as always present.
     @property
     def output_dir(self) -> Path:
-        assert self.run.output_dir is not None  # load_config guarantees it
-        return self.run.output_dir
+        return _loaded(self.run.output_dir)
 
     @property
     def output_name(self) -> str:
-        assert self.run.output_name is not None  # load_config guarantees it
-        return self.run.output_name
+        return _loaded(self.run.output_name)
 
     @property
     def max_train_epochs(self) -> int:
-        assert self.run.max_train_epochs is not None  # load_config guarantees it
-        return self.run.max_train_epochs
+        return _loaded(self.run.max_train_epochs)
 
     @property
     def save_every_n_epochs(self) -> int:
@@ -301,8 +307,7 @@ class WatchConfig(_ConfigFile):
 
     @property
     def base_model(self) -> str:
-        assert self.model.base is not None  # load_config guarantees it
-        return self.model.base
+        return _loaded(self.model.base)
 
     @property
     def results_repo(self) -> Path:

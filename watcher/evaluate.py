@@ -24,7 +24,6 @@ from PIL import Image
 from evaluators import aggregate_epoch, score_image
 from evaluators.score import ImageScore
 from watcher.config import EvaluationConfig, SamplePrompt, WatchConfig
-from watcher.pipeline import PromptLike
 from watcher.publish.results import EpochFolder
 from watcher.report import contact_sheet, progress, review_prompts
 from watcher.store import Checkpoint
@@ -35,7 +34,7 @@ class Renderer(Protocol):
     watcher.testing.FakePipeline)."""
 
     def apply_lora(self, path: str) -> Any: ...
-    def generate(self, prompts: Sequence[PromptLike], batch_size: int) -> list[Image.Image]: ...
+    def generate(self, prompts: Sequence[SamplePrompt], batch_size: int) -> list[Image.Image]: ...
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from watcher.pipeline import PromptLike
+from watcher.prompts import SamplePrompt
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AVATARS = REPO_ROOT / "tests" / "fixtures" / "pixelart" / "avatars"
@@ -80,7 +80,7 @@ class FakePipeline:
         canvas[y:y + h, x:x + w] = body
         return canvas
 
-    def generate(self, prompts: Sequence[PromptLike], batch_size: int) -> list[Image.Image]:
+    def generate(self, prompts: Sequence[SamplePrompt], batch_size: int) -> list[Image.Image]:
         return [Image.fromarray(self.portrait(i)).resize((p.width, p.height), Image.Resampling.NEAREST)
                 for i, p in enumerate(prompts)]
 
@@ -91,18 +91,9 @@ class FakePipeline:
         pass
 
 
-def write_watch_config(
-    root: Path,
-    model_dir: Path,
-    *,
-    name: str = "E2E_RUN",
-    epochs: int = 10,
-    size: int = 128,
-    steps: int = 2,
-    interval: float = 0.5,
-    criteria: str = "",
-    extra_trainer: str = "",
-) -> Path:
+def write_watch_config(root: Path, model_dir: Path, *, name: str = "E2E_RUN", epochs: int = 10,
+                       size: int = 128, steps: int = 2, interval: float = 0.5,
+                       criteria: str = "", extra_trainer: str = "") -> Path:
     """A small but complete watcher config for end-to-end tests (real model, real files)."""
     config = root / "config.toml"
     prompts = ",\n".join(f'  {{ text = "{p}" }}' for p in E2E_PROMPTS)
