@@ -4,7 +4,8 @@ Errors are one line naming the file, the line and the dotted key
 (`config.toml:12: model.steps: Input should be a valid integer`). tomllib reports no
 positions for valid TOML, so `KeyLines` re-scans the text to find where each key was set.
 Also here: the kohya `--config_file` reader (sections flattened, as sd-scripts does). The line
-finder lives in `watcher.tomllines`, the kohya prompt-file format in `watcher.prompts`.
+finder lives in `watcher.tomllines`, the kohya prompt-file format in `watcher.prompts`,
+`ConfigError` in `watcher.errors` (re-exported here).
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from pydantic import (
 
 from evaluators.aggregate import judgeable_metrics
 from evaluators.prompt import malformed_hex, parse_prompt
+from watcher.errors import ConfigError
 
 # Re-exported: the prompt types and ConfigError are part of this module's API.
 from watcher.prompts import PromptDefaults, SamplePrompt, parse_prompt_file  # noqa: F401
 from watcher.rules import ACTIONS, COMPARISONS, METRICS, MODES, ON_MISSING, PLAN_RULES, Rule
-from watcher.tomllines import ConfigError, KeyLines, Loc, dotted_key
+from watcher.tomllines import KeyLines, Loc, dotted_key
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -17,6 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from watcher.pipeline import quiet_libraries
+
 # Written last: its presence means every component was saved completely.
 COMPLETE_MARKER = ".epochwatch-tiny-model"
 
@@ -56,7 +58,6 @@ def _write_tokenizer_files(folder: Path) -> tuple[Path, Path]:
 
 
 def _build_into(folder: Path, seed: int) -> None:
-    from watcher.pipeline import quiet_libraries
 
     quiet_libraries()  # before diffusers' pipeline imports, which warn about torchvision
     import torch

@@ -14,8 +14,13 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
+from watcher import logs
 from watcher.commands._common import load
+from watcher.commands.launch import Launch
+from watcher.commands.status import _fmt, collect
 from watcher.config import WatchConfig
+from watcher.publish.gitrepo import ResultsRepo
+from watcher.store import Store
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 KOHYA_TEMPLATE = REPO_CONFIGS / "SD15_KEEP_TOKENS_3_EXPERIMENT" / "training_config_SD15_KEEP_TOKENS_3.toml"
@@ -96,9 +101,6 @@ def setup(workdir: Path) -> Path:
 
 
 def summary(cfg: WatchConfig) -> str:
-    from watcher.commands.status import _fmt, collect
-    from watcher.publish.gitrepo import ResultsRepo
-    from watcher.store import Store
 
     with Store(cfg.state_db) as store:
         s = collect(cfg, store)
@@ -128,8 +130,6 @@ def run(args: Namespace) -> int:
     if args.setup_only:
         print(config)
         return 0
-    from watcher import logs
-    from watcher.commands.launch import Launch
 
     logs.configure(json_lines=False)  # a person is watching: readable lines, not JSON
     cfg = load(str(config))
