@@ -5,8 +5,8 @@ second replay changes nothing. Real processes, real git, real HTTP, real Postgre
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import sqlite3
 import subprocess
 import sys

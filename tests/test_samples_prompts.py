@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from watcher.config import ConfigError
 from watcher.prompts import PromptDefaults, SamplePrompt, parse_prompt_file
 from watcher.samples.epochs import kohya_prompts
-from watcher.tomllines import ConfigError
 
 D = PromptDefaults(negative="lowres", seeds=(11, 12), width=512, height=512, steps=20, cfg=7.5)
 EXPECTED = [

@@ -132,16 +132,16 @@ class Daemon:
             self.log.info("judging the trainer's samples; no pipeline", folder=str(self.source.folder))
         else:
             self.notifier.status("loading pipeline")
-            self.pipeline = SamplePipeline(cfg.model.base, device=cfg.model.device,
+            self.pipeline = SamplePipeline(cfg.base_model, device=cfg.model.device,
                                            dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
             self.pipeline.load()
             self.log.info("pipeline loaded", base=str(cfg.model.base),
                           device=str(self.pipeline.device))
-        self.settler = Settler(cfg.output_dir, cfg.run.output_name, cfg.run.max_train_epochs,
+        self.settler = Settler(cfg.output_dir, cfg.output_name, cfg.max_train_epochs,
                                settle_interval_s=cfg.daemon.settle_interval_s)
         self.clock = EpochClock(expected_epoch_s=cfg.run.expected_epoch_minutes * 60,
                                 factor=cfg.run.overdue_factor,
-                                epochs_per_checkpoint=cfg.run.save_every_n_epochs,
+                                epochs_per_checkpoint=cfg.save_every_n_epochs,
                                 total_epochs=cfg.run.max_train_epochs)
 
     def close(self) -> None:
@@ -249,7 +249,7 @@ class Daemon:
                 return not self.source.busy() and self.paths.empty()
             return self.settler.next_deadline() is None and self.paths.empty()
         trainer = self.store.trainer(self.run_name)
-        trainer_ended = bool(trainer) and trainer["state"] in TRAINER_ENDED
+        trainer_ended = trainer is not None and trainer["state"] in TRAINER_ENDED
         last_epoch_done = any(e["epoch"] >= self.cfg.run.max_train_epochs
                               for e in self.store.evaluations(self.run_name))
         if not trainer_ended and not last_epoch_done:

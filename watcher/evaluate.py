@@ -24,8 +24,9 @@ from PIL import Image
 from evaluators import aggregate_epoch, score_image
 from evaluators.score import ImageScore
 from watcher.config import EvaluationConfig, SamplePrompt, WatchConfig
+from watcher.prompts import review_prompts
 from watcher.publish.results import EpochFolder
-from watcher.report import contact_sheet, progress, review_prompts
+from watcher.report import contact_sheet, progress
 from watcher.store import Checkpoint
 
 

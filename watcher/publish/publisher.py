@@ -69,7 +69,7 @@ class Publisher:
         # The run's recorded state, not "running": a daemon restarted after the run ended
         # must not turn the finished run back into a running one in Supabase.
         row = self.store.run_row(self.run) or {}
-        status = row.get("status") if row.get("status") in supabase_mod.RUN_STATUSES else "running"
+        status = str(row["status"]) if row.get("status") in supabase_mod.RUN_STATUSES else "running"
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
                                  verdict=row.get("verdict"), best_epoch=row.get("best_epoch"))
         self.worker.start()

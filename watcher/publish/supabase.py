@@ -304,7 +304,8 @@ class SupabaseSink:
 
         try:
             self._client.table(table).upsert(
-                [dict(r) for r in rows], on_conflict=on_conflict, returning=ReturnMethod.minimal
+                [dict(r) for r in rows], on_conflict=on_conflict,
+                returning=ReturnMethod.minimal,  # type: ignore[arg-type]  # untyped StrEnum backport on 3.10
             ).execute()
         except Exception as exc:
             raise DeliveryError(safe_error(exc)) from None
