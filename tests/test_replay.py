@@ -123,6 +123,7 @@ def test_replay_ten_epochs_stop_stands_then_idempotent(tmp_path: Path, rest: Any
         assert [e["epoch"] for e in s["epochs"]] == list(range(1, 11))
         assert all(e["overall_score"] is not None for e in s["epochs"])
         assert s["decision"] == "stop" and s["decision_detail"]["epoch"] == 4
+        assert [e["after_stop"] for e in s["epochs"]] == [False] * 4 + [True] * 6
         assert s["trainer"]["pid"] is None  # no trainer was started or signalled
 
         # a second replay changes nothing
