@@ -381,6 +381,17 @@ class Store:
             out.append(d)
         return out
 
+    def git_commit_of(self, checkpoint_id: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT git_commit FROM evaluations WHERE checkpoint_id=?", (checkpoint_id,)
+        ).fetchone()
+        return row["git_commit"] if row else None
+
+    def forget_evaluation(self, checkpoint_id: int) -> None:
+        """An evaluation whose results folder is gone: dropped, its checkpoint pending again."""
+        self.conn.execute("DELETE FROM evaluations WHERE checkpoint_id=?", (checkpoint_id,))
+        self.mark_checkpoint(checkpoint_id, "pending")
+
     def unpublished(self, run: str) -> list[dict[str, Any]]:
         return [e for e in self.evaluations(run) if not e["git_commit"]]
 
@@ -501,6 +512,14 @@ class Store:
             d["payload"] = json.loads(d.pop("payload_json"))
             out.append(d)
         return out
+
+    def alert_queued(self, run: str, dedupe_key: str) -> bool:
+        """Was an alert with this dedupe key ever queued for the run?"""
+        row = self.conn.execute(
+            "SELECT 1 FROM outbox WHERE channel='alert' AND run=? "
+            "AND json_extract(payload_json, '$.dedupe_key')=? LIMIT 1", (run, dedupe_key),
+        ).fetchone()
+        return row is not None
 
     def mark_delivered(self, item_id: int) -> None:
         self.conn.execute(
