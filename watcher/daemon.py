@@ -21,7 +21,6 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import psutil
 
@@ -311,7 +310,7 @@ class Daemon:
             return
         self._retry_at = 0.0
 
-    def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: Any,
+    def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: logs.Logger,
                               cause: BaseException | None = None) -> None:
         self._evaluating = False
         self.store.mark_checkpoint(checkpoint.id, "pending")

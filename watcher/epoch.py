@@ -60,7 +60,7 @@ class EpochPath:
     store it already opened and calls `start()`.
     """
 
-    def __init__(self, cfg: WatchConfig, store: Store, log: Any | None = None) -> None:
+    def __init__(self, cfg: WatchConfig, store: Store, log: logs.Logger | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.run = cfg.run.name
@@ -70,7 +70,7 @@ class EpochPath:
         self.publisher = Publisher(cfg, store, self.repo, self.log)
 
     @classmethod
-    def open(cls, cfg: WatchConfig, log: Any | None = None) -> EpochPath:
+    def open(cls, cfg: WatchConfig, log: logs.Logger | None = None) -> EpochPath:
         """State database, results repository and outbox worker, ready for epochs."""
         store = Store(cfg.state_db)
         store.ensure_run(cfg.run.name, config_path=str(cfg.path), params=cfg.params())

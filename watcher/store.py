@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -350,7 +350,8 @@ class Store:
         return [dict(r) for r in rows]
 
     # ---- evaluations ----------------------------------------------------------------------
-    def save_evaluation(self, checkpoint: Checkpoint, epoch: int, metrics: dict[str, Any], result_dir: str) -> None:
+    def save_evaluation(self, checkpoint: Checkpoint, epoch: int, metrics: Mapping[str, Any],
+                        result_dir: str) -> None:
         with self.tx() as c:
             c.execute(
                 "INSERT INTO evaluations (checkpoint_id, run, epoch, metrics_json, result_dir, created_at) "

@@ -50,7 +50,7 @@ def one_line_verdict(aggregate: dict[str, Any], decisions: Sequence[Decision]) -
 
 
 class Publisher:
-    def __init__(self, cfg: WatchConfig, store: Store, repo: ResultsRepo, log: Any) -> None:
+    def __init__(self, cfg: WatchConfig, store: Store, repo: ResultsRepo, log: logs.Logger) -> None:
         self.cfg = cfg
         self.store = store
         self.repo = repo
@@ -126,7 +126,7 @@ class Publisher:
         return queued
 
     def _commit(self, checkpoint_id: int, sha256: str, epoch: int, folder: Path,
-                metrics: dict[str, Any], decisions: Sequence[Decision]) -> None:
+                metrics: Mapping[str, Any], decisions: Sequence[Decision]) -> None:
         """Commit once: reuse a commit already made for this checkpoint (crash recovery)."""
         log = self.log.bind(epoch=epoch)
         existing = self.repo.find_commit(sha256)
