@@ -14,6 +14,7 @@ through the pidfd (or /proc), and a zombie whose parent has not reaped it yet co
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shlex
@@ -124,8 +125,6 @@ class TrainerProcess:
 
     def record(self) -> dict[str, Any]:
         """Fields for `Store.set_trainer`."""
-        import json
-
         return {"pid": self.pid, "pgid": self.pgid, "start_time": self.start_time,
                 "command_json": json.dumps(self.argv), "cwd": str(self.cwd),
                 "log_path": str(self.log_path), "state": "running", "started_at": self.start_time}
