@@ -274,9 +274,9 @@ class Daemon:
         epoch = checkpoint.epoch if checkpoint.epoch is not None else 0
         log = self.log.bind(epoch=epoch)
         try:
-            # The flag first: once the state says "evaluating", SIGTERM abandons it.
+            # The flag first: once the state says "evaluating" (path.evaluate marks it),
+            # SIGTERM abandons it.
             self._evaluating = True
-            self.store.mark_checkpoint(checkpoint.id, "evaluating")
             self._heartbeat("evaluating")
             evaluation = self.path.evaluate(self.pipeline, checkpoint,
                                             heartbeat=self.notifier.watchdog)
