@@ -63,6 +63,7 @@ def test_a_green_run_continues_and_a_restart_redoes_nothing(tmp_path: Path) -> N
         assert outcome.evaluation.aggregate["background_match_rate"] == 1.0
         assert not outcome.stops and not any(d.stops for d in outcome.decisions)
         assert path.store.stop_requests("PATH_RUN") == []
+        assert path.store.checkpoint(ck.id).attempts == 1  # one try, counted once
         queued = alert_kinds(path)
     finally:
         path.close()

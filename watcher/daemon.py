@@ -21,12 +21,10 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import psutil
 
 from watcher import logs
-from watcher.act import FINAL_RUN_STATES
 from watcher.config import ConfigError, WatchConfig, load_config
 from watcher.detect import CheckpointDetector, is_candidate
 from watcher.epoch import EpochPath
@@ -250,8 +248,7 @@ class Daemon:
             return self.settler.next_deadline() is None and self.paths.empty()
         trainer = self.store.trainer(self.run_name)
         trainer_ended = trainer is not None and trainer["state"] in TRAINER_ENDED
-        last_epoch_done = any(e["epoch"] >= self.cfg.run.max_train_epochs
-                              for e in self.store.evaluations(self.run_name))
+        last_epoch_done = self.path.last_epoch_done()
         if not trainer_ended and not last_epoch_done:
             return False
         if trainer_ended:
@@ -272,15 +269,9 @@ class Daemon:
             settled = not self.source.busy()
         else:
             settled = self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
-        already_final = (self.store.run_row(self.run_name) or {}).get("status") in FINAL_RUN_STATES
-        if settled and not self._run_finished and already_final:
-            self._run_finished = True  # announced by an earlier start; only a cut-short report
-            self.publisher.commit_report_if_missing(self.rules, self.path.history())
-        elif settled and not self._run_finished:
+        if settled and not self._run_finished:
             self._run_finished = True
-            stopped = bool(self.store.stop_requests(self.run_name))
-            status = "stopped" if stopped else ("finished" if last_epoch_done else "failed")
-            self.publisher.finish_run(status, self.rules, self.path.history())
+            self.path.end_run(last_epoch_done)
         return settled and trainer_ended and self.until_trainer_exits
 
     def _reload_config(self) -> None:
@@ -308,9 +299,9 @@ class Daemon:
         epoch = checkpoint.epoch if checkpoint.epoch is not None else 0
         log = self.log.bind(epoch=epoch)
         try:
-            # The flag first: once the state says "evaluating", SIGTERM abandons it.
+            # The flag first: once the state says "evaluating" (path.evaluate marks it),
+            # SIGTERM abandons it.
             self._evaluating = True
-            self.store.mark_checkpoint(checkpoint.id, "evaluating")
             self._heartbeat("evaluating")
             evaluation = self.path.evaluate(self.pipeline, checkpoint,
                                             heartbeat=self.notifier.watchdog)
@@ -375,7 +366,7 @@ class Daemon:
         self._retry_at = 0.0
         return True
 
-    def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: Any,
+    def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: logs.Logger,
                               cause: BaseException | None = None) -> None:
         self._evaluating = False
         self.store.mark_checkpoint(checkpoint.id, "pending")

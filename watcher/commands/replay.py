@@ -76,12 +76,8 @@ def replay(cfg: WatchConfig, layout: ReplayLayout) -> tuple[list[EpochLine], dic
     path = EpochPath.open(cfg)
     try:
         lines = [_judge(path, ep, idents.get(ep.epoch)) for ep in layout.epochs]
-        stops = path.store.stop_requests(cfg.run.name)
-        row = path.store.run_row(cfg.run.name) or {}
-        if lines and row.get("status") not in FINAL_RUN_STATES:
-            path.publisher.finish_run("stopped" if stops else "finished", path.rules, path.history())
-        elif lines:
-            path.publisher.commit_report_if_missing(path.rules, path.history())
+        if lines:
+            path.end_run(last_epoch_done=True)  # a past run: it is over, stopped or not
         summary = _fill(path.store, cfg.run.name, lines)
     finally:
         path.close()
