@@ -28,6 +28,7 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
     for d in store.decisions(run):
         decisions_by_epoch.setdefault(d["epoch"], []).append(d)
 
+    stop_epochs = [e for e, ds in decisions_by_epoch.items() if _epoch_decision(ds) == "stop"]
     epochs = []
     for ck in store.checkpoints(run):
         ev = evaluations.get(ck.id)
@@ -44,13 +45,12 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
             "overall_score": agg.get("overall_score"),
             "commit": ev["git_commit"] if ev else None,
             "error": ck.error,
+            # judged after the stop was decided (the trainer winding down, a replay)
+            "after_stop": bool(stop_epochs) and (ck.epoch or 0) > min(stop_epochs),
         })
 
     # The run's decision: a stop, once decided, stands (later epochs may still be evaluated
     # while the trainer winds down); otherwise the latest epoch's.
-    stop_epochs = [e for e, ds in decisions_by_epoch.items() if _epoch_decision(ds) == "stop"]
-    for e in epochs:  # judged after the stop was decided (the trainer winding down, a replay)
-        e["after_stop"] = bool(stop_epochs) and (e["epoch"] or 0) > min(stop_epochs)
     latest_epoch = min(stop_epochs) if stop_epochs else max(decisions_by_epoch, default=None)
     latest = decisions_by_epoch.get(latest_epoch, []) if latest_epoch is not None else []
     trainer = store.trainer(run) or {}
