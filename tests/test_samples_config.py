@@ -105,3 +105,18 @@ def test_kohya_defaults_for_options_left_out(tmp_path: Path) -> None:
                                       'optimizer_type = "Prodigy"\nlr_scheduler = "cosine"\n'))
     hyper = cfg.params()["hyperparameters"]
     assert (hyper["lr_scheduler"], hyper["optimizer_type"]) == ("cosine", "Prodigy")
+
+
+def test_commands_say_the_warning(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    cfg = write(tmp_path, 'sample_prompts = "prompts.txt"\n')  # no sample_every_n_epochs
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "watcher", "replay", "--config", str(cfg),
+                           "--images", str(tmp_path / "empty")], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("epochwatch replay: warning: ") and "no sample_every_n_epochs" in lines[0]
+    assert lines[-1].startswith(f"epochwatch replay: {tmp_path / 'empty'}: no epoch folders")

@@ -5,6 +5,7 @@ The launcher itself lives in `launcher/launch.py`; this is its command-line wiri
 
 from __future__ import annotations
 
+import sys
 from argparse import Namespace
 
 from launcher.launch import Launch
@@ -15,6 +16,8 @@ from watcher.commands._common import load
 def run(args: Namespace) -> int:
     cfg = load(args.config)
     logs.configure()
+    for warning in cfg.warnings:  # e.g. the trainer does not sample every epoch
+        print(f"epochwatch launch: warning: {warning}", file=sys.stderr)
     launch = Launch(cfg)
     try:
         return launch.run()
