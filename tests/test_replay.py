@@ -136,3 +136,20 @@ def test_replay_ten_epochs_stop_stands_then_idempotent(tmp_path: Path, rest: Any
         assert db_counts(tmp_path / "state" / "state.db") == counts
         assert [r.json()["title"] for r in hook.recorded("/hooks/")] == alerts
         assert api.applied == rows
+
+
+def test_images_the_evaluators_cannot_score_fail_that_epoch_only(tmp_path: Path) -> None:
+    from PIL import Image
+
+    images = demo_set.build(tmp_path / "past_run", story=STOP_STORY[:2], subjects=demo_set.DEMO_SUBJECTS[:2])
+    for png in (images / "epoch_02").glob("*.png"):  # 16 px: smaller than the 24-cell grid
+        Image.new("RGB", (16, 16), (0, 255, 0)).save(png)
+    config = write_config(tmp_path, demo_set.prompts_file(images))
+    proc = cli("replay", "--config", str(config), "--images", str(images), "--json", env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    epochs = {e["epoch"]: e for e in json.loads(proc.stdout)["epochs"]}
+    assert epochs[1]["state"] == "judged"
+    assert epochs[2]["state"] == "failed" and "epoch 2: " in epochs[2]["problems"][-1]
+    again = json.loads(cli("replay", "--config", str(config), "--images", str(images), "--json",
+                           env=dict(os.environ)).stdout)
+    assert [e["state"] for e in again["epochs"]] == ["already judged", "failed before"]

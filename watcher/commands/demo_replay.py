@@ -68,7 +68,7 @@ def run(args: Namespace) -> int:
     print(f"stand-in images: {images} (DiceBear pixel-art portraits degraded on purpose, "
           "not model output; see README.txt there)")
     cfg = load(str(config))
-    layout = replay._layout(cfg, str(images))
+    layout = replay.find_layout(cfg, str(images))
     lines, summary = replay.replay(cfg, layout)
     print(replay.render(layout, lines, summary))
     report = Path(cfg.run_results_dir) / "report.md"

@@ -32,7 +32,7 @@ from watcher.store import Store
 @dataclass
 class EpochLine:
     epoch: int
-    state: str  # judged | already judged | not judged
+    state: str  # judged | already judged | not judged | failed | failed before
     metrics: dict[str, Any] = field(default_factory=dict)
     decision: str | None = None
     after_stop: int | None = None  # the epoch of the stop this one came after
@@ -51,7 +51,8 @@ class EpochLine:
                                                     "style_quality", "overall_score", "n_images")}}
 
 
-def _layout(cfg: WatchConfig, images: str) -> ReplayLayout:
+def find_layout(cfg: WatchConfig, images: str) -> ReplayLayout:
+    """The epochs in DIR, or a one-line CommandError."""
     try:
         return scan(Path(images), cfg.prompts(), trainer_prompts(cfg), cfg.run.output_name)
     except LayoutError as exc:
@@ -69,8 +70,10 @@ def replay(cfg: WatchConfig, layout: ReplayLayout) -> tuple[list[EpochLine], dic
     idents = {ep.epoch: identity(ep.samples) for ep in layout.epochs if ep.judged and ep.samples}
     if _all_judged(cfg, idents):
         with Store(cfg.state_db) as store:
-            lines = [EpochLine(ep.epoch, "already judged" if ep.epoch in idents else "not judged",
-                               partial=ep.partial, problems=list(ep.problems))
+            status = {c.sha256: c.status for c in store.checkpoints(cfg.run.name)}
+            word = {"evaluated": "already judged", "failed": "failed before"}
+            lines = [EpochLine(ep.epoch, word[status[idents[ep.epoch][0]]] if ep.epoch in idents
+                               else "not judged", partial=ep.partial, problems=list(ep.problems))
                      for ep in layout.epochs]
             return lines, _fill(store, cfg.run.name, lines)
     path = EpochPath.open(cfg)
@@ -132,14 +135,19 @@ def _judge(path: Any, ep: ReplayEpoch, ident: tuple[str, int] | None) -> EpochLi
     checkpoint = path.add_source(ep.source, ep.epoch, sha256, size,
                                  {"source": "replay", "images": str(len(ep.samples))})
     if checkpoint.status in ("evaluated", "failed"):
-        line.state = "already judged"
+        line.state = "already judged" if checkpoint.status == "evaluated" else "failed before"
         return line
     try:
         images = open_images(ep.samples)
     except OSError as exc:  # unreadable after all: never half-judged
         line.problems.append(f"epoch {ep.epoch}: cannot read an image: {exc}")
         return line
-    path.judge_images(checkpoint, images)
+    try:
+        path.judge_images(checkpoint, images)
+    except ValueError as exc:  # images the evaluators cannot score (e.g. smaller than the grid)
+        line.problems.append(f"epoch {ep.epoch}: {path.fail(checkpoint, exc)}")
+        line.state = "failed"
+        return line
     line.state = "judged"
     return line
 
@@ -176,14 +184,14 @@ def run(args: Namespace) -> int:
     cfg = load(args.config)
     for warning in cfg.warnings:
         print(f"epochwatch replay: warning: {warning}", file=sys.stderr)
-    layout = _layout(cfg, args.images)
+    layout = find_layout(cfg, args.images)
     lines, summary = replay(cfg, layout)
     if args.json:
         print(json.dumps({**summary, "images": str(layout.folder), "layout": layout.kind,
                           "problems": layout.problems, "epochs": [ln.to_dict() for ln in lines]}))
     else:
         print(render(layout, lines, summary))
-    if not any(ln.state != "not judged" for ln in lines):
+    if not any(ln.state in ("judged", "already judged") for ln in lines):
         print("epochwatch replay: no epoch could be judged", file=sys.stderr)
         return 1
     return 0
