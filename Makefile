@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup test lint demo bench bench-gpu chaos clean
+.PHONY: setup test lint demo demo-replay bench bench-gpu chaos clean
 
 setup: $(STAMP)
 
@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# ruff, then the type checker over watcher/ evaluators/ launcher/ ([tool.mypy] in pyproject.toml)
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The suite runs hermetically (scripts/hermetic.sh): empty git configs, a throwaway HOME,
 # an explicit locale, no inherited PYTHONPATH or HF_* variables. CI runs exactly this.
@@ -32,6 +34,10 @@ test: setup lint
 
 demo: setup
 	$(BIN)/epochwatch demo
+
+# The continue path: 10 epochs of stand-in images replayed with the plan's rules (no torch).
+demo-replay: setup
+	$(BIN)/epochwatch demo --replay
 
 bench: setup
 	$(BIN)/python -m bench.run_cpu
@@ -44,4 +50,4 @@ chaos: setup
 	EPOCHWATCH_CHAOS=full $(BIN)/python -m pytest -q -s -m chaos tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache build *.egg-info
