@@ -17,27 +17,11 @@ from watcher.config import (
     load_kohya_config,
     parse_prompt_file,
 )
+from watcher.testing import PLAN_PARAMS
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "configs" / "SD15_KEEP_TOKENS_3_EXPERIMENT"
 
-PLAN_PARAMS = {  # NEXT_TRAINING_RUN_PLAN.md, "Parameters to Track"
-    "run_name": "SD15_KEEP_TOKENS_3_EXPERIMENT",
-    "architecture": {"network_dim": 32, "network_alpha": 16, "conv_dim": 0},
-    "hyperparameters": {
-        "learning_rate": 1e-4,
-        "lr_scheduler": "cosine_with_restarts",
-        "max_train_epochs": 10,
-        "optimizer_type": "AdamW8bit",
-    },
-    "data": {
-        "num_images": 203,
-        "caption_version": "final_corrected_lips_12hex_v1",
-        "keep_tokens": 3,
-        "caption_dropout_rate": 0.05,
-    },
-    "augmentation": {"noise_offset": 0.05},
-}
 
 MINIMAL = """\
 [run]
@@ -335,6 +319,7 @@ def test_inline_prompts_expand_over_seeds(tmp_path: Path) -> None:
         'steps = 10\nguidance_scale = 6.0\n'
         '[sampling]\nprompts_file = "p.txt"\nseeds = [1, 2]\nnegative_prompt = "bad"\n'
         'prompts = [ { text = "inline (#ff0000)" }, { text = "fixed", seed = 5, cfg = 3, negative = "" } ]\n'
+        '[[criteria]]\nname = "q"\nmetric = "overall_score"\nthreshold = 8\nepoch = 7\n'
     )  # fmt: skip
     cfg = load_config(write(tmp_path, "w.toml", text))
     assert cfg.prompts() == [

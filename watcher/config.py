@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,8 +24,12 @@ from pydantic import (
     model_validator,
 )
 
+from evaluators.aggregate import judgeable_metrics
+from evaluators.prompt import malformed_hex, parse_prompt
+
 # Re-exported: the prompt types and ConfigError are part of this module's API.
 from watcher.prompts import PromptDefaults, SamplePrompt, parse_prompt_file  # noqa: F401
+from watcher.rules import ACTIONS, COMPARISONS, METRICS, MODES, ON_MISSING, PLAN_RULES, Rule
 from watcher.tomllines import ConfigError, KeyLines, Loc, dotted_key
 
 if sys.version_info >= (3, 11):
@@ -91,14 +95,12 @@ def kohya_network_arg(kohya: dict[str, Any], name: str) -> str | None:
 PathT = Annotated[Path, Strict(False)]
 
 
-AGGREGATE_METRICS = (
-    "background_match_rate", "color_accuracy", "style_quality", "visual_score",
-    "style_score", "prompt_score", "overall_score", "unique_colors", "n_images",
-)  # fmt: skip
-Metric = Literal[
-    "background_match_rate", "color_accuracy", "style_quality", "visual_score",
-    "style_score", "prompt_score", "overall_score", "unique_colors", "n_images",
-]  # fmt: skip
+AGGREGATE_METRICS = METRICS  # the names rules may use: watcher.rules, from aggregate_epoch
+if TYPE_CHECKING:  # Literal of a runtime tuple: pydantic validates it, mypy sees plain str
+    Metric = Comparison = Mode = Action = OnMissing = str
+else:
+    Metric, Comparison, Mode = Literal[METRICS], Literal[tuple(COMPARISONS)], Literal[MODES]
+    Action, OnMissing = Literal[ACTIONS], Literal[ON_MISSING]
 
 
 class _Model(BaseModel):
@@ -168,6 +170,14 @@ class SamplingConfig(_Model):
 
 class EvaluationConfig(_Model):
     cells: int = Field(24, ge=2, le=512)
+    # How a prompt's colours are judged: by the category a person would name ("category"),
+    # or by CIEDE2000 distance to the hex code, at most exact_delta_e ("exact").
+    colour_match: Literal["category", "exact"] = "category"
+    exact_delta_e: float = Field(10.0, gt=0, le=100)
+
+    def scoring_kwargs(self) -> dict[str, Any]:
+        """What the evaluators' scoring functions take from this section."""
+        return {"colour_match": self.colour_match, "exact_delta_e": self.exact_delta_e}
 
 
 class ResultsConfig(_Model):
@@ -210,35 +220,36 @@ class AlertsConfig(_Model):
 
 
 class Criterion(_Model):
+    """A `[[criteria]]` entry as written; `Rule` (watcher.rules) is the one validation of
+    what the fields mean together, run here so its errors carry the TOML line."""
+
     name: str = Field(min_length=1)
     metric: Metric
-    comparison: Literal[">=", ">", "<=", "<", "=="] = ">="
+    comparison: Comparison = ">="
     threshold: float
     epoch: int | None = Field(None, ge=1)
-    mode: Literal["at", "by", "from", "oscillation", "candidate"] = "by"
-    action: Literal["stop", "alert", "none", "mark"] = "alert"
+    mode: Mode = "by"
+    action: Action = "alert"
+    on_missing: OnMissing = "alert"
 
     @model_validator(mode="after")
-    def _epoch_for_timed_modes(self) -> Criterion:
-        if self.mode in ("at", "by", "from") and self.epoch is None:
-            raise ValueError(f"mode {self.mode!r} needs an epoch")
+    def _valid_rule(self) -> Criterion:
+        try:
+            self.rule()
+        except ValueError as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None  # the key names the rule
         return self
+
+    def rule(self) -> Rule:
+        return Rule(self.name, self.metric, self.comparison, self.threshold, self.epoch,
+                    self.mode, self.action, self.on_missing)
 
 
 def default_criteria() -> list[Criterion]:
-    """The plan's rules (NEXT_TRAINING_RUN_PLAN.md, Success Criteria and Decision Points)."""
-    return [
-        Criterion(name="green_background_by_epoch_4", metric="background_match_rate",
-                  threshold=0.5, epoch=4, mode="by", action="stop"),
-        Criterion(name="background_oscillation", metric="background_match_rate",
-                  threshold=0.5, mode="oscillation", action="alert"),
-        Criterion(name="quality_8_by_epoch_7", metric="overall_score",
-                  threshold=8.0, epoch=7, mode="by", action="alert"),
-        Criterion(name="color_accuracy_80_by_epoch_5", metric="color_accuracy",
-                  threshold=80.0, epoch=5, mode="by", action="alert"),
-        Criterion(name="production_candidate", metric="overall_score",
-                  threshold=8.5, mode="candidate", action="mark"),
-    ]  # fmt: skip
+    """The plan's rules (watcher.rules.PLAN_RULES) as config entries."""
+    return [Criterion(name=r.name, metric=r.metric, comparison=r.comparison,
+                      threshold=r.threshold, epoch=r.epoch, mode=r.mode, action=r.action,
+                      on_missing=r.on_missing) for r in PLAN_RULES]
 
 
 class _ConfigFile(_Model):
@@ -277,6 +288,10 @@ class WatchConfig(_ConfigFile):
     @property
     def run_results_dir(self) -> Path:
         return self.results.repo / self.results.dir / self.run.name
+
+    def rules(self) -> list[Rule]:
+        """The criteria as the decide stage takes them."""
+        return [c.rule() for c in self.criteria]
 
     def prompt_defaults(self) -> PromptDefaults:
         m, s = self.model, self.sampling
@@ -457,7 +472,35 @@ def load_config(path: Path | str) -> WatchConfig:
         trainer=trainer, daemon=raw.daemon, supabase=raw.supabase, alerts=raw.alerts,
         criteria=criteria,
     )  # fmt: skip
-    # Fail now, not at epoch 4, on a bad prompt file.
-    config.prompts()
+    # Fail now, not at epoch 4, on a bad prompt file, a typo in a colour code, or a rule
+    # that no prompt lets the evaluators judge.
+    _check_prompts(config, lines, fail, defaults=raw.criteria is None)
     config.review_prompts()
     return config
+
+
+def _check_prompts(config: WatchConfig, lines: KeyLines, fail: Any, *, defaults: bool) -> None:
+    prompts = config.prompts()
+    inline = {p.text: i for i, p in enumerate(config.sampling.prompts)}
+    for prompt in dict.fromkeys(p.text for p in prompts):
+        bad = malformed_hex(prompt)
+        if not bad:
+            continue
+        first = bad[0]
+        what = (f"malformed colour code {first.token!r} at character {first.position + 1} "
+                f"of prompt {prompt!r}")
+        if prompt in inline:
+            raise fail(("sampling", "prompts", inline[prompt], "text"), what)
+        raise ConfigError(f"{config.sampling.prompts_file}: {what}")
+    if not prompts:
+        return  # nothing rendered yet (status, report): rules are checked once prompts exist
+    judgeable = judgeable_metrics(parse_prompt(p.text) for p in prompts)
+    for i, c in enumerate(config.criteria):
+        if c.metric in judgeable:
+            continue
+        why = (f"criterion {c.name!r} needs {c.metric}, and no sample prompt names what it "
+               "judges (e.g. a background colour); add such a prompt or drop the rule")
+        if defaults:
+            raise fail(("sampling",), f"{why} (it is one of the plan's default criteria: "
+                       "list [[criteria]] to choose others)")
+        raise fail(("criteria", i, "metric"), why)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 ALERT_KINDS = (
     "stop_decision", "criterion_failed", "oscillation", "trainer_exited", "trainer_crashed",
-    "stop_refused", "epoch_overdue", "evaluation_error", "run_finished",
+    "stop_refused", "epoch_overdue", "evaluation_error", "run_finished", "cannot_judge",
 )
 KIND_ALIASES = {"stop": "stop_decision"}
 # apprise notify types per kind (colour / icon in Slack and Discord)
@@ -32,6 +32,7 @@ _NOTIFY_TYPE = {
     "stop_decision": "failure", "criterion_failed": "warning", "oscillation": "warning",
     "trainer_exited": "info", "trainer_crashed": "failure", "stop_refused": "failure",
     "epoch_overdue": "warning", "evaluation_error": "failure", "run_finished": "success",
+    "cannot_judge": "failure",
 }
 # Facts the templates place; any other fact is appended as a "name: value" line.
 FACTS = (
@@ -225,6 +226,12 @@ def _criterion_failed(f: Mapping[str, Any], run: str, ep: str) -> tuple[str, lis
     return title, [f.get("message"), _check(f), _measures(f), _scores(f)]
 
 
+def _cannot_judge(f: Mapping[str, Any], run: str, ep: str) -> tuple[str, list[str | None]]:
+    crit = f.get("criterion")
+    title = f"Cannot judge {crit}: {run}{ep}" if crit else f"Cannot judge: {run}{ep}"
+    return title, [f.get("message"), _measures(f), _scores(f)]
+
+
 def _oscillation(f: Mapping[str, Any], run: str, ep: str) -> tuple[str, list[str | None]]:
     history = f.get("history")
     trail = " -> ".join(_num(v) for v in history) if history else None
@@ -274,6 +281,8 @@ def format_alert(kind: str, **facts: Any) -> tuple[str, str]:
         title, lines = _criterion_failed(f, run, ep)
     elif kind == "oscillation":
         title, lines = _oscillation(f, run, ep)
+    elif kind == "cannot_judge":
+        title, lines = _cannot_judge(f, run, ep)
     elif kind in ("trainer_exited", "trainer_crashed"):
         title, lines = _trainer_end(f, run, crashed=kind == "trainer_crashed")
     elif kind == "stop_refused":
