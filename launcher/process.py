@@ -180,6 +180,19 @@ def identity_matches(pid: int | None, start_time: float | None) -> bool:
         return False
 
 
+def process_alive(pid: int | None, start_time: float | None) -> bool:
+    """Is the recorded process still running? With a recorded start time it must be that
+    very process (`identity_matches`: a reused pid is not it); without one, any live pid."""
+    if start_time is not None:
+        return identity_matches(pid, start_time)
+    if not pid or pid <= 0:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes in process group `pgid`."""
     members = []

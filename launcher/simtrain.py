@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from launcher.kohya_lora import TE_PREFIX, UNET_PREFIX, lora_target_names, make_lora_state_dict
+from watcher.kohya import TE_PREFIX, UNET_PREFIX, lora_target_names, make_lora_state_dict
 
 if TYPE_CHECKING:
     import torch

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from launcher.kohya_lora import TE_PREFIX, Shape, check_fits, kohya_targets, looks_like_path
+from watcher.kohya import TE_PREFIX, Shape, check_fits, kohya_targets, looks_like_path
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -8,36 +8,19 @@ import time
 from argparse import Namespace
 from typing import Any
 
+from launcher.process import process_alive
 from watcher.cli import CommandError
 from watcher.commands._common import load
+from watcher.config import WatchConfig
+from watcher.rules import decision_word, decisions_from_dicts
 from watcher.store import Store
 
 
-def _alive(pid: int | None, start_time: float | None) -> bool:
-    if not pid:
-        return False
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return start_time is None or abs(proc.create_time() - start_time) < 1.0
-    except psutil.Error:
-        return False
-
-
 def _epoch_decision(decisions: list[dict[str, Any]]) -> str | None:
-    if not decisions:
-        return None
-    if any(d["outcome"] == "fail" and d["action"] == "stop" for d in decisions):
-        return "stop"
-    if any(d["outcome"] == "fail" and d["action"] == "alert" for d in decisions):
-        return "alert"
-    return "continue"
+    return decision_word(decisions_from_dicts(decisions)) if decisions else None
 
 
-def collect(cfg: Any, store: Store) -> dict[str, Any]:
+def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
     run = cfg.run.name
     now = time.time()
     evaluations = {e["checkpoint_id"]: e for e in store.evaluations(run)}
@@ -78,7 +61,7 @@ def collect(cfg: Any, store: Store) -> dict[str, Any]:
         "trainer": {
             "state": trainer.get("state", "unknown"),
             "pid": trainer.get("pid"),
-            "alive": _alive(trainer.get("pid"), trainer.get("start_time")),
+            "alive": process_alive(trainer.get("pid"), trainer.get("start_time")),
             "exit_code": trainer.get("exit_code"),
             "cause": trainer.get("cause"),
             "log": trainer.get("log_path"),
@@ -86,7 +69,7 @@ def collect(cfg: Any, store: Store) -> dict[str, Any]:
         "daemon": {
             "pid": daemon.get("pid"),
             "state": daemon.get("state"),
-            "alive": _alive(daemon.get("pid"), daemon.get("start_time")),
+            "alive": process_alive(daemon.get("pid"), daemon.get("start_time")),
             "heartbeat_age_s": round(now - daemon["heartbeat_at"], 1) if daemon.get("heartbeat_at") else None,
             "gpu_memory_mb": round((daemon.get("gpu_memory_bytes") or 0) / 2**20, 1),
         },

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from watcher.logs import get_logger, redact
+from watcher.logs import get_logger
+from watcher.redact import redact, scrub, split_urls
 
 if TYPE_CHECKING:
     from watcher.store import Store
@@ -42,32 +42,10 @@ FACTS = (
     "results_url", "exit_code", "signal", "state", "cause", "overdue_minutes",
     "expected_minutes", "error", "verdict", "best_epoch",
 )
-_ANY_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]+", re.IGNORECASE)
 
 
 class AlertConfigError(ValueError):
     """EPOCHWATCH_ALERT_URLS holds an entry apprise cannot use (the entry itself is not shown)."""
-
-
-def url_secret_fragments(raw: str) -> list[str]:
-    """Pieces of the alert URLs that may be tokens (Slack's three, a webhook's path ...):
-    apprise and urllib3 log them on their own, without the rest of the URL."""
-    pieces: set[str] = set()
-    for url in split_urls(raw):
-        rest = url.split("://", 1)[1] if "://" in url else url
-        for n, part in enumerate(re.split(r"[/?&=@:#]+", rest)):
-            if len(part) < 6 or (n == 0 and "." in part):  # short words, host names
-                continue
-            pieces.add(part)
-    return sorted(pieces, key=len, reverse=True)
-
-
-def scrub(text: str) -> str:
-    """Secrets, alert URL tokens and any URL removed from text."""
-    text = redact(text)
-    for piece in url_secret_fragments(os.environ.get("EPOCHWATCH_ALERT_URLS", "")):
-        text = text.replace(piece, "***")
-    return _ANY_URL.sub(r"\1<redacted>", text)
 
 
 class _ScrubLogs(logging.Filter):
@@ -86,10 +64,6 @@ def _install_log_filters() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _ScrubLogs) for f in logger.filters):
             logger.addFilter(_ScrubLogs())
-
-
-def split_urls(raw: str) -> list[str]:
-    return [u for u in re.split(r"[\s,]+", raw.strip()) if u]
 
 
 def target_id(url: str) -> str:

@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from watcher.config import WatchConfig
 from watcher.report.history import RunHistory
+from watcher.store import Store
 
 THUMB = 256                      # px of the 512 px sample in a contact sheet
 GRID_SCALE = 4                   # 24 px recovery -> 96 px in the run grid
@@ -295,7 +297,7 @@ def curves_figure(run: RunHistory, baselines: Sequence[RunHistory] = (), rules: 
     return fig
 
 
-def write_run_pictures(cfg: Any, store: Any) -> list[Path]:
+def write_run_pictures(cfg: WatchConfig, store: Store) -> list[Path]:
     """grid.png and curves.png in the run's results folder, from the store; cheap enough to
     redo after every epoch. Returns their paths."""
     from watcher.criteria import Rule

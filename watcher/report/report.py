@@ -12,12 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from watcher.config import WatchConfig
 from watcher.report.analysis import outcomes
 from watcher.report.calibration import MIN_REVIEWS, NARROW_SPREAD, Calibration, calibrate
 from watcher.report.history import RunHistory
 from watcher.report.hypotheses import Hypothesis
 from watcher.report.plan import CriterionResult, finished
 from watcher.report.rootcause import Finding
+from watcher.store import Store
 
 ICON = {"met": "✅ met", "not met": "❌ not met", "pending": "⏳ pending",
         "not measurable": "➖ not measurable"}
@@ -181,7 +183,7 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
     return "\n".join(out)
 
 
-def write_report(cfg: Any, store: Any) -> Path:
+def write_report(cfg: WatchConfig, store: Store) -> Path:
     """report.md, grid.png and curves.png in the run's results folder; once the run is over
     (stopped, or its last epoch evaluated) records the verdict and best epoch in the store.
     Returns the report's path."""
