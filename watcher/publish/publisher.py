@@ -12,6 +12,7 @@ from watcher.config import WatchConfig
 from watcher.decide import EpochRecord, verdict
 from watcher.evaluate import EpochEvaluation
 from watcher.publish import alerts as alert_mod
+from watcher.publish import host as host_mod
 from watcher.publish import supabase as supabase_mod
 from watcher.publish.gitrepo import GitPublishError, ResultsRepo
 from watcher.publish.outbox import OutboxWorker
@@ -64,6 +65,16 @@ class Publisher:
             min_alert_interval_s=cfg.alerts.min_interval_s,
             backoff_max_s=cfg.supabase.retry_max_s,
         )
+        self._host: dict[str, Any] | None = None
+
+    @property
+    def host(self) -> dict[str, Any]:
+        """Host, GPU and results location, sent with every row (asked once per daemon)."""
+        if self._host is None:
+            self._host = host_mod.describe(self.cfg.model.device, self.cfg.run_results_dir,
+                                           self.cfg.results_repo, self.cfg.results.remote)
+            host_mod.record(self.store.conn, self._host)
+        return self._host
 
     def start(self) -> None:
         # The run's recorded state, not "running": a daemon restarted after the run ended
@@ -71,7 +82,8 @@ class Publisher:
         row = self.store.run_row(self.run) or {}
         status = row.get("status") if row.get("status") in supabase_mod.RUN_STATUSES else "running"
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
-                                 verdict=row.get("verdict"), best_epoch=row.get("best_epoch"))
+                                 verdict=row.get("verdict"), best_epoch=row.get("best_epoch"),
+                                 host=self.host)
         self.worker.start()
 
     def stop(self) -> None:
@@ -168,7 +180,7 @@ class Publisher:
                 log.warning("push failed", detail=logs.redact(push.detail))
         self.store.set_git_commit(checkpoint_id, commit)
         supabase_mod.enqueue_epoch(self.store, self.run, epoch, metrics, commit,
-                                   decision_word(decisions))
+                                   decision_word(decisions), host=self.host)
         sheet = folder / "contact_sheet.png"
         if self.cfg.supabase.upload_contact_sheet and sheet.exists():
             supabase_mod.enqueue_contact_sheet(self.store, self.run, epoch, sheet,
@@ -193,7 +205,7 @@ class Publisher:
         # Queued before the run is marked final (the mark is what a restarted daemon checks):
         # a kill in between repeats the announcement, it never loses it.
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
-                                 verdict=summary["verdict"], best_epoch=best)
+                                 verdict=summary["verdict"], best_epoch=best, host=self.host)
         best_metrics: Mapping[str, Any] = next((h.metrics for h in history if h.epoch == best), {})
         self.alert("run_finished", status, status=status, verdict=summary["verdict"],
                    best_epoch=best, overall_score=best_metrics.get("overall_score"),
