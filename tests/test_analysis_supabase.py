@@ -182,3 +182,48 @@ def test_three_hosts_meet_in_supabase(
     lines = _cli(capsys, "runs").splitlines()
     assert lines[0].split()[:4] == ["run", "state", "epochs", "green"]
     assert lines[3].split()[:7] == ["RUN_C", "stopped", "4", "-", "1", "7.31", "failure"]
+
+
+def test_rows_from_before_migration_0004_stay_readable(pg_database: str) -> None:
+    from tests.pg import sample_metrics
+    from watcher.publish.supabase import epoch_row, migration_files, run_row
+    from watcher.report.remote import records_from_rows
+    from watcher.report.runs import summary
+
+    for path in migration_files()[:3]:  # a database from before this migration
+        with psycopg.connect(pg_database) as conn:
+            conn.execute(path.read_text())
+    with psycopg.connect(pg_database) as conn:  # an older daemon: no host columns
+        postgrest_upsert(conn, "training_runs", json.dumps([run_row("OLD", "finished", {})]), "run_name")
+        postgrest_upsert(conn, "epoch_evaluations", json.dumps(
+            [epoch_row("OLD", 1, sample_metrics("OLD", 1, bg_rate=1.0), None, "continue")]), "run_name,epoch")
+    apply_migrations(pg_database)  # 0004 onto a populated database
+    host = {"host": "pod-n", "gpu_name": "NVIDIA H200", "gpu_memory_mb": 143771,
+            "results_location": "pod-n:/r", "results_remote": None}
+    with psycopg.connect(pg_database) as conn:  # a daemon with this migration
+        postgrest_upsert(conn, "training_runs", json.dumps([run_row("NEW", "running", {}, host=host)]),
+                         "run_name")
+        postgrest_upsert(conn, "epoch_evaluations", json.dumps(
+            [epoch_row("NEW", 1, sample_metrics("NEW", 1), None, "alert", host=host)]), "run_name,epoch")
+
+    def read(role: str, table: str, order: str) -> list[dict[str, Any]]:
+        with psycopg.connect(pg_database) as conn, conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+            q = sql.SQL("SELECT coalesce(json_agg(t ORDER BY {}), '[]'::json) FROM public.{} t").format(
+                sql.SQL(order), sql.Identifier(table))
+            return conn.execute(q).fetchone()[0]
+
+    for role in ("epochwatch_reader", "anon"):
+        runs = read(role, "training_runs", "run_name")
+        epochs = read(role, "epoch_evaluations", "run_name, epoch")
+        rows = {r.history.name: summary(r) for r in records_from_rows(runs, epochs)}
+        assert rows["OLD"]["host"] is None and rows["OLD"]["gpu"] is None
+        assert rows["OLD"]["first_green_epoch"] == 1 and rows["OLD"]["epochs_evaluated"] == 1
+        assert (rows["NEW"]["host"], rows["NEW"]["gpu_memory_mb"]) == ("pod-n", 143771)
+        assert rows["NEW"]["decision"] == "alert (epoch 1)" and rows["NEW"]["kind"] == "run"
+    with psycopg.connect(pg_database) as conn:
+        kinds = conn.execute("SELECT run_name, kind, stated_outcomes FROM training_runs ORDER BY 1").fetchall()
+        assert kinds == [("NEW", "run", {}), ("OLD", "run", {})]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+            conn.execute("SET LOCAL ROLE epochwatch_reader")
+            conn.execute("DELETE FROM training_runs")
