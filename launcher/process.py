@@ -14,6 +14,7 @@ through the pidfd (or /proc), and a zombie whose parent has not reaped it yet co
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shlex
@@ -119,13 +120,11 @@ class TrainerProcess:
         """Wait for the exit (subprocess.TimeoutExpired after timeout) and say why it ended."""
         return self._note_exit(self.popen.wait(timeout))
 
-    def stop(self, grace_s: float, log: Any = None) -> StopResult:
+    def stop(self, grace_s: float, log: logs.Logger | None = None) -> StopResult:
         return stop_group(self.pid, self.pgid, self.start_time, grace_s, log=log)
 
     def record(self) -> dict[str, Any]:
         """Fields for `Store.set_trainer`."""
-        import json
-
         return {"pid": self.pid, "pgid": self.pgid, "start_time": self.start_time,
                 "command_json": json.dumps(self.argv), "cwd": str(self.cwd),
                 "log_path": str(self.log_path), "state": "running", "started_at": self.start_time}
@@ -280,7 +279,7 @@ def _wait_group_gone(pidfd: int | None, pid: int, pgid: int, timeout_s: float,
             return False, leader_gone
 
 
-def stop_group(pid: int, pgid: int, start_time: float, grace_s: float, log: Any = None,
+def stop_group(pid: int, pgid: int, start_time: float, grace_s: float, log: logs.Logger | None = None,
                *, kill_wait_s: float = KILL_WAIT_S) -> StopResult:
     """SIGTERM the trainer's process group, wait up to grace_s, then SIGKILL what is left.
 
@@ -358,7 +357,7 @@ def stop_group(pid: int, pgid: int, start_time: float, grace_s: float, log: Any 
 
 
 def stop_from_record(record: Mapping[str, Any] | None, grace_s: float,
-                     log: Any = None) -> StopResult:
+                     log: logs.Logger | None = None) -> StopResult:
     """`stop_group` on a trainer row of the state database (`Store.trainer(run)`), as the
     daemon or the launcher reads it: a missing row or field is refused, never guessed."""
     if not record:

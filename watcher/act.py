@@ -9,15 +9,16 @@ between an epoch's commit and its stop request is repaired by `redo_lost_stops`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from watcher.logs import Logger
 from watcher.rules import Decision, decisions_from_dicts
 from watcher.store import Store
 
 FINAL_RUN_STATES = frozenset({"stopped", "finished", "failed"})  # announced once
 
 
-def act(store: Store, run: str, epoch: int, decisions: Sequence[Decision], log: Any) -> int | None:
+def act(store: Store, run: str, epoch: int, decisions: Sequence[Decision],
+        log: Logger) -> int | None:
     """Request a stop when a decision says so; returns the stop request's id, or None."""
     stops = [d for d in decisions if d.stops]
     if not stops:
@@ -29,7 +30,7 @@ def act(store: Store, run: str, epoch: int, decisions: Sequence[Decision], log: 
     return request
 
 
-def redo_lost_stops(store: Store, run: str, log: Any) -> list[int]:
+def redo_lost_stops(store: Store, run: str, log: Logger) -> list[int]:
     """After a restart: the epochs whose stop decision never became a stop request (a kill
     between the commit and act). Requests them now; returns those epochs."""
     if (store.run_row(run) or {}).get("status") in FINAL_RUN_STATES:

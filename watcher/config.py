@@ -4,7 +4,8 @@ Errors are one line naming the file, the line and the dotted key
 (`config.toml:12: model.steps: Input should be a valid integer`). tomllib reports no
 positions for valid TOML, so `KeyLines` re-scans the text to find where each key was set.
 Also here: the kohya `--config_file` reader (sections flattened, as sd-scripts does). The line
-finder lives in `watcher.tomllines`, the kohya prompt-file format in `watcher.prompts`.
+finder lives in `watcher.tomllines`, the kohya prompt-file format in `watcher.prompts`,
+`ConfigError` in `watcher.errors` (re-exported here).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -26,11 +27,12 @@ from pydantic import (
 
 from evaluators.aggregate import judgeable_metrics
 from evaluators.prompt import malformed_hex, parse_prompt
+from watcher.errors import ConfigError
 
 # Re-exported: the prompt types and ConfigError are part of this module's API.
 from watcher.prompts import PromptDefaults, SamplePrompt, parse_prompt_file  # noqa: F401
 from watcher.rules import ACTIONS, COMPARISONS, METRICS, MODES, ON_MISSING, PLAN_RULES, Rule
-from watcher.tomllines import ConfigError, KeyLines, Loc, dotted_key
+from watcher.tomllines import KeyLines, Loc, dotted_key
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -97,7 +99,11 @@ PathT = Annotated[Path, Strict(False)]
 
 AGGREGATE_METRICS = METRICS  # the names rules may use: watcher.rules, from aggregate_epoch
 if TYPE_CHECKING:  # Literal of a runtime tuple: pydantic validates it, mypy sees plain str
-    Metric = Comparison = Mode = Action = OnMissing = str
+    Metric: TypeAlias = str
+    Comparison: TypeAlias = str
+    Mode: TypeAlias = str
+    Action: TypeAlias = str
+    OnMissing: TypeAlias = str
 else:
     Metric, Comparison, Mode = Literal[METRICS], Literal[tuple(COMPARISONS)], Literal[MODES]
     Action, OnMissing = Literal[ACTIONS], Literal[ON_MISSING]
@@ -252,6 +258,14 @@ def default_criteria() -> list[Criterion]:
                       on_missing=r.on_missing) for r in PLAN_RULES]
 
 
+T = TypeVar("T")
+
+
+def _loaded(value: T | None) -> T:
+    assert value is not None  # load_config guarantees it
+    return value
+
+
 class _ConfigFile(_Model):
     run: RunConfig
     model: ModelConfig = ModelConfig()
@@ -276,10 +290,26 @@ class WatchConfig(_ConfigFile):
     def state_db(self) -> Path:
         return self.run.state_dir / "state.db"
 
+    # Set by load_config (from the file or the kohya config): typed as always present.
     @property
     def output_dir(self) -> Path:
-        assert self.run.output_dir is not None  # load_config guarantees it
-        return self.run.output_dir
+        return _loaded(self.run.output_dir)
+
+    @property
+    def output_name(self) -> str:
+        return _loaded(self.run.output_name)
+
+    @property
+    def max_train_epochs(self) -> int:
+        return _loaded(self.run.max_train_epochs)
+
+    @property
+    def save_every_n_epochs(self) -> int:
+        return self.run.save_every_n_epochs or 1
+
+    @property
+    def base_model(self) -> str:
+        return _loaded(self.model.base)
 
     @property
     def results_repo(self) -> Path:

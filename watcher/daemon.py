@@ -21,12 +21,10 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import psutil
 
 from watcher import logs
-from watcher.act import FINAL_RUN_STATES
 from watcher.config import ConfigError, WatchConfig, load_config
 from watcher.detect import CheckpointDetector
 from watcher.epoch import EpochPath
@@ -125,15 +123,15 @@ class Daemon:
         self.path.start()
 
         self.notifier.status("loading pipeline")
-        self.pipeline = SamplePipeline(cfg.model.base, device=cfg.model.device,
+        self.pipeline = SamplePipeline(cfg.base_model, device=cfg.model.device,
                                        dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
         self.pipeline.load()
         self.log.info("pipeline loaded", base=str(cfg.model.base), device=str(self.pipeline.device))
-        self.settler = Settler(cfg.output_dir, cfg.run.output_name, cfg.run.max_train_epochs,
+        self.settler = Settler(cfg.output_dir, cfg.output_name, cfg.max_train_epochs,
                                settle_interval_s=cfg.daemon.settle_interval_s)
         self.clock = EpochClock(expected_epoch_s=cfg.run.expected_epoch_minutes * 60,
                                 factor=cfg.run.overdue_factor,
-                                epochs_per_checkpoint=cfg.run.save_every_n_epochs,
+                                epochs_per_checkpoint=cfg.save_every_n_epochs,
                                 total_epochs=cfg.run.max_train_epochs)
 
     def close(self) -> None:
@@ -231,9 +229,8 @@ class Daemon:
             self._drain_paths()
             return self.settler.next_deadline() is None and self.paths.empty()
         trainer = self.store.trainer(self.run_name)
-        trainer_ended = bool(trainer) and trainer["state"] in TRAINER_ENDED
-        last_epoch_done = any(e["epoch"] >= self.cfg.run.max_train_epochs
-                              for e in self.store.evaluations(self.run_name))
+        trainer_ended = trainer is not None and trainer["state"] in TRAINER_ENDED
+        last_epoch_done = self.path.last_epoch_done()
         if not trainer_ended and not last_epoch_done:
             return False
         if trainer_ended:
@@ -248,15 +245,9 @@ class Daemon:
             for result in self.settler.expire_incomplete(time.time(), quiet_s):
                 self._record(result)
         settled = self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
-        already_final = (self.store.run_row(self.run_name) or {}).get("status") in FINAL_RUN_STATES
-        if settled and not self._run_finished and already_final:
-            self._run_finished = True  # announced by an earlier start; only a cut-short report
-            self.publisher.commit_report_if_missing(self.rules, self.path.history())
-        elif settled and not self._run_finished:
+        if settled and not self._run_finished:
             self._run_finished = True
-            stopped = bool(self.store.stop_requests(self.run_name))
-            status = "stopped" if stopped else ("finished" if last_epoch_done else "failed")
-            self.publisher.finish_run(status, self.rules, self.path.history())
+            self.path.end_run(last_epoch_done)
         return settled and trainer_ended and self.until_trainer_exits
 
     def _reload_config(self) -> None:
@@ -319,7 +310,7 @@ class Daemon:
             return
         self._retry_at = 0.0
 
-    def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: Any,
+    def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: logs.Logger,
                               cause: BaseException | None = None) -> None:
         self._evaluating = False
         self.store.mark_checkpoint(checkpoint.id, "pending")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from watcher.logs import get_logger
@@ -65,7 +66,7 @@ class CheckpointDetector:
         self.observer_restarts = 0
         self.events_seen = 0
         self.rescans = 0
-        self._observer: Observer | PollingObserver | None = None
+        self._observer: BaseObserver | None = None
         self._snapshot: dict[str, tuple[int, int]] = {}
         self._scan_lock = threading.Lock()
         self._stop = threading.Event()

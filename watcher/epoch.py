@@ -11,8 +11,9 @@
 
 `EpochPath` holds what the stages share (config, state, publisher) and runs 3-6 in order:
 `run_checkpoint` for the daemon and `epochwatch evaluate`, `judge_images` for sample sources
-(replay, the trainer's samples). The daemon (`watcher.daemon`) adds only the loop around it:
-detect and settle, signals, retries, health and the end of the run.
+(replay, the trainer's samples); `end_run` closes the run (verdict, report, announcement).
+The daemon (`watcher.daemon`) adds only the loop around it: detect and settle, signals,
+retries and backoff, health, and when the run is over.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from PIL import Image
 
 from watcher import logs
-from watcher.act import act, redo_lost_stops
+from watcher.act import FINAL_RUN_STATES, act, redo_lost_stops
 from watcher.config import SamplePrompt, WatchConfig
 from watcher.decide import EpochRecord, decide_epoch
 from watcher.evaluate import EpochEvaluation, Renderer, evaluate_checkpoint, evaluate_images
@@ -59,7 +60,7 @@ class EpochPath:
     store it already opened and calls `start()`.
     """
 
-    def __init__(self, cfg: WatchConfig, store: Store, log: Any | None = None) -> None:
+    def __init__(self, cfg: WatchConfig, store: Store, log: logs.Logger | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.run = cfg.run.name
@@ -69,7 +70,7 @@ class EpochPath:
         self.publisher = Publisher(cfg, store, self.repo, self.log)
 
     @classmethod
-    def open(cls, cfg: WatchConfig, log: Any | None = None) -> EpochPath:
+    def open(cls, cfg: WatchConfig, log: logs.Logger | None = None) -> EpochPath:
         """State database, results repository and outbox worker, ready for epochs."""
         store = Store(cfg.state_db)
         store.ensure_run(cfg.run.name, config_path=str(cfg.path), params=cfg.params())
@@ -204,6 +205,23 @@ class EpochPath:
                              error=message)
         return message
 
+    # ---- the end of the run ---------------------------------------------------------------------
+    def last_epoch_done(self) -> bool:
+        return any(e["epoch"] >= self.cfg.max_train_epochs for e in self.store.evaluations(self.run))
+
+    def end_run(self, last_epoch_done: bool) -> str | None:
+        """Every epoch is settled and evaluated: the verdict, the report and the announcement,
+        once across restarts. Returns the run's final status, or None when an earlier start
+        announced it already (then only a report a kill cut short is committed)."""
+        if (self.store.run_row(self.run) or {}).get("status") in FINAL_RUN_STATES:
+            self.publisher.commit_report_if_missing(self.rules, self.history())
+            return None
+        stopped = bool(self.store.stop_requests(self.run))
+        status = "stopped" if stopped else ("finished" if last_epoch_done else "failed")
+        self.publisher.finish_run(status, self.rules, self.history())
+        return status
+
+    # ---- after a restart ------------------------------------------------------------------------
     def redo_lost_actions(self) -> None:
         """An epoch's decisions are acted on after its commit, which takes a while: a kill in
         between must not lose a stop or an alert. Both are idempotent: redo what is missing."""

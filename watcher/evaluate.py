@@ -16,7 +16,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 from PIL import Image
@@ -24,8 +24,9 @@ from PIL import Image
 from evaluators import aggregate_epoch, score_image
 from evaluators.score import ImageScore
 from watcher.config import EvaluationConfig, SamplePrompt, WatchConfig
+from watcher.prompts import review_prompts
 from watcher.publish.results import EpochFolder
-from watcher.report import contact_sheet, progress, review_prompts
+from watcher.report import contact_sheet, progress
 from watcher.store import Checkpoint
 
 
@@ -33,18 +34,32 @@ class Renderer(Protocol):
     """What evaluate needs of a pipeline (watcher.pipeline.SamplePipeline, or a fake one:
     watcher.testing.FakePipeline)."""
 
-    def apply_lora(self, path: str) -> Any: ...
+    def apply_lora(self, path: str) -> object: ...
     def generate(self, prompts: Sequence[SamplePrompt], batch_size: int) -> list[Image.Image]: ...
+
+
+class EpochMetrics(TypedDict):
+    """metrics.json, one per evaluated epoch (docs/INTERFACES.md); `aggregate` is
+    `evaluators.aggregate_epoch` of `images`, `decisions` are `Decision.to_dict()`s."""
+
+    run: str
+    epoch: int
+    checkpoint: dict[str, Any]
+    images: list[dict[str, Any]]
+    aggregate: dict[str, Any]
+    decisions: list[dict[str, Any]]
+    review_prompts: list[str]
+    timing: dict[str, float]
 
 
 @dataclass
 class EpochEvaluation:
-    """One evaluated epoch: `metrics` is the metrics.json document (see docs/INTERFACES.md)."""
+    """One evaluated epoch, its results folder not yet in place."""
 
     epoch: int
     checkpoint: Checkpoint
     folder: EpochFolder
-    metrics: dict[str, Any]
+    metrics: EpochMetrics
 
     @property
     def aggregate(self) -> dict[str, Any]:
@@ -147,7 +162,7 @@ def _score(
         folder.abandon()
         raise
 
-    metrics = {
+    metrics: EpochMetrics = {
         "run": cfg.run.name,
         "epoch": epoch,
         "checkpoint": {

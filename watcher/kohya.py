@@ -196,7 +196,7 @@ def model_configs(model: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if looks_like_path(model):
         raise ValueError(f"{model}: no such model folder or file")
     # A hub id: read its configs from the local Hugging Face cache only (no download here).
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # only for hub ids; settle never needs it
 
     try:
         unet_file = hf_hub_download(str(model), "unet/config.json", local_files_only=True)

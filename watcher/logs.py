@@ -11,10 +11,11 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.typing import FilteringBoundLogger as Logger
 
 from watcher.redact import redact, secret_values
 
-__all__ = ["configure", "get_logger", "redact", "secret_values"]
+__all__ = ["Logger", "configure", "get_logger", "redact", "secret_values"]
 
 def _redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     for key, value in list(event_dict.items()):
@@ -49,5 +50,5 @@ def configure(level: str = "info", json_lines: bool | None = None, stream: Any =
     )
 
 
-def get_logger(**bound: Any) -> Any:
+def get_logger(**bound: Any) -> Logger:
     return structlog.get_logger("epochwatch").bind(**bound)

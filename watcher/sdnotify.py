@@ -198,6 +198,7 @@ class Notifier:
 
     def _warn_once(self, message: str) -> None:
         # Called at most once per Notifier (first failure): later failures are only counted.
+        # structlog is imported here, not above: this module stays standard-library only.
         from watcher.logs import get_logger
 
         get_logger().warning("sdnotify_unavailable", error=message)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from watcher.config import SamplePrompt
+from watcher.prompts import SamplePrompt
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AVATARS = REPO_ROOT / "tests" / "fixtures" / "pixelart" / "avatars"
@@ -91,18 +91,9 @@ class FakePipeline:
         pass
 
 
-def write_watch_config(
-    root: Path,
-    model_dir: Path,
-    *,
-    name: str = "E2E_RUN",
-    epochs: int = 10,
-    size: int = 128,
-    steps: int = 2,
-    interval: float = 0.5,
-    criteria: str = "",
-    extra_trainer: str = "",
-) -> Path:
+def write_watch_config(root: Path, model_dir: Path, *, name: str = "E2E_RUN", epochs: int = 10,
+                       size: int = 128, steps: int = 2, interval: float = 0.5,
+                       criteria: str = "", extra_trainer: str = "") -> Path:
     """A small but complete watcher config for end-to-end tests (real model, real files)."""
     config = root / "config.toml"
     prompts = ",\n".join(f'  {{ text = "{p}" }}' for p in E2E_PROMPTS)

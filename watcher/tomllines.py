@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import re
 
-
-class ConfigError(Exception):
-    """A bad config, kohya config or prompt file; the message is one line."""
-
-
 Loc = tuple[str | int, ...]
 
 # ----------------------------------------------------------------------------- key lines

@@ -32,7 +32,7 @@ def run(args: Namespace) -> int:
         raise CommandError(f"no such checkpoint file: {path}")
     # The checkpoint may live outside the watched folder: check it against its own folder.
     try:
-        info = inspect_checkpoint(path, path.parent, cfg.run.output_name, cfg.run.max_train_epochs)
+        info = inspect_checkpoint(path, path.parent, cfg.output_name, cfg.max_train_epochs)
     except (NotReady, Rejected) as exc:
         raise CommandError(f"{path}: {exc}") from exc
 
@@ -41,7 +41,7 @@ def run(args: Namespace) -> int:
         ck, _ = epochs.record(info)
         assert ck is not None
         if ck.status != "evaluated":
-            pipeline = SamplePipeline(cfg.model.base or "", device=cfg.model.device,
+            pipeline = SamplePipeline(cfg.base_model, device=cfg.model.device,
                                       dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
             pipeline.load()
             try:

@@ -6,11 +6,11 @@ from argparse import Namespace
 
 from watcher import logs
 from watcher.commands._common import load
+from watcher.daemon import Daemon
 
 
 def run(args: Namespace) -> int:
     cfg = load(args.config)
     logs.configure()
-    from watcher.daemon import Daemon
 
     return Daemon(cfg, until_trainer_exits=args.until_trainer_exits, once=args.once).run()

@@ -75,7 +75,7 @@ class AlertSink:
     """One apprise object per target URL, so each target succeeds or fails on its own."""
 
     def __init__(self, urls: list[str]) -> None:
-        import apprise
+        import apprise  # ~0.2 s; only when alert URLs are configured
 
         _install_log_filters()
         self._targets: list[tuple[str, Any]] = []

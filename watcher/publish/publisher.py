@@ -51,7 +51,7 @@ def one_line_verdict(aggregate: dict[str, Any], decisions: Sequence[Decision]) -
 
 
 class Publisher:
-    def __init__(self, cfg: WatchConfig, store: Store, repo: ResultsRepo, log: Any) -> None:
+    def __init__(self, cfg: WatchConfig, store: Store, repo: ResultsRepo, log: logs.Logger) -> None:
         self.cfg = cfg
         self.store = store
         self.repo = repo
@@ -80,7 +80,7 @@ class Publisher:
         # The run's recorded state, not "running": a daemon restarted after the run ended
         # must not turn the finished run back into a running one in Supabase.
         row = self.store.run_row(self.run) or {}
-        status = row.get("status") if row.get("status") in supabase_mod.RUN_STATUSES else "running"
+        status = str(row["status"]) if row.get("status") in supabase_mod.RUN_STATUSES else "running"
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
                                  verdict=row.get("verdict"), best_epoch=row.get("best_epoch"),
                                  host=self.host)
@@ -129,29 +129,16 @@ class Publisher:
             if kind is None:
                 continue
             key = f"{d.criterion}:{epoch}"
-            if only_missing and self._alert_queued(f"{kind}:{key}"):
+            if only_missing and self.store.alert_queued(self.run, f"{kind}:{key}"):
                 continue
             self.alert(kind, key, epoch=epoch, criterion=d.criterion, metric=d.metric,
                        value=d.value, threshold=d.threshold, message=d.message,
-                       commit=self._commit_of(checkpoint_id))
+                       commit=self.store.git_commit_of(checkpoint_id))
             queued += 1
         return queued
 
-    def _alert_queued(self, dedupe_key: str) -> bool:
-        row = self.store.conn.execute(
-            "SELECT 1 FROM outbox WHERE channel='alert' AND run=? "
-            "AND json_extract(payload_json, '$.dedupe_key')=? LIMIT 1", (self.run, dedupe_key),
-        ).fetchone()
-        return row is not None
-
-    def _commit_of(self, checkpoint_id: int) -> str | None:
-        row = self.store.conn.execute(
-            "SELECT git_commit FROM evaluations WHERE checkpoint_id=?", (checkpoint_id,)
-        ).fetchone()
-        return row["git_commit"] if row else None
-
     def _commit(self, checkpoint_id: int, sha256: str, epoch: int, folder: Path,
-                metrics: dict[str, Any], decisions: Sequence[Decision]) -> None:
+                metrics: Mapping[str, Any], decisions: Sequence[Decision]) -> None:
         """Commit once: reuse a commit already made for this checkpoint (crash recovery)."""
         log = self.log.bind(epoch=epoch)
         existing = self.repo.find_commit(sha256)
@@ -242,9 +229,7 @@ class Publisher:
             folder = Path(e["result_dir"])
             if not folder.exists():
                 self.log.warning("results folder missing; re-evaluating", epoch=e["epoch"])
-                self.store.conn.execute("DELETE FROM evaluations WHERE checkpoint_id=?",
-                                        (e["checkpoint_id"],))
-                self.store.mark_checkpoint(e["checkpoint_id"], "pending")
+                self.store.forget_evaluation(e["checkpoint_id"])
                 continue
             decisions = decisions_from_dicts(e["metrics"].get("decisions", []))
             self._commit(e["checkpoint_id"], e["sha256"], e["epoch"], folder, e["metrics"], decisions)

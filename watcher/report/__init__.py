@@ -43,13 +43,6 @@ def contact_sheet(rows: Sequence[tuple[Image.Image, np.ndarray, str]], columns: 
     return sheet(rows, columns=columns, title=title)
 
 
-def review_prompts(base_prompts: Sequence[str], count: int = 12) -> list[str]:
-    """A diverse prompt set (subjects, colours, accessories) for the review epochs."""
-    from watcher.report.prompts import review_prompts as prompts
-
-    return prompts(base_prompts, count)
-
-
 def progress(iterable: Iterable[T], total: int | None, description: str) -> Iterator[T]:
     """A progress bar on a terminal, a plain passthrough otherwise."""
     from watcher.report.progressbar import progress as bar
