@@ -87,21 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="cross-run analysis")
     asub = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
-    source = {"choices": ("local", "supabase"), "default": None,
-              "help": "state stores, or every run in Supabase (default: supabase when "
-                      "SUPABASE_URL is set and no --config/--store is given)"}
+    source_help = ("state stores, or every run in Supabase (default: supabase when "
+                   "SUPABASE_URL is set and no --config/--store is given)")
     a = asub.add_parser("correlations", help="tracked parameters against outcomes")
     a.add_argument("--config", help="any run's config (locates the store); default: all stores given")
     a.add_argument("--store", action="append", default=[], help="extra state databases")
-    a.add_argument("--source", **source)
+    a.add_argument("--source", choices=("local", "supabase"), help=source_help)
     a = asub.add_parser("root-cause", help="findings from the epoch timeline")
     a.add_argument("--config", help="the run's config (required for --source local)")
     a.add_argument("--run", help="the run's name in Supabase (default: the config's run)")
-    a.add_argument("--source", **source)
+    a.add_argument("--source", choices=("local", "supabase"), help=source_help)
     a = asub.add_parser("hypotheses", help="the next experiments")
     a.add_argument("--config", help="the run's config (required for --source local)")
     a.add_argument("--run", help="the run's name in Supabase (default: the config's run)")
-    a.add_argument("--source", **source)
+    a.add_argument("--source", choices=("local", "supabase"), help=source_help)
     a.add_argument("--write-config", metavar="OUT.toml")
 
     p = sub.add_parser("runs", help="every run, from state stores or Supabase")
