@@ -20,15 +20,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from launcher.process import (
-    TrainerProcess,
-    describe_exit,
-    identity_matches,
-    process_alive,
-    spawn,
-    stop_from_record,
-    trainer_state,
-)
+from launcher.identity import identity_matches, process_alive
+from launcher.process import TrainerProcess, describe_exit, spawn, stop_from_record, trainer_state
 from watcher import logs
 from watcher.cli import CommandError
 from watcher.config import WatchConfig

@@ -8,7 +8,7 @@ import time
 from argparse import Namespace
 from typing import Any
 
-from launcher.process import process_alive
+from launcher.identity import process_alive
 from watcher.cli import CommandError
 from watcher.commands._common import load
 from watcher.config import WatchConfig
