@@ -78,8 +78,17 @@ def test_a_down_remote_blocks_nothing_and_loses_no_commit(tmp_path: Path) -> Non
     try:
         _wait_pushed(path)
         assert _git_outbox(path) == {"delivered": 5}  # one per epoch commit
+        grid = path.cfg.run_results_dir / "grid.png"
+        assert grid.exists()  # redrawn in the working tree after every epoch ...
+        assert _git("-C", results, "log", "--format=%H", "--", str(grid)) == ""  # ... not committed
+        path.end_run(last_epoch_done=True)
+        _wait_pushed(path)
     finally:
         path.close()
     assert _git("-C", str(bare), "rev-parse", "main") == _git("-C", results, "rev-parse", "HEAD")
     local = _git("-C", results, "log", "--format=%H").split()
-    assert _git("-C", str(bare), "log", "--format=%H", "main").split() == local and len(local) == 5
+    assert _git("-C", str(bare), "log", "--format=%H", "main").split() == local and len(local) == 6
+    # grid.png and curves.png: committed once, with the final report.
+    files = _git("-C", results, "show", "--name-only", "--format=", "HEAD").split()
+    assert sorted(Path(f).name for f in files) == ["curves.png", "grid.png", "report.md"]
+    assert len(_git("-C", results, "log", "--format=%H", "--", "runs/PUSH_RUN/grid.png").split()) == 1
