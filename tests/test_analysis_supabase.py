@@ -158,7 +158,7 @@ def test_three_hosts_meet_in_supabase(
     assert len(epoch_reads) > 2 and all(limit <= MAX_ROWS for _, _, limit in epoch_reads)
     remote_corr = _cli(capsys, "analyze", "correlations", "--source", "supabase")
     assert remote_corr == local_corr
-    assert _cli(capsys, "analyze", "root-cause", "--run", "RUN_C") == local_cause
+    assert _cli(capsys, "analyze", "root-cause", "--run", "RUN_C", "--config", str(configs[2])) == local_cause
     assert _cli(capsys, "analyze", "hypotheses", "--run", "RUN_B") == local_next
     assert list(laptop.iterdir()) == []  # nothing written on the laptop
 
@@ -171,6 +171,14 @@ def test_three_hosts_meet_in_supabase(
     assert {r["host"] for r in remote_runs} == {"pod-a", "pod-b", "pod-c"}
     assert by_name["RUN_B"]["results"].startswith("pod-b:") and by_name["RUN_B"]["gpu"] == "CPU only"
     assert "keep_tokens" in remote_corr and "SD15_PERFECT" in remote_corr
+
+    monkeypatch.setenv("SUPABASE_READ_KEY", "not-a-key-" + READ_KEY)
+    capsys.readouterr()
+    assert main(["runs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("epochwatch runs: cannot read training_runs from Supabase: ") and "PGRST301" in err
+    assert READ_KEY not in err and stub.url not in err and err.count("\n") == 1
+    monkeypatch.setenv("SUPABASE_READ_KEY", READ_KEY)
 
     # The read key reads, and cannot write.
     from watcher.publish.supabase import DeliveryError, SupabaseSink, run_row

@@ -20,7 +20,8 @@ from watcher.store import Store
 def _source(args: Namespace) -> str:
     from watcher.commands.runs import choose_source
 
-    return choose_source(args.source, bool(getattr(args, "store", None)) or bool(args.config))
+    local = bool(getattr(args, "store", None)) or bool(args.config)
+    return choose_source(args.source, local and not getattr(args, "run", None))  # --run: Supabase
 
 
 def _remote_runs() -> list[RunHistory]:
