@@ -289,3 +289,24 @@ def test_plan_rules_equal_the_configs_defaults() -> None:
     from watcher.config import default_criteria
 
     assert tuple(Rule.from_config(c) for c in default_criteria()) == PLAN_RULES
+
+
+def test_decisions_round_trip_through_json_the_state_db_and_a_supabase_row(tmp_path: Path) -> None:
+    import json
+
+    from watcher.publish.supabase import epoch_row
+
+    history = run([0.0, 0.75, 0.0, 0.25])
+    decisions = decide(PLAN_RULES, history, 4)
+    as_json = json.loads(json.dumps([d.to_dict() for d in decisions]))
+    assert [Decision.from_dict(d) for d in as_json] == decisions
+    row = epoch_row("R", 4, {"aggregate": {}, "checkpoint": {}, "decisions": as_json}, None, "stop")
+    assert [Decision.from_dict(d) for d in row["metrics"]["decisions"]] == decisions
+    with Store(tmp_path / "state.db") as store:
+        for d in decisions:
+            store.save_decision("R", 4, None, d.to_dict())
+        stored = {d["criterion"]: d for d in store.decisions("R", 4)}
+    gate = Decision.from_dict(stored[GATE])
+    assert gate == by_name(decisions)[GATE] and gate.stops and gate.alert_kind == "stop_decision"
+    osc = by_name(decisions)[STABLE]
+    assert osc.outcome == "fail" and osc.alert_kind == "oscillation"  # by mode, not by name

@@ -3,15 +3,13 @@
 Errors are one line naming the file, the line and the dotted key
 (`config.toml:12: model.steps: Input should be a valid integer`). tomllib reports no
 positions for valid TOML, so `KeyLines` re-scans the text to find where each key was set.
-Also here: the kohya `--config_file` reader (sections flattened, as sd-scripts does). The line
-finder lives in `watcher.tomllines`, the kohya prompt-file format in `watcher.prompts`,
+The kohya `--config_file` reader lives in `watcher.kohya`, the line finder in
+`watcher.tomllines`, the kohya prompt-file format in `watcher.prompts`,
 `ConfigError` in `watcher.errors` (re-exported here).
 """
 
 from __future__ import annotations
 
-import re
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, TypeVar
 
@@ -28,69 +26,12 @@ from pydantic import (
 from evaluators.aggregate import judgeable_metrics
 from evaluators.prompt import malformed_hex, parse_prompt
 from watcher.errors import ConfigError
+from watcher.kohya import kohya_network_arg, load_kohya, load_kohya_config  # noqa: F401 - API
 
 # Re-exported: the prompt types and ConfigError are part of this module's API.
 from watcher.prompts import PromptDefaults, SamplePrompt, parse_prompt_file  # noqa: F401
 from watcher.rules import ACTIONS, COMPARISONS, METRICS, MODES, ON_MISSING, PLAN_RULES, Rule
-from watcher.tomllines import KeyLines, Loc, dotted_key
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
-
-def _read_toml(path: Path, what: str) -> tuple[dict[str, Any], str]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
-    try:
-        return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"at line (\d+)", str(exc))
-        where = f"{path}:{m.group(1)}" if m else str(path)
-        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
-
-
-# ----------------------------------------------------------------------------- kohya
-
-
-def _load_kohya(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    data, text = _read_toml(path, "kohya config")
-    lines = KeyLines(text)
-    flat: dict[str, Any] = {}
-    where: dict[str, int] = {}
-    # sd-scripts flattens exactly one level of sections; a later duplicate wins, as there.
-    for section, value in data.items():
-        if isinstance(value, dict):
-            for key, item in value.items():
-                flat[key] = item
-                where[key] = lines.find((section, key)) or 0
-        else:
-            flat[section] = value
-            where[section] = lines.find((section,)) or 0
-    return flat, where
-
-
-def load_kohya_config(path: Path | str) -> dict[str, Any]:
-    """A kohya `--config_file` TOML as sd-scripts sees it: sections flattened to option names."""
-    return _load_kohya(Path(path))[0]
-
-
-def kohya_network_arg(kohya: dict[str, Any], name: str) -> str | None:
-    """Value of `name=value` in kohya's `network_args` list (e.g. conv_dim), or None."""
-    args = kohya.get("network_args") or []
-    for item in args if isinstance(args, list) else [args]:
-        key, sep, value = str(item).partition("=")
-        if sep and key.strip() == name:
-            return value.strip()
-    return None
-
+from watcher.tomllines import KeyLines, Loc, dotted_key, read_toml
 
 # ----------------------------------------------------------------------------- schema
 
@@ -426,7 +367,7 @@ def _from_kohya(
 def load_config(path: Path | str) -> WatchConfig:
     """Read, validate and complete one watcher config (see docs/INTERFACES.md)."""
     path = Path(path)
-    data, text = _read_toml(path, "config file")
+    data, text = read_toml(path, "config file")
     lines = KeyLines(text)
     try:
         raw = _ConfigFile.model_validate(data)
@@ -452,7 +393,7 @@ def load_config(path: Path | str) -> WatchConfig:
         kohya_path = _absolute(base, run.kohya_config)
         if not kohya_path.is_file():
             raise fail(("run", "kohya_config"), f"file not found: {kohya_path}")
-        kohya, where = _load_kohya(kohya_path)
+        kohya, where = load_kohya(kohya_path)
         updates["kohya_config"] = kohya_path
         if run.output_dir is None:
             out = _from_kohya(kohya, where, kohya_path, "output_dir", str)

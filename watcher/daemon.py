@@ -28,6 +28,7 @@ from watcher import logs
 from watcher.config import ConfigError, WatchConfig, load_config
 from watcher.detect import CheckpointDetector
 from watcher.epoch import EpochPath
+from watcher.evaluate import WarmPipeline
 from watcher.health import EpochClock
 from watcher.pipeline import LoraLoadError, SamplePipeline  # torch itself loads in load()
 from watcher.publish.publisher import Publisher
@@ -59,8 +60,11 @@ class Daemon:
     clock: EpochClock
 
     def __init__(self, cfg: WatchConfig, *, until_trainer_exits: bool = False,
-                 once: bool = False) -> None:
+                 once: bool = False, pipeline: WarmPipeline | None = None) -> None:
+        """`pipeline`: the renderer to use instead of a `SamplePipeline` built from the config
+        (tests pass `watcher.testing.FakePipeline`)."""
         self.cfg = cfg
+        self._given_pipeline = pipeline
         self.run_name: str = cfg.run.name
         self.until_trainer_exits = until_trainer_exits
         self.once = once
@@ -123,8 +127,9 @@ class Daemon:
         self.path.start()
 
         self.notifier.status("loading pipeline")
-        self.pipeline = SamplePipeline(cfg.base_model, device=cfg.model.device,
-                                       dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
+        self.pipeline: WarmPipeline = self._given_pipeline or SamplePipeline(
+            cfg.base_model, device=cfg.model.device, dtype=cfg.model.dtype,
+            scheduler=cfg.model.scheduler)
         self.pipeline.load()
         self.log.info("pipeline loaded", base=str(cfg.model.base), device=str(self.pipeline.device))
         self.settler = Settler(cfg.output_dir, cfg.output_name, cfg.max_train_epochs,
@@ -274,9 +279,9 @@ class Daemon:
         epoch = checkpoint.epoch if checkpoint.epoch is not None else 0
         log = self.log.bind(epoch=epoch)
         try:
-            # The flag first: once the state says "evaluating", SIGTERM abandons it.
+            # The flag first: once the state says "evaluating" (path.evaluate marks it),
+            # SIGTERM abandons it.
             self._evaluating = True
-            self.store.mark_checkpoint(checkpoint.id, "evaluating")
             self._heartbeat("evaluating")
             evaluation = self.path.evaluate(self.pipeline, checkpoint,
                                             heartbeat=self.notifier.watchdog)

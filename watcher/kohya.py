@@ -1,4 +1,6 @@
-"""kohya-ss (sd-scripts `networks.lora`) LoRA file format: the one module that knows it.
+"""kohya-ss (sd-scripts) file formats: the one module that knows them (the sample-prompt
+format is `watcher.prompts`). The training `--config_file` (`load_kohya`: sections flattened as
+sd-scripts does, `kohya_network_arg`), and the LoRA file (`networks.lora`):
 
 Key rules (used by settle to accept a file, by the pipeline to load it, by simtrain to write
 one): `<module>.lora_down.weight`, `<module>.lora_up.weight`, `<module>.alpha`, where
@@ -27,6 +29,8 @@ import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from watcher.tomllines import KeyLines, read_toml
 
 if TYPE_CHECKING:
     import torch
@@ -315,3 +319,39 @@ def check_fits(tensor_shapes: Mapping[str, Iterable[int]], targets: Mapping[str,
         "text_encoder": sum(1 for n in modules if is_text_encoder_module(n)),
     }
     return counts
+
+
+# ----------------------------------------------------------------------------- training config
+
+
+def load_kohya(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """A kohya `--config_file` flattened, and the line each option was set on."""
+    data, text = read_toml(path, "kohya config")
+    lines = KeyLines(text)
+    flat: dict[str, Any] = {}
+    where: dict[str, int] = {}
+    # sd-scripts flattens exactly one level of sections; a later duplicate wins, as there.
+    for section, value in data.items():
+        if isinstance(value, dict):
+            for key, item in value.items():
+                flat[key] = item
+                where[key] = lines.find((section, key)) or 0
+        else:
+            flat[section] = value
+            where[section] = lines.find((section,)) or 0
+    return flat, where
+
+
+def load_kohya_config(path: Path | str) -> dict[str, Any]:
+    """A kohya `--config_file` TOML as sd-scripts sees it: sections flattened to option names."""
+    return load_kohya(Path(path))[0]
+
+
+def kohya_network_arg(kohya: dict[str, Any], name: str) -> str | None:
+    """Value of `name=value` in kohya's `network_args` list (e.g. conv_dim), or None."""
+    args = kohya.get("network_args") or []
+    for item in args if isinstance(args, list) else [args]:
+        key, sep, value = str(item).partition("=")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None
