@@ -127,3 +127,27 @@ def test_host_description(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
                     "results_location": f"pod-9:{repo / 'runs' / 'R'}",
                     "results_remote": "https://github.com/team/results.git"}
     assert host_mod.describe("cpu", repo, repo, "no-such-remote")["results_remote"] is None
+
+
+def test_baselines_survive_the_trip_through_supabase_rows(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from watcher.report.baselines import load_baselines, supabase_rows
+    from watcher.report.remote import records_from_rows
+
+    bases = load_baselines()
+    assert len(bases) >= 2
+    for base in bases:
+        run, epochs = supabase_rows(base)
+        assert run["kind"] == "baseline" and run["status"] == "finished"
+        wire = json.loads(json.dumps([run])), json.loads(json.dumps(epochs))  # as PostgREST sends
+        (back,) = records_from_rows(*wire)
+        h = back.history
+        assert (h.name, h.kind, h.notes) == (base.name, "baseline", base.notes)
+        assert h.flat_params() == base.flat_params()
+        assert h.epochs == base.epochs and h.stated_outcomes == base.stated_outcomes
+        assert summary(back)["decision"] == base.stated_outcomes["verdict"]
+    monkeypatch.delenv("SUPABASE_URL", raising=False)
+    monkeypatch.delenv("SUPABASE_KEY", raising=False)
+    assert main(["baselines", "push"]) == 2
+    assert capsys.readouterr().err.strip() == ("epochwatch baselines: Supabase is not configured: "
+                                               "set SUPABASE_URL and SUPABASE_KEY (service key)")
