@@ -27,6 +27,8 @@ HANDLERS: dict[str, str] = {
     "analyze": "watcher.commands.analyze",
     "review": "watcher.commands.review",
     "replay": "watcher.commands.replay",
+    "runs": "watcher.commands.runs",
+    "baselines": "watcher.commands.baselines",
     "build-tiny-model": "watcher.commands.build_tiny_model",
     "serve": "watcher.serve.cli",
 }
@@ -88,14 +90,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="cross-run analysis")
     asub = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
+    source_help = ("state stores, or every run in Supabase (default: supabase when "
+                   "SUPABASE_URL is set and no --config/--store is given)")
     a = asub.add_parser("correlations", help="tracked parameters against outcomes")
     a.add_argument("--config", help="any run's config (locates the store); default: all stores given")
     a.add_argument("--store", action="append", default=[], help="extra state databases")
+    a.add_argument("--source", choices=("local", "supabase"), help=source_help)
     a = asub.add_parser("root-cause", help="findings from the epoch timeline")
-    a.add_argument("--config", required=True)
+    a.add_argument("--config", help="the run's config (required for --source local)")
+    a.add_argument("--run", help="the run's name in Supabase (default: the config's run)")
+    a.add_argument("--source", choices=("local", "supabase"), help=source_help)
     a = asub.add_parser("hypotheses", help="the next experiments")
-    a.add_argument("--config", required=True)
+    a.add_argument("--config", help="the run's config (required for --source local)")
+    a.add_argument("--run", help="the run's name in Supabase (default: the config's run)")
+    a.add_argument("--source", choices=("local", "supabase"), help=source_help)
     a.add_argument("--write-config", metavar="OUT.toml")
+
+    p = sub.add_parser("runs", help="every run, from state stores or Supabase")
+    p.add_argument("--config", action="append", default=[], help="a run's config (repeatable)")
+    p.add_argument("--source", choices=("local", "supabase"), default=None,
+                   help="default: local with --config, else supabase when SUPABASE_URL is set")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("baselines", help="the baseline runs of configs/baselines/")
+    bsub = p.add_subparsers(dest="baselines_action", required=True, metavar="ACTION")
+    b = bsub.add_parser("push", help="send them to Supabase once (needs the service key)")
+    b.add_argument("--dir", help="baselines folder (default: configs/baselines)")
 
     p = sub.add_parser("review", help="record a person's scores for an epoch")
     p.add_argument("--config", required=True)

@@ -1,5 +1,6 @@
 """`epochwatch analyze correlations|root-cause|hypotheses`: cross-run analysis over the state
-stores and the baselines in configs/baselines/."""
+stores and the baselines in configs/baselines/ (`--source local`), or over every run and
+baseline in Supabase (`--source supabase`: the runs of many hosts meet there)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,29 @@ from watcher.config import WatchConfig
 from watcher.report.baselines import BaselineError, load_baselines
 from watcher.report.history import RunHistory, load_run, load_store
 from watcher.store import Store
+
+
+def _source(args: Namespace) -> str:
+    from watcher.commands.runs import choose_source
+
+    local = bool(getattr(args, "store", None)) or bool(args.config)
+    return choose_source(args.source, local and not getattr(args, "run", None))  # --run: Supabase
+
+
+def _remote_runs() -> list[RunHistory]:
+    """Every run and baseline in Supabase, runs by name then baselines by name. Baselines not
+    pushed yet (`epochwatch baselines push`) come from the local files, with a note."""
+    import sys
+
+    from watcher.commands.runs import supabase_records
+    from watcher.report.runs import sort_records
+
+    every = [r.history for r in sort_records(supabase_records())]
+    if not any(h.kind == "baseline" for h in every):
+        print("note: no baselines in Supabase (run `epochwatch baselines push` once); "
+              "using configs/baselines/", file=sys.stderr)
+        every += sorted(_baselines(), key=lambda r: r.name)
+    return every
 
 
 def _baselines() -> list[RunHistory]:
@@ -39,6 +63,13 @@ def correlations(args: Namespace) -> int:
     from watcher.report.analysis import correlations as correlate
     from watcher.report.analysis import render_correlations
 
+    every = _remote_runs() if _source(args) == "supabase" else _local_runs(args)
+    print(render_correlations(every, correlate(every)))
+    return 0
+
+
+def _local_runs(args: Namespace) -> list[RunHistory]:
+    """The runs of the stores given, by name, then the baselines (the order Supabase gives)."""
     paths = [Path(p) for p in args.store]
     if args.config:
         paths.insert(0, load(args.config).state_db)
@@ -54,17 +85,33 @@ def correlations(args: Namespace) -> int:
             if run.name in runs:
                 raise CommandError(f"run {run.name} is in two stores ({runs[run.name].source}, {path})")
             runs[run.name] = run
-    for base in _baselines():
-        runs.setdefault(base.name, base)
-    every = list(runs.values())
-    print(render_correlations(every, correlate(every)))
-    return 0
+    every = sorted(runs.values(), key=lambda r: r.name)
+    return every + sorted((b for b in _baselines() if b.name not in runs), key=lambda r: r.name)
+
+
+def _the_run(args: Namespace) -> tuple[WatchConfig | None, RunHistory]:
+    """The run to analyse: from its state store, or by name (--run, else the config's) from
+    Supabase."""
+    cfg = load(args.config) if args.config else None
+    if _source(args) == "local":
+        if cfg is None:
+            raise CommandError("give --config FILE (or --source supabase --run NAME)")
+        return cfg, _this_run(cfg)
+    name = args.run or (cfg.run.name if cfg else None)
+    if not name:
+        raise CommandError("give --run NAME or --config FILE")
+    from watcher.commands.runs import supabase_records
+
+    found = next((r.history for r in supabase_records() if r.history.name == name), None)
+    if found is None:
+        raise CommandError(f"run {name} is not in Supabase")
+    return cfg, found
 
 
 def root_cause(args: Namespace) -> int:
     from watcher.report.rootcause import render_findings, root_cause
 
-    run = _this_run(load(args.config))
+    _, run = _the_run(args)
     print(render_findings(run, root_cause(run)))
     return 0
 
@@ -106,12 +153,18 @@ def hypotheses(args: Namespace) -> int:
     from watcher.report.hypotheses import branch, hypotheses, render_hypotheses
     from watcher.report.rootcause import root_cause
 
-    cfg = load(args.config)
-    run = _this_run(cfg)
+    cfg, run = _the_run(args)
     findings = root_cause(run)
-    items = hypotheses(run, findings, dict(cfg.kohya), _baselines())
+    if _source(args) == "supabase":
+        bases = [h for h in _remote_runs() if h.kind == "baseline"]
+    else:
+        bases = _baselines()
+    kohya = dict(cfg.kohya) if cfg is not None else {}
+    items = hypotheses(run, findings, kohya, bases)
     print(render_hypotheses(run, branch(run, findings), items))
     if args.write_config:
+        if cfg is None:
+            raise CommandError("--write-config needs --config FILE (the run's kohya config)")
         _write_config(cfg, run, items, Path(args.write_config))
     return 0
 

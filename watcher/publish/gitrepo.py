@@ -39,10 +39,12 @@ class PushResult:
 
 
 class ResultsRepo:
-    def __init__(self, path: Path, remote: str = "", lock_timeout_s: float = 60.0) -> None:
+    def __init__(self, path: Path, remote: str = "", lock_timeout_s: float = 60.0,
+                 push_timeout_s: float = 120.0) -> None:
         self.path = Path(path)
         self.remote = remote
         self.lock_timeout_s = lock_timeout_s
+        self.push_timeout_s = push_timeout_s  # a remote that stops answering mid-push
 
     @contextmanager
     def _repo(self) -> Iterator[git.Repo]:
@@ -104,7 +106,8 @@ class ResultsRepo:
             return PushResult(True, "no remote configured")
         with self._repo() as repo:
             try:
-                infos = repo.remote(self.remote).push(repo.active_branch.name)
+                infos = repo.remote(self.remote).push(repo.active_branch.name,
+                                                      kill_after_timeout=self.push_timeout_s)
             except (ValueError, git.GitCommandError) as exc:
                 return PushResult(False, f"push to {self.remote} failed: {exc}")
             bad = [i for i in infos if i.flags & (i.ERROR | i.REJECTED | i.REMOTE_REJECTED | i.REMOTE_FAILURE)]

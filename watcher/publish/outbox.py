@@ -1,6 +1,9 @@
 """The outbox worker: delivers what the daemon queued in the state database.
 
-Channels: "alert" (apprise), "supabase" (row upserts), "storage" (contact sheet uploads).
+Channels: "alert" (apprise), "supabase" (row upserts), "storage" (contact sheet uploads),
+"git" (pushes of the results repository to `[results] remote`: one push sends every commit
+queued before it; the daemon runs a second worker for this channel alone, so a push that
+hangs on a dead remote never holds up Supabase or alerts).
 Per channel, items go out in the order they were queued; an item that fails blocks the ones
 behind it until it is delivered, and is retried with exponential backoff (tenacity's wait
 strategies, capped). The queue lives in SQLite, so nothing is lost across outages or daemon
@@ -38,8 +41,10 @@ class OutboxWorker:
         alert_max_attempts: int = 20,
         batch_size: int = 50,
         idle_poll_s: float = 30.0,
+        git: Any | None = None,
     ) -> None:
         self.run = run
+        self.git = git  # has push() -> PushResult (watcher.publish.gitrepo.ResultsRepo)
         self.supabase = supabase
         self.alerts = alerts
         self.min_alert_interval_s = float(min_alert_interval_s)
@@ -104,6 +109,7 @@ class OutboxWorker:
 
     def _channels(self) -> list[str]:
         chans = ["alert"] if self.alerts is not None else []
+        chans += ["git"] if self.git is not None else []
         return chans + (["supabase", "storage"] if self.supabase is not None else [])
 
     def _next_delay(self) -> float:
@@ -129,6 +135,8 @@ class OutboxWorker:
             delivered = 0
             if self.alerts is not None:
                 delivered += self._drain_alerts()
+            if self.git is not None:
+                delivered += self._drain_git(self.git)
             if self.supabase is not None:
                 delivered += self._drain_supabase(self.supabase)
                 delivered += self._drain_storage(self.supabase)
@@ -206,6 +214,21 @@ class OutboxWorker:
             delivered += len(batch)
             self.log.info("outbox.delivered", channel="supabase", table=p["table"], rows=len(batch))
         return delivered
+
+    def _drain_git(self, repo: Any) -> int:
+        """One push for every commit queued so far (a push sends the branch with all of them).
+        A failure keeps them queued with backoff; they are never dropped: git refuses
+        nothing for good that a person cannot fix (a rejected push waits for them)."""
+        items = self._store.due("git", 10_000)
+        if not items or self._stop.is_set():
+            return 0
+        result = repo.push()
+        if not result.ok:
+            self._failed(items, DeliveryError(result.detail), "git")  # redacted there
+            return 0
+        self._delivered(items)
+        self.log.info("outbox.delivered", channel="git", commits=len(items))
+        return len(items)
 
     def _drain_storage(self, sink: SupabaseSink) -> int:
         delivered = 0

@@ -12,6 +12,7 @@ from watcher.config import WatchConfig
 from watcher.decide import EpochRecord, verdict
 from watcher.evaluate import EpochEvaluation
 from watcher.publish import alerts as alert_mod
+from watcher.publish import host as host_mod
 from watcher.publish import supabase as supabase_mod
 from watcher.publish.gitrepo import GitPublishError, ResultsRepo
 from watcher.publish.outbox import OutboxWorker
@@ -64,6 +65,24 @@ class Publisher:
             min_alert_interval_s=cfg.alerts.min_interval_s,
             backoff_max_s=cfg.supabase.retry_max_s,
         )
+        # Pushes to [results] remote go through the durable outbox too, in a worker of their
+        # own: a remote that is down (for minutes or days) never blocks evaluation, and every
+        # commit is pushed once it is back, even across daemon restarts.
+        self.pusher = OutboxWorker(
+            cfg.state_db, self.run, supabase=None, alerts=None,
+            git=repo if cfg.results.remote else None,
+            backoff_max_s=cfg.supabase.retry_max_s,
+        ) if cfg.results.remote else None
+        self._host: dict[str, Any] | None = None
+
+    @property
+    def host(self) -> dict[str, Any]:
+        """Host, GPU and results location, sent with every row (asked once per daemon)."""
+        if self._host is None:
+            self._host = host_mod.describe(self.cfg.model.device, self.cfg.run_results_dir,
+                                           self.cfg.results_repo, self.cfg.results.remote)
+            host_mod.record(self.store.conn, self._host)
+        return self._host
 
     def start(self) -> None:
         # The run's recorded state, not "running": a daemon restarted after the run ended
@@ -71,17 +90,23 @@ class Publisher:
         row = self.store.run_row(self.run) or {}
         status = str(row["status"]) if row.get("status") in supabase_mod.RUN_STATUSES else "running"
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
-                                 verdict=row.get("verdict"), best_epoch=row.get("best_epoch"))
+                                 verdict=row.get("verdict"), best_epoch=row.get("best_epoch"),
+                                 host=self.host)
         self.worker.start()
+        if self.pusher is not None:
+            self.pusher.start()
 
     def stop(self) -> None:
         self.worker.stop(timeout=5.0)
+        if self.pusher is not None:
+            self.pusher.stop(timeout=5.0)
 
     def flush(self) -> int:
         """One delivery pass now, in this thread (the process is about to exit); what fails
         stays queued for the next run. Returns the number of items delivered."""
         try:
-            return self.worker.drain_once()
+            pushed = self.pusher.drain_once() if self.pusher is not None else 0
+            return pushed + self.worker.drain_once()
         except Exception as exc:  # noqa: BLE001 - exiting cleanly matters more
             self.log.warning("final delivery failed", error=logs.redact(repr(exc)))
             return 0
@@ -133,12 +158,16 @@ class Publisher:
         if existing:
             commit = existing
             log.info("commit already present", commit=commit[:12])
+            self._queue_push(commit)  # a kill may have come before its push was queued
         else:
             subject = f"{self.run} epoch {epoch}: {one_line_verdict(metrics['aggregate'], decisions)}"
             body = "\n".join(f"- {d.criterion}: {d.outcome} ({d.message})" for d in decisions)
             try:
-                paths = [folder, *self._run_pictures()]
-                commit = self.repo.commit_paths(paths, subject, body or "no criteria", sha256)
+                # grid.png and curves.png are refreshed in the working tree for people looking
+                # at it, but committed only with the final report: recommitted every epoch,
+                # they made most of the repository's size (docs/multi-host.md, bench/results_size.py).
+                self._run_pictures()
+                commit = self.repo.commit_paths([folder], subject, body or "no criteria", sha256)
             except GitPublishError as exc:
                 # git's own message spans lines (a held lock comes with advice): one line here
                 message = " ".join(logs.redact(str(exc)).split())[:400]
@@ -149,22 +178,24 @@ class Publisher:
                            error=f"{message}; the commit will be retried")
                 return
             log.info("committed", commit=commit[:12])
-            push = self.repo.push()
-            if not push.ok:
-                self.store.add_event(self.run, "warning", "git_push_failed", push.detail, epoch)
-                log.warning("push failed", detail=logs.redact(push.detail))
+            self._queue_push(commit)
         self.store.set_git_commit(checkpoint_id, commit)
         supabase_mod.enqueue_epoch(self.store, self.run, epoch, metrics, commit,
-                                   decision_word(decisions))
+                                   decision_word(decisions), host=self.host)
         sheet = folder / "contact_sheet.png"
         if self.cfg.supabase.upload_contact_sheet and sheet.exists():
             supabase_mod.enqueue_contact_sheet(self.store, self.run, epoch, sheet,
                                                self.cfg.supabase.bucket)
         self.worker.wake()
 
+    def _queue_push(self, commit: str) -> None:
+        if self.pusher is not None:
+            self.store.enqueue(self.run, "git", f"push:{commit}", {"commit": commit})
+            self.pusher.wake()
+
     def _run_pictures(self) -> list[Path]:
-        """grid.png and curves.png refreshed for the commit; a plotting failure must never
-        stop the daemon, so it is logged and the epoch is committed without them."""
+        """grid.png and curves.png refreshed in the working tree; a plotting failure must
+        never stop the daemon, so it is logged and the epoch goes on without them."""
         try:
             return write_run_pictures(self.cfg, self.store)
         except Exception as exc:  # noqa: BLE001 - pictures are a courtesy, results are not
@@ -180,7 +211,7 @@ class Publisher:
         # Queued before the run is marked final (the mark is what a restarted daemon checks):
         # a kill in between repeats the announcement, it never loses it.
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
-                                 verdict=summary["verdict"], best_epoch=best)
+                                 verdict=summary["verdict"], best_epoch=best, host=self.host)
         best_metrics: Mapping[str, Any] = next((h.metrics for h in history if h.epoch == best), {})
         self.alert("run_finished", status, status=status, verdict=summary["verdict"],
                    best_epoch=best, overall_score=best_metrics.get("overall_score"),
@@ -206,8 +237,9 @@ class Publisher:
             report = write_report(self.cfg, self.store)
             paths = [report, *(report.parent / n for n in ("grid.png", "curves.png"))]
             subject = f"{self.run} report: {summary['verdict']}, best epoch {summary.get('best_epoch')}"
-            self.repo.commit_paths([p for p in paths if p.exists()], subject,
-                                   "Final report and pictures.", f"report:{self.run}")
+            commit = self.repo.commit_paths([p for p in paths if p.exists()], subject,
+                                            "Final report and pictures.", f"report:{self.run}")
+            self._queue_push(commit)
         except Exception as exc:  # noqa: BLE001 - the run's results are already committed
             self.log.warning("final report failed", error=logs.redact(repr(exc)))
 

@@ -36,6 +36,10 @@ EPOCHS_CONFLICT = "run_name,epoch"
 REVIEWS_CONFLICT = "run_name,epoch"
 RUN_STATUSES = ("running", "stopped", "finished", "failed")
 PARAM_GROUPS = ("architecture", "hyperparameters", "data", "augmentation")
+# Migration 0004: where a row was made. Sent only when known, so a row from an older daemon
+# (or a baseline) keeps whatever the table holds.
+RUN_HOST_COLUMNS = ("host", "gpu_name", "gpu_memory_mb", "results_location", "results_remote")
+EPOCH_HOST_COLUMNS = ("host", "gpu_name", "gpu_memory_mb")
 
 _HEX = re.compile(r"^#[0-9a-f]{6}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -125,9 +129,11 @@ def run_row(
     params: Mapping[str, Any],
     verdict: str | None = None,
     best_epoch: int | None = None,
+    host: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A `training_runs` row. params is the plan's "Parameters to Track" object
-    (`WatchConfig.params()`); groups other than the four known ones go to `extra_params`."""
+    (`WatchConfig.params()`); groups other than the four known ones go to `extra_params`.
+    host (`watcher.publish.host.describe`) adds the host, GPU and results columns."""
     if not run_name:
         raise ValueError("run_name must not be empty")
     if status not in RUN_STATUSES:
@@ -143,7 +149,19 @@ def run_row(
         "extra_params": extra,
         "verdict": verdict,
         "best_epoch": int(best_epoch) if best_epoch is not None else None,
+        **_host_columns(host, RUN_HOST_COLUMNS),
     })
+
+
+def _host_columns(host: Mapping[str, Any] | None, columns: Sequence[str]) -> dict[str, Any]:
+    if not host:
+        return {}
+    out = {c: host.get(c) for c in columns}
+    memory = out.get("gpu_memory_mb")
+    if "gpu_memory_mb" in out and not (isinstance(memory, int) and not isinstance(memory, bool)
+                                       and memory >= 0):
+        out["gpu_memory_mb"] = None
+    return out
 
 
 def epoch_row(
@@ -152,6 +170,7 @@ def epoch_row(
     metrics: Mapping[str, Any],
     git_commit: str | None,
     decision: str,
+    host: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An `epoch_evaluations` row from one metrics.json (shape in docs/INTERFACES.md)."""
     if isinstance(epoch, bool) or int(epoch) < 0:
@@ -190,6 +209,7 @@ def epoch_row(
         "metrics": dict(metrics),
         "git_commit": commit if _COMMIT.match(commit) else None,
         "evaluated_at": _utc_now_iso(),
+        **_host_columns(host, EPOCH_HOST_COLUMNS),
     })
 
 
@@ -205,10 +225,11 @@ def enqueue_run(
     params: Mapping[str, Any],
     verdict: str | None = None,
     best_epoch: int | None = None,
+    host: Mapping[str, Any] | None = None,
 ) -> bool:
     """Queue the run's current row. Every call is delivered, in order, so the table ends
     with the latest state even when a status returns to an earlier value."""
-    row = run_row(run_name, status, params, verdict, best_epoch)
+    row = run_row(run_name, status, params, verdict, best_epoch, host)
     key = f"{RUNS_TABLE}:{run_name}:{time.time_ns()}"
     payload = {"table": RUNS_TABLE, "on_conflict": RUNS_CONFLICT, "row": row}
     return store.enqueue(run_name, "supabase", key, payload)
@@ -221,10 +242,11 @@ def enqueue_epoch(
     metrics: Mapping[str, Any],
     git_commit: str | None,
     decision: str,
+    host: Mapping[str, Any] | None = None,
 ) -> bool:
     """Queue one epoch's row. The same content queued again (e.g. after a daemon restart)
     is not sent twice; changed content (a commit now known, a re-evaluation) is."""
-    row = epoch_row(run_name, epoch, metrics, git_commit, decision)
+    row = epoch_row(run_name, epoch, metrics, git_commit, decision, host)
     key = f"{EPOCHS_TABLE}:{run_name}:{int(epoch)}:{_digest(row, ignore=('evaluated_at',))}"
     payload = {"table": EPOCHS_TABLE, "on_conflict": EPOCHS_CONFLICT, "row": row}
     return store.enqueue(run_name, "supabase", key, payload)

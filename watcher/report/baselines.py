@@ -70,3 +70,23 @@ def load_baselines(folder: Path | None = None) -> list[RunHistory]:
     """Every `*.toml` in the baselines folder, by file name."""
     folder = BASELINES_DIR if folder is None else folder
     return [load_baseline(p) for p in sorted(folder.glob("*.toml"))]
+
+
+def supabase_rows(run: RunHistory) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A baseline as a `training_runs` row (kind 'baseline', migration 0004) and its
+    `epoch_evaluations` rows, for `epochwatch baselines push`. Reading them back
+    (`watcher.report.remote`) gives the same RunHistory as the file."""
+    from watcher.publish.supabase import _json_safe, epoch_row, run_row
+
+    outcomes = run.stated_outcomes
+    best = outcomes.get("best_epoch")
+    row = run_row(run.name, "finished", run.params, verdict=outcomes.get("verdict"),
+                  best_epoch=best if isinstance(best, int) and not isinstance(best, bool) else None)
+    row.update(_json_safe({"kind": "baseline", "notes": run.notes, "stated_outcomes": outcomes}))
+    epochs = []
+    for epoch, metrics in sorted(run.epochs.items()):
+        e = epoch_row(run.name, epoch, {"aggregate": metrics}, None, "baseline")
+        e["observations"] = str(metrics.get("note", ""))
+        e["evaluated_at"] = None  # the plan's numbers, not an evaluation made now
+        epochs.append(e)
+    return row, epochs
