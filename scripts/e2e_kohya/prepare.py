@@ -39,7 +39,7 @@ class RunSpec:
     tokenizer_cache: Path
     source: str = "render"  # render | trainer
     images: int = 4
-    repeats: int = 4
+    repeats: int = 8
     batch: int = 2
     epochs: int = 4
     stop_epoch: int = 2
@@ -143,7 +143,7 @@ def write_watcher_config(spec: RunSpec) -> Path:
     }
     rule = {"name": f"green_background_by_epoch_{spec.stop_epoch}", "metric": "background_match_rate",
             "comparison": ">=", "threshold": 0.5, "epoch": spec.stop_epoch, "mode": "by", "action": "stop"}
-    text = _toml(sections) + "[[criteria]]\n" + "\n".join(f"{k} = {_toml_value(v)}" for k, v in rule.items())
+    text = _toml(sections) + "\n[[criteria]]\n" + "\n".join(f"{k} = {_toml_value(v)}" for k, v in rule.items())
     path = spec.work / "watcher.toml"
     path.write_text("# epochwatch launch --config: the e2e run on real kohya (scripts/e2e_kohya)\n" + text + "\n")
     return path
