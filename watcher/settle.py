@@ -34,6 +34,9 @@ DTYPE_SIZES: dict[str, int] = {
     "I64": 8, "U64": 8, "F64": 8,
 }
 LORA_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+# kohya stores alpha as torch.tensor(network_alpha): an int64 scalar when a --config_file gives
+# an integer alpha and no save_precision (seen with train_network.py, sd-scripts 48d368fa).
+ALPHA_DTYPES = LORA_DTYPES | {"I32", "I64"}
 
 # kohya LoRA (networks.lora): lora_unet_*, lora_te_* (SD1/2), lora_te1_/lora_te2_ (SDXL).
 _LORA_KEY = re.compile(
@@ -298,7 +301,7 @@ def _check_lora_keys(tensors: dict[str, TensorSpec]) -> None:
         if down is None or up is None:
             raise Rejected(f"module {module!r:.80} lacks its lora_down or lora_up weight")
         for part, (dtype, shape, _) in parts.items():
-            if dtype not in LORA_DTYPES:
+            if dtype not in (ALPHA_DTYPES if part == "alpha" else LORA_DTYPES):
                 raise Rejected(f"{module}.{part} has dtype {dtype}; LoRA weights are floats")
             if part == "alpha" and len(shape) > 1:
                 raise Rejected(f"{module}.alpha has shape {list(shape)}; expected a scalar")

@@ -90,8 +90,10 @@ def check_outcome(spec: RunSpec, config: Path, env: dict[str, str], rc: int, sta
     _check(checks, "every epoch file detected once, up to the stop",
            epochs == list(range(1, stop + 1)), f"checkpoint epochs in the state DB: {epochs}")
     _check(checks, "every epoch evaluated",
-           all(e["status"] == "evaluated" and e["commit"] for e in status["epochs"]),
+           bool(status["epochs"]) and all(e["status"] == "evaluated" and e["commit"] for e in status["epochs"]),
            "; ".join(f"{e['epoch']}: {e['status']} {e['error'] or ''}".strip() for e in status["epochs"]))
+    _check(checks, "no checkpoint refused", not status["rejected"],
+           "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in status["rejected"]) or "none")
     decisions = [e["decision"] for e in status["epochs"]]
     _check(checks, "continue before the stop epoch, stop at it",
            decisions == ["continue"] * (stop - 1) + ["stop"], f"per-epoch decisions {decisions}")
