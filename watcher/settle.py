@@ -34,8 +34,8 @@ DTYPE_SIZES: dict[str, int] = {
     "I64": 8, "U64": 8, "F64": 8,
 }
 LORA_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
-# kohya stores alpha as torch.tensor(network_alpha): an int64 scalar when a --config_file gives
-# an integer alpha and no save_precision (seen with train_network.py, sd-scripts 48d368fa).
+# kohya stores alpha as torch.tensor(network_alpha): an int64 scalar without save_precision when
+# the alpha is an int (a --config_file's `network_alpha = 2`, or the default 1; sd-scripts 48d368fa).
 ALPHA_DTYPES = LORA_DTYPES | {"I32", "I64"}
 
 # kohya LoRA (networks.lora): lora_unet_*, lora_te_* (SD1/2), lora_te1_/lora_te2_ (SDXL).
