@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# ruff, then the type checker over watcher/ evaluators/ launcher/ ([tool.mypy] in pyproject.toml)
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # The suite runs hermetically (scripts/hermetic.sh): empty git configs, a throwaway HOME,
 # an explicit locale, no inherited PYTHONPATH or HF_* variables. CI runs exactly this.
@@ -56,4 +58,4 @@ e2e-kohya: setup
 	nice -n 19 $(BIN)/python scripts/e2e_kohya/run.py --sd-scripts '$(SD_SCRIPTS)' --e2e-dir '$(E2E_DIR)' --source $(E2E_SOURCE)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache build *.egg-info

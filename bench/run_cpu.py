@@ -6,6 +6,9 @@ last line. Every ratio is measured within this one run, on this machine.
     detect_latency_p50_s     checkpoint complete -> evaluation started (real daemon)
     idle_cpu_percent         daemon with nothing to do, over 30 s
     rss_growth_mb_per_epoch  daemon memory over 20 epochs of LoRA swaps
+    trainer_latency_p50_s    trainer source: last sample PNG complete -> evaluation started
+    trainer_daemon_rss_mb    trainer source: the daemon's largest RSS (no model loaded)
+    replay_images_per_s      `epochwatch replay` over 40 stand-in images, commits included
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it, befor
 
 from bench.bench_daemon import measure_daemon
 from bench.bench_pipeline import measure_warm_vs_cold
+from bench.bench_samples import measure_replay, measure_trainer_source
 from bench.bench_score import measure_score_vs_floor
 
 KEYS = ("score_vs_floor", "warm_vs_cold", "detect_latency_p50_s", "idle_cpu_percent",
-        "rss_growth_mb_per_epoch")
+        "rss_growth_mb_per_epoch", "trainer_latency_p50_s", "trainer_daemon_rss_mb",
+        "replay_images_per_s")
 
 
 def main() -> dict[str, Any]:
@@ -37,7 +42,10 @@ def main() -> dict[str, Any]:
     daemon = measure_daemon()
     figures.update({k: daemon[k] for k in ("detect_latency_p50_s", "idle_cpu_percent",
                                            "rss_growth_mb_per_epoch")})
-    details = {"score": score, "warm_vs_cold": warm, "daemon": daemon}
+    samples = {**measure_trainer_source(), **measure_replay()}
+    figures.update({k: samples[k] for k in ("trainer_latency_p50_s", "trainer_daemon_rss_mb",
+                                           "replay_images_per_s")})
+    details = {"score": score, "warm_vs_cold": warm, "daemon": daemon, "samples": samples}
     print(f"{'figure':<26} {'value':>10}")
     for key in KEYS:
         print(f"{key:<26} {figures[key]:>10}")

@@ -14,6 +14,7 @@ through the pidfd (or /proc), and a zombie whose parent has not reaped it yet co
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shlex
@@ -28,12 +29,9 @@ from typing import Any
 
 import psutil
 
+from launcher.identity import START_TIME_TOLERANCE_S
 from watcher import logs
 
-# psutil's create_time is boot time + start ticks, the same float every time it is read for
-# one process, so the slack only absorbs rounding. A wall-clock step moves the kernel's boot
-# time: a record made before the step is then refused, the safe side (logged, alerted).
-START_TIME_TOLERANCE_S = 0.05
 POLL_S = 0.05
 KILL_WAIT_S = 5.0
 
@@ -119,13 +117,11 @@ class TrainerProcess:
         """Wait for the exit (subprocess.TimeoutExpired after timeout) and say why it ended."""
         return self._note_exit(self.popen.wait(timeout))
 
-    def stop(self, grace_s: float, log: Any = None) -> StopResult:
+    def stop(self, grace_s: float, log: logs.Logger | None = None) -> StopResult:
         return stop_group(self.pid, self.pgid, self.start_time, grace_s, log=log)
 
     def record(self) -> dict[str, Any]:
         """Fields for `Store.set_trainer`."""
-        import json
-
         return {"pid": self.pid, "pgid": self.pgid, "start_time": self.start_time,
                 "command_json": json.dumps(self.argv), "cwd": str(self.cwd),
                 "log_path": str(self.log_path), "state": "running", "started_at": self.start_time}
@@ -163,21 +159,6 @@ def spawn(argv: Sequence[str], cwd: str | Path, log_path: str | Path,
     # Our unreaped child stays in /proc even if it has already exited.
     start_time = psutil.Process(popen.pid).create_time()
     return TrainerProcess(popen, args, folder, log_file, start_time)
-
-
-def _start_time_matches(proc: psutil.Process, start_time: float) -> bool:
-    return abs(proc.create_time() - start_time) <= START_TIME_TOLERANCE_S
-
-
-def identity_matches(pid: int | None, start_time: float | None) -> bool:
-    """True when `pid` is alive (not a zombie) and is the process that started at `start_time`."""
-    if not pid or pid <= 0 or start_time is None:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        return _start_time_matches(proc, start_time) and proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
 
 
 def group_members(pgid: int) -> list[int]:
@@ -267,7 +248,7 @@ def _wait_group_gone(pidfd: int | None, pid: int, pgid: int, timeout_s: float,
             return False, leader_gone
 
 
-def stop_group(pid: int, pgid: int, start_time: float, grace_s: float, log: Any = None,
+def stop_group(pid: int, pgid: int, start_time: float, grace_s: float, log: logs.Logger | None = None,
                *, kill_wait_s: float = KILL_WAIT_S) -> StopResult:
     """SIGTERM the trainer's process group, wait up to grace_s, then SIGKILL what is left.
 
@@ -345,7 +326,7 @@ def stop_group(pid: int, pgid: int, start_time: float, grace_s: float, log: Any 
 
 
 def stop_from_record(record: Mapping[str, Any] | None, grace_s: float,
-                     log: Any = None) -> StopResult:
+                     log: logs.Logger | None = None) -> StopResult:
     """`stop_group` on a trainer row of the state database (`Store.trainer(run)`), as the
     daemon or the launcher reads it: a missing row or field is refused, never guessed."""
     if not record:

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from launcher.kohya_lora import TE_PREFIX, UNET_PREFIX, lora_target_names, make_lora_state_dict
+from watcher.kohya import TE_PREFIX, UNET_PREFIX, lora_target_names, make_lora_state_dict
 
 if TYPE_CHECKING:
     import torch
@@ -216,7 +216,7 @@ def simulate_training(
         f"modules, dim {network_dim}, alpha {network_alpha}, epochs {start_epoch}..{epochs}",
         file=out, flush=True,
     )
-    conv = {"conv_rank": conv_dim, "conv_alpha": conv_alpha}
+    conv: dict[str, Any] = {"conv_rank": conv_dim, "conv_alpha": conv_alpha}
     direction = make_lora_state_dict(targets, network_dim, network_alpha, seed, scale, dtype=save_dtype,
                                      **conv)
     written: list[Path] = []

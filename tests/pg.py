@@ -29,6 +29,8 @@ from typing import Any
 
 import pytest
 
+from watcher.testing import PLAN_PARAMS  # noqa: F401 - re-exported for the Supabase tests
+
 
 def find_pg_bindir() -> Path | None:
     """The folder holding initdb/pg_ctl: PG_BINDIR, the newest Debian layout, or PATH."""
@@ -239,15 +241,6 @@ def sample_metrics(run: str, epoch: int, *, bg_rate: float | None = 0.25,
     }
 
 
-PLAN_PARAMS: dict[str, Any] = {
-    "run_name": "SD15_KEEP_TOKENS_3_EXPERIMENT",
-    "architecture": {"network_dim": 32, "network_alpha": 16, "conv_dim": 0},
-    "hyperparameters": {"learning_rate": 1e-4, "lr_scheduler": "cosine_with_restarts",
-                        "max_train_epochs": 10, "optimizer_type": "AdamW8bit"},
-    "data": {"num_images": 203, "caption_version": "final_corrected_lips_12hex_v1",
-             "keep_tokens": 3, "caption_dropout_rate": 0.05},
-    "augmentation": {"noise_offset": 0.05},
-}
 
 
 class PostgrestStandIn:

@@ -45,6 +45,9 @@ FACTS_BY_KIND = {
     "stop_refused": dict(epoch=4, error="stop refused: pid 4242 is not the trainer we started"),
     "epoch_overdue": dict(epoch=5, overdue_minutes=24.0, expected_minutes=11.0),
     "evaluation_error": dict(epoch=2, error="RuntimeError: CUDA out of memory\nTraceback ..."),
+    "cannot_judge": dict(epoch=4, criterion="green_background_by_epoch_4", metric="background_match_rate",
+                         message="green_background_by_epoch_4: cannot judge: background_match_rate "
+                                 "has no value (null: nothing to measure it on) -> alert"),
     "run_finished": dict(verdict="production candidate", best_epoch=7, visual_score=8.6,
                          style_score=8.9, prompt_score=8.1, overall_score=8.53,
                          commit="fedcba9876543210"),
@@ -60,6 +63,8 @@ EXPECTED = {  # kind -> (words in the title, words in the body)
     "stop_refused": (["Stop REFUSED", "epoch 4"], ["stop it by hand", "pid 4242 is not the trainer"]),
     "epoch_overdue": (["Epoch overdue", "epoch 5"], ["24 min", "every 11 min"]),
     "evaluation_error": (["Evaluation error", "epoch 2"], ["CUDA out of memory"]),
+    "cannot_judge": (["Cannot judge green_background_by_epoch_4", "epoch 4"],
+                     ["background_match_rate has no value"]),
     "run_finished": (["Run finished", "production candidate", "best epoch 7"],
                      ["overall 8.5", "Commit fedcba987654"]),
 }

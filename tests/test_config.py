@@ -17,27 +17,11 @@ from watcher.config import (
     load_kohya_config,
     parse_prompt_file,
 )
+from watcher.testing import PLAN_PARAMS
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "configs" / "SD15_KEEP_TOKENS_3_EXPERIMENT"
 
-PLAN_PARAMS = {  # NEXT_TRAINING_RUN_PLAN.md, "Parameters to Track"
-    "run_name": "SD15_KEEP_TOKENS_3_EXPERIMENT",
-    "architecture": {"network_dim": 32, "network_alpha": 16, "conv_dim": 0},
-    "hyperparameters": {
-        "learning_rate": 1e-4,
-        "lr_scheduler": "cosine_with_restarts",
-        "max_train_epochs": 10,
-        "optimizer_type": "AdamW8bit",
-    },
-    "data": {
-        "num_images": 203,
-        "caption_version": "final_corrected_lips_12hex_v1",
-        "keep_tokens": 3,
-        "caption_dropout_rate": 0.05,
-    },
-    "augmentation": {"noise_offset": 0.05},
-}
 
 MINIMAL = """\
 [run]
@@ -335,6 +319,7 @@ def test_inline_prompts_expand_over_seeds(tmp_path: Path) -> None:
         'steps = 10\nguidance_scale = 6.0\n'
         '[sampling]\nprompts_file = "p.txt"\nseeds = [1, 2]\nnegative_prompt = "bad"\n'
         'prompts = [ { text = "inline (#ff0000)" }, { text = "fixed", seed = 5, cfg = 3, negative = "" } ]\n'
+        '[[criteria]]\nname = "q"\nmetric = "overall_score"\nthreshold = 8\nepoch = 7\n'
     )  # fmt: skip
     cfg = load_config(write(tmp_path, "w.toml", text))
     assert cfg.prompts() == [
@@ -379,3 +364,58 @@ def test_outbox_retry_cap_is_configurable_and_checked(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "plain.toml", MINIMAL)).supabase.retry_max_s == 300.0
     bad = write(tmp_path, "bad.toml", MINIMAL + "\n[supabase]\nretry_max_s = 0\n")
     assert config_error(bad).startswith(f"{bad}:11: supabase.retry_max_s: Input should be greater than 0")
+
+
+# --------------------------------------------------------------------- prompts and rules at load
+
+
+def test_a_malformed_hex_code_is_refused_naming_the_prompt_and_position(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "[sampling]\n"
+        'prompts = [ { text = "pixel art, solid green background (#00gg00)" } ]\n'
+    )  # fmt: skip
+    cfg = write(tmp_path, "h.toml", text)
+    assert config_error(cfg) == (
+        f"{cfg}:10: sampling.prompts[0].text: malformed colour code '#00gg00' at character 36 "
+        "of prompt 'pixel art, solid green background (#00gg00)'")
+    write(tmp_path, "p.txt", "ok (#00ff00) background\nhair (#12345), green background (#00ff00)\n")
+    cfg = write(tmp_path, "f.toml", MINIMAL + '[sampling]\nprompts_file = "p.txt"\n')
+    assert config_error(cfg) == (
+        f"{tmp_path / 'p.txt'}: malformed colour code '#12345' at character 7 of prompt "
+        "'hair (#12345), green background (#00ff00)'")
+
+
+def test_a_rule_no_prompt_can_judge_is_refused(tmp_path: Path) -> None:
+    prompts = '[sampling]\nprompts = [ { text = "pixel art, pink hair (#ff66cc)" } ]\n'
+    rule = ('[[criteria]]\nname = "bg"\nmetric = "background_match_rate"\nthreshold = 0.5\n'
+            'epoch = 4\naction = "stop"\n')
+    cfg = write(tmp_path, "r.toml", MINIMAL + prompts + rule)
+    assert config_error(cfg) == (
+        f"{cfg}:13: criteria[0].metric: criterion 'bg' needs background_match_rate, and no "
+        "sample prompt names what it judges (e.g. a background colour); add such a prompt or "
+        "drop the rule")
+    # The plan's default rules need a background too: said, pointing at the prompts.
+    cfg = write(tmp_path, "d.toml", MINIMAL + prompts)
+    message = config_error(cfg)
+    assert message.startswith(f"{cfg}:9: sampling: criterion 'green_background_by_epoch_4' needs")
+    assert message.endswith("(it is one of the plan's default criteria: list [[criteria]] to choose others)")
+    # A rule the prompts can judge loads, with on_missing carried into the rule.
+    ok = rule.replace("background_match_rate", "overall_score") + 'on_missing = "stop"\n'
+    loaded = load_config(write(tmp_path, "ok.toml", MINIMAL + prompts + ok))
+    assert [(r.name, r.on_missing) for r in loaded.rules()] == [("bg", "stop")]
+    bad = write(tmp_path, "m.toml", MINIMAL + prompts + ok.replace('on_missing = "stop"',
+                                                                   'on_missing = "later"'))
+    assert "criteria[0].on_missing: Input should be 'alert' or 'stop'" in config_error(bad)
+
+
+def test_colour_match_settings_are_validated(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "a.toml", MINIMAL)).evaluation.scoring_kwargs() == {
+        "colour_match": "category", "exact_delta_e": 10.0}
+    cfg = load_config(write(tmp_path, "b.toml", MINIMAL + (
+        '[evaluation]\ncolour_match = "exact"\nexact_delta_e = 5.5\n')))
+    assert (cfg.evaluation.colour_match, cfg.evaluation.exact_delta_e) == ("exact", 5.5)
+    bad = write(tmp_path, "c.toml", MINIMAL + '[evaluation]\ncolour_match = "hue"\n')
+    assert config_error(bad) == (
+        f"{bad}:10: evaluation.colour_match: Input should be 'category' or 'exact'")
+    bad = write(tmp_path, "d.toml", MINIMAL + '[evaluation]\nexact_delta_e = 0\n')
+    assert config_error(bad) == f"{bad}:10: evaluation.exact_delta_e: Input should be greater than 0"

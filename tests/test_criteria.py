@@ -12,15 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.criteria import (
-    PLAN_RULES,
-    Decision,
-    EpochRecord,
-    Rule,
-    decide,
-    decide_all,
-    verdict,
-)
+from watcher.decide import EpochRecord, decide, decide_all, verdict
+from watcher.rules import OUTCOMES, PLAN_RULES, Decision, Rule
 from watcher.store import Store
 
 GATE = "green_background_by_epoch_4"
@@ -117,19 +110,35 @@ def test_candidate_boundary_marks_8_5() -> None:
     ({"background_match_rate": "0.5"}, "not a number"),
     ({"background_match_rate": True}, "not a number"),
 ])
-def test_missing_metric_is_pending(metrics: dict[str, Any], why: str) -> None:
+def test_missing_metric_when_due_cannot_be_judged(metrics: dict[str, Any], why: str) -> None:
+    # Issue 13: never a silent "pending" once the rule is due; an alert says why.
     history = run([0.0, 0.0, 0.0]) + [EpochRecord(4, metrics)]
     decisions = by_name(decide(PLAN_RULES, history, 4))
     for name in (GATE, STABLE):
         d = decisions[name]
-        assert d.outcome == "pending" and d.action == "none" and d.value is None
+        assert d.outcome == "cannot_judge" and d.action == "alert" and d.value is None
         assert why in d.message and "background_match_rate" in d.message
         assert d.evidence["reason"] == "missing_metric"
+        assert d.alert_kind == "cannot_judge" and not d.stops
+
+
+def test_on_missing_stop_stops_when_the_metric_is_missing_at_its_epoch() -> None:
+    rule = Rule("gate", "background_match_rate", ">=", 0.5, epoch=4, on_missing="stop",
+                action="stop")
+    history = run([0.0, 0.0, 0.0, None])
+    assert decide([rule], history, 3)[0].outcome == "pending"  # not due yet: no alarm
+    d = decide([rule], history, 4)[0]
+    assert (d.outcome, d.action, d.stops) == ("cannot_judge", "stop", True)
+    assert d.message.startswith("gate: cannot judge: background_match_rate has no value")
+    assert d.message.endswith("-> stop")
+    assert verdict([rule], history)["verdict"] == "failure"
+    with pytest.raises(ValueError, match="on_missing must be one of alert, stop"):
+        Rule("x", "overall_score", ">=", 1, epoch=1, on_missing="ignore")
 
 
 def test_by_rule_missing_at_4_is_judged_at_next_epoch_with_a_value() -> None:
     history = run([0.0, 0.0, 0.0, None, 0.0, 0.0])
-    assert by_name(decide(PLAN_RULES, history, 4))[GATE].outcome == "pending"
+    assert by_name(decide(PLAN_RULES, history, 4))[GATE].outcome == "cannot_judge"
     at5 = by_name(decide(PLAN_RULES, history, 5))[GATE]
     assert at5.stops and at5.evidence["judged_at"] == 5
     assert GATE not in by_name(decide(PLAN_RULES, history, 6))
@@ -268,8 +277,9 @@ records = st.lists(st.builds(EpochRecord, st.integers(0, 12), st.dictionaries(
 def test_decide_never_crashes_and_ignores_later_epochs(
         history: list[EpochRecord], epoch: int, later: list[EpochRecord]) -> None:
     decisions = decide(PLAN_RULES, history, epoch)
-    assert all(d.outcome in ("pass", "fail", "pending", "marked") for d in decisions)
-    assert all(d.action == "none" or d.outcome in ("fail", "marked") for d in decisions)
+    assert all(d.outcome in OUTCOMES for d in decisions)
+    assert all(d.action == "none" or d.outcome in ("fail", "marked", "cannot_judge")
+               for d in decisions)
     shifted = [EpochRecord(r.epoch + epoch + 1, r.metrics) for r in later]
     assert decide(PLAN_RULES, history + shifted, epoch) == decisions
     assert verdict(PLAN_RULES, history)["verdict"] in ("success", "partial", "failure", "pending")
@@ -279,3 +289,24 @@ def test_plan_rules_equal_the_configs_defaults() -> None:
     from watcher.config import default_criteria
 
     assert tuple(Rule.from_config(c) for c in default_criteria()) == PLAN_RULES
+
+
+def test_decisions_round_trip_through_json_the_state_db_and_a_supabase_row(tmp_path: Path) -> None:
+    import json
+
+    from watcher.publish.supabase import epoch_row
+
+    history = run([0.0, 0.75, 0.0, 0.25])
+    decisions = decide(PLAN_RULES, history, 4)
+    as_json = json.loads(json.dumps([d.to_dict() for d in decisions]))
+    assert [Decision.from_dict(d) for d in as_json] == decisions
+    row = epoch_row("R", 4, {"aggregate": {}, "checkpoint": {}, "decisions": as_json}, None, "stop")
+    assert [Decision.from_dict(d) for d in row["metrics"]["decisions"]] == decisions
+    with Store(tmp_path / "state.db") as store:
+        for d in decisions:
+            store.save_decision("R", 4, None, d.to_dict())
+        stored = {d["criterion"]: d for d in store.decisions("R", 4)}
+    gate = Decision.from_dict(stored[GATE])
+    assert gate == by_name(decisions)[GATE] and gate.stops and gate.alert_kind == "stop_decision"
+    osc = by_name(decisions)[STABLE]
+    assert osc.outcome == "fail" and osc.alert_kind == "oscillation"  # by mode, not by name

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from launcher.kohya_lora import lora_target_names, make_lora_state_dict
+from watcher.kohya import lora_target_names, make_lora_state_dict
 from watcher.pipeline import (
     LoraLoadError,
     PipelineError,

@@ -19,11 +19,11 @@ import psutil
 import pytest
 import structlog.testing
 
+from launcher.identity import identity_matches
 from launcher.process import (
     SpawnError,
     TrainerProcess,
     describe_exit,
-    identity_matches,
     spawn,
     stop_from_record,
     stop_group,

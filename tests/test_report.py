@@ -25,7 +25,8 @@ from test_report_support import (
 
 from watcher.cli import main
 from watcher.config import load_config
-from watcher.report import contact_sheet, progress, review_prompts, write_report, write_run_pictures
+from watcher.prompts import review_prompts
+from watcher.report import contact_sheet, progress, write_report, write_run_pictures
 from watcher.report.pictures import BORDER, GRID_SCALE, RIGHT, WRONG
 from watcher.store import Store
 

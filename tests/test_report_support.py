@@ -15,6 +15,7 @@ from PIL import Image
 
 from watcher.criteria import PLAN_RULES, EpochRecord, decide
 from watcher.store import Store
+from watcher.testing import PLAN_PARAMS as KEEP_TOKENS_3_PARAMS  # noqa: F401 - for the report tests
 
 GREEN, PURPLE, PINK = (0, 255, 0), (128, 0, 128), (255, 102, 204)
 PROMPTS = [
@@ -23,15 +24,6 @@ PROMPTS = [
     "pixel art portrait of a girl, purple hair (#9932cc), necklace (#c0c0c0), solid green background (#00ff00)",
     "pixel art portrait of a robot, grey metal (#808080), red eyes (#ff0000), solid green background (#00ff00)",
 ]
-KEEP_TOKENS_3_PARAMS = {
-    "run_name": "SD15_KEEP_TOKENS_3_EXPERIMENT",
-    "architecture": {"network_dim": 32, "network_alpha": 16, "conv_dim": 0},
-    "hyperparameters": {"learning_rate": 1e-4, "lr_scheduler": "cosine_with_restarts",
-                        "max_train_epochs": 10, "optimizer_type": "AdamW8bit"},
-    "data": {"num_images": 203, "caption_version": "final_corrected_lips_12hex_v1",
-             "keep_tokens": 3, "caption_dropout_rate": 0.05},
-    "augmentation": {"noise_offset": 0.05},
-}
 
 
 def portrait(background: tuple[int, int, int], hair: tuple[int, int, int], cells: int = 24) -> np.ndarray:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from launcher.kohya_lora import check_fits, lora_target_names
 from launcher.simtrain import _data_hashes, simulate_training
+from watcher.kohya import check_fits, lora_target_names
 
 KEY = re.compile(r"^lora_(unet|te)_[a-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$")
 REPO = Path(__file__).resolve().parent.parent

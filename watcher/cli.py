@@ -26,6 +26,7 @@ HANDLERS: dict[str, str] = {
     "report": "watcher.commands.report",
     "analyze": "watcher.commands.analyze",
     "review": "watcher.commands.review",
+    "replay": "watcher.commands.replay",
     "build-tiny-model": "watcher.commands.build_tiny_model",
 }
 
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole loop on the embedded default (CPU, tiny model)")
     p.add_argument("--workdir", default="demo-work")
     p.add_argument("--setup-only", action="store_true", help="write DIR/config.toml and print its path")
+    p.add_argument("--replay", action="store_true",
+                   help="the continue path instead: replay 10 epochs of stand-in images (no torch)")
 
     p = sub.add_parser("simtrain", help="stand-in trainer writing kohya-format LoRA epoch files")
     p.add_argument("--config", required=True)
@@ -100,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", type=float, required=True)
     p.add_argument("--prompt", type=float, required=True)
     p.add_argument("--notes", default="")
+
+    p = sub.add_parser("replay", help="judge a past run's images epoch by epoch, as live")
+    p.add_argument("--config", required=True)
+    p.add_argument("--images", required=True, metavar="DIR",
+                   help="epoch_N/ (epoch-N, epochN, eN) folders, or kohya sample files")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("build-tiny-model", help="build the tiny SD1.5-shaped model offline")
     p.add_argument("--out", required=True)

@@ -3,16 +3,15 @@
 Errors are one line naming the file, the line and the dotted key
 (`config.toml:12: model.steps: Input should be a valid integer`). tomllib reports no
 positions for valid TOML, so `KeyLines` re-scans the text to find where each key was set.
-Also here: the kohya `--config_file` reader (sections flattened, as sd-scripts does). The line
-finder lives in `watcher.tomllines`, the kohya prompt-file format in `watcher.prompts`.
+The kohya `--config_file` reader lives in `watcher.kohya`, the line finder in
+`watcher.tomllines`, the kohya prompt-file format in `watcher.prompts`,
+`ConfigError` in `watcher.errors` (re-exported here).
 """
 
 from __future__ import annotations
 
-import re
-import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -24,66 +23,33 @@ from pydantic import (
     model_validator,
 )
 
+from evaluators.aggregate import judgeable_metrics
+from evaluators.prompt import malformed_hex, parse_prompt
+from watcher.errors import ConfigError
+from watcher.kohya import kohya_network_arg, load_kohya, load_kohya_config  # noqa: F401 - API
+
 # Re-exported: the prompt types and ConfigError are part of this module's API.
 from watcher.prompts import PromptDefaults, SamplePrompt, parse_prompt_file  # noqa: F401
-from watcher.tomllines import ConfigError, KeyLines, Loc, dotted_key
+from watcher.rules import ACTIONS, COMPARISONS, METRICS, MODES, ON_MISSING, PLAN_RULES, Rule
+from watcher.tomllines import KeyLines, Loc, dotted_key, read_toml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
-
-def _read_toml(path: Path, what: str) -> tuple[dict[str, Any], str]:
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: {what} not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
-    try:
-        return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"at line (\d+)", str(exc))
-        where = f"{path}:{m.group(1)}" if m else str(path)
-        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+# sd-scripts' defaults for tracked options a kohya config may leave out (optimizer_type:
+# kohya_optimizer).
+KOHYA_DEFAULTS: dict[str, Any] = {"lr_scheduler": "constant"}
 
 
-# ----------------------------------------------------------------------------- kohya
+def kohya_optimizer(kohya: dict[str, Any]) -> str:
+    """The optimizer kohya trains with: optimizer_type, else what its older flags pick."""
+    if kohya.get("optimizer_type"):
+        return str(kohya["optimizer_type"])
+    if kohya.get("use_8bit_adam"):
+        return "AdamW8bit"
+    return "Lion" if kohya.get("use_lion_optimizer") else "AdamW"
 
 
-def _load_kohya(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    data, text = _read_toml(path, "kohya config")
-    lines = KeyLines(text)
-    flat: dict[str, Any] = {}
-    where: dict[str, int] = {}
-    # sd-scripts flattens exactly one level of sections; a later duplicate wins, as there.
-    for section, value in data.items():
-        if isinstance(value, dict):
-            for key, item in value.items():
-                flat[key] = item
-                where[key] = lines.find((section, key)) or 0
-        else:
-            flat[section] = value
-            where[section] = lines.find((section,)) or 0
-    return flat, where
-
-
-def load_kohya_config(path: Path | str) -> dict[str, Any]:
-    """A kohya `--config_file` TOML as sd-scripts sees it: sections flattened to option names."""
-    return _load_kohya(Path(path))[0]
-
-
-def kohya_network_arg(kohya: dict[str, Any], name: str) -> str | None:
-    """Value of `name=value` in kohya's `network_args` list (e.g. conv_dim), or None."""
-    args = kohya.get("network_args") or []
-    for item in args if isinstance(args, list) else [args]:
-        key, sep, value = str(item).partition("=")
-        if sep and key.strip() == name:
-            return value.strip()
-    return None
+# kohya's sample_sampler names -> the schedulers the daemon's pipeline has.
+KOHYA_SAMPLERS = {"ddim": "ddim", "pndm": "pndm", "euler_a": "euler_a", "k_euler_a": "euler_a",
+                  "dpmsolver++": "dpmsolver++"}
 
 
 # ----------------------------------------------------------------------------- schema
@@ -91,14 +57,16 @@ def kohya_network_arg(kohya: dict[str, Any], name: str) -> str | None:
 PathT = Annotated[Path, Strict(False)]
 
 
-AGGREGATE_METRICS = (
-    "background_match_rate", "color_accuracy", "style_quality", "visual_score",
-    "style_score", "prompt_score", "overall_score", "unique_colors", "n_images",
-)  # fmt: skip
-Metric = Literal[
-    "background_match_rate", "color_accuracy", "style_quality", "visual_score",
-    "style_score", "prompt_score", "overall_score", "unique_colors", "n_images",
-]  # fmt: skip
+AGGREGATE_METRICS = METRICS  # the names rules may use: watcher.rules, from aggregate_epoch
+if TYPE_CHECKING:  # Literal of a runtime tuple: pydantic validates it, mypy sees plain str
+    Metric: TypeAlias = str
+    Comparison: TypeAlias = str
+    Mode: TypeAlias = str
+    Action: TypeAlias = str
+    OnMissing: TypeAlias = str
+else:
+    Metric, Comparison, Mode = Literal[METRICS], Literal[tuple(COMPARISONS)], Literal[MODES]
+    Action, OnMissing = Literal[ACTIONS], Literal[ON_MISSING]
 
 
 class _Model(BaseModel):
@@ -154,6 +122,10 @@ class InlinePrompt(_Model):
 
 
 class SamplingConfig(_Model):
+    # Who makes the samples: "render" (the daemon's own pipeline, LoRA swapped in) or
+    # "trainer" (kohya's own PNGs in {output_dir}/sample/, scored without loading a model).
+    source: Literal["render", "trainer"] = "render"
+    set_timeout_s: float = Field(600.0, gt=0)  # trainer: an epoch's set is partial after this
     prompts_file: PathT | None = None
     prompts: list[InlinePrompt] = []
     seeds: list[int] = Field([1234], min_length=1)
@@ -168,6 +140,14 @@ class SamplingConfig(_Model):
 
 class EvaluationConfig(_Model):
     cells: int = Field(24, ge=2, le=512)
+    # How a prompt's colours are judged: by the category a person would name ("category"),
+    # or by CIEDE2000 distance to the hex code, at most exact_delta_e ("exact").
+    colour_match: Literal["category", "exact"] = "category"
+    exact_delta_e: float = Field(10.0, gt=0, le=100)
+
+    def scoring_kwargs(self) -> dict[str, Any]:
+        """What the evaluators' scoring functions take from this section."""
+        return {"colour_match": self.colour_match, "exact_delta_e": self.exact_delta_e}
 
 
 class ResultsConfig(_Model):
@@ -210,35 +190,44 @@ class AlertsConfig(_Model):
 
 
 class Criterion(_Model):
+    """A `[[criteria]]` entry as written; `Rule` (watcher.rules) is the one validation of
+    what the fields mean together, run here so its errors carry the TOML line."""
+
     name: str = Field(min_length=1)
     metric: Metric
-    comparison: Literal[">=", ">", "<=", "<", "=="] = ">="
+    comparison: Comparison = ">="
     threshold: float
     epoch: int | None = Field(None, ge=1)
-    mode: Literal["at", "by", "from", "oscillation", "candidate"] = "by"
-    action: Literal["stop", "alert", "none", "mark"] = "alert"
+    mode: Mode = "by"
+    action: Action = "alert"
+    on_missing: OnMissing = "alert"
 
     @model_validator(mode="after")
-    def _epoch_for_timed_modes(self) -> Criterion:
-        if self.mode in ("at", "by", "from") and self.epoch is None:
-            raise ValueError(f"mode {self.mode!r} needs an epoch")
+    def _valid_rule(self) -> Criterion:
+        try:
+            self.rule()
+        except ValueError as exc:
+            raise ValueError(str(exc).split(": ", 1)[-1]) from None  # the key names the rule
         return self
+
+    def rule(self) -> Rule:
+        return Rule(self.name, self.metric, self.comparison, self.threshold, self.epoch,
+                    self.mode, self.action, self.on_missing)
 
 
 def default_criteria() -> list[Criterion]:
-    """The plan's rules (NEXT_TRAINING_RUN_PLAN.md, Success Criteria and Decision Points)."""
-    return [
-        Criterion(name="green_background_by_epoch_4", metric="background_match_rate",
-                  threshold=0.5, epoch=4, mode="by", action="stop"),
-        Criterion(name="background_oscillation", metric="background_match_rate",
-                  threshold=0.5, mode="oscillation", action="alert"),
-        Criterion(name="quality_8_by_epoch_7", metric="overall_score",
-                  threshold=8.0, epoch=7, mode="by", action="alert"),
-        Criterion(name="color_accuracy_80_by_epoch_5", metric="color_accuracy",
-                  threshold=80.0, epoch=5, mode="by", action="alert"),
-        Criterion(name="production_candidate", metric="overall_score",
-                  threshold=8.5, mode="candidate", action="mark"),
-    ]  # fmt: skip
+    """The plan's rules (watcher.rules.PLAN_RULES) as config entries."""
+    return [Criterion(name=r.name, metric=r.metric, comparison=r.comparison,
+                      threshold=r.threshold, epoch=r.epoch, mode=r.mode, action=r.action,
+                      on_missing=r.on_missing) for r in PLAN_RULES]
+
+
+T = TypeVar("T")
+
+
+def _loaded(value: T | None) -> T:
+    assert value is not None  # load_config guarantees it
+    return value
 
 
 class _ConfigFile(_Model):
@@ -260,15 +249,32 @@ class WatchConfig(_ConfigFile):
     path: PathT
     kohya: dict[str, Any] = {}
     criteria: list[Criterion] = []
+    warnings: list[str] = []  # what the kohya import found worth saying (logged at start)
 
     @property
     def state_db(self) -> Path:
         return self.run.state_dir / "state.db"
 
+    # Set by load_config (from the file or the kohya config): typed as always present.
     @property
     def output_dir(self) -> Path:
-        assert self.run.output_dir is not None  # load_config guarantees it
-        return self.run.output_dir
+        return _loaded(self.run.output_dir)
+
+    @property
+    def output_name(self) -> str:
+        return _loaded(self.run.output_name)
+
+    @property
+    def max_train_epochs(self) -> int:
+        return _loaded(self.run.max_train_epochs)
+
+    @property
+    def save_every_n_epochs(self) -> int:
+        return self.run.save_every_n_epochs or 1
+
+    @property
+    def base_model(self) -> str:
+        return _loaded(self.model.base)
 
     @property
     def results_repo(self) -> Path:
@@ -277,6 +283,10 @@ class WatchConfig(_ConfigFile):
     @property
     def run_results_dir(self) -> Path:
         return self.results.repo / self.results.dir / self.run.name
+
+    def rules(self) -> list[Rule]:
+        """The criteria as the decide stage takes them."""
+        return [c.rule() for c in self.criteria]
 
     def prompt_defaults(self) -> PromptDefaults:
         m, s = self.model, self.sampling
@@ -307,7 +317,11 @@ class WatchConfig(_ConfigFile):
 
     def params(self) -> dict[str, Any]:
         """The plan's "Parameters to Track" JSON, from the kohya config plus [run.params]."""
-        k, ds = self.kohya, self.run.dataset
+        ds = self.run.dataset
+        # What kohya uses for an option its config leaves out is what it trained with.
+        k = {**KOHYA_DEFAULTS, "optimizer_type": kohya_optimizer(self.kohya),
+             **{key: v for key, v in self.kohya.items() if key != "optimizer_type"}} \
+            if self.kohya else {}
         conv = kohya_network_arg(k, "conv_dim")
         conv_dim: int | None = (int(conv) if conv and conv.isdigit() else 0) if k else None
         params: dict[str, Any] = {
@@ -378,10 +392,40 @@ def _from_kohya(
     return value
 
 
+def _kohya_sampling(kohya: dict[str, Any], kpath: Path, data: dict[str, Any],
+                    sampling: SamplingConfig, model: ModelConfig, cwd: Path,
+                    warnings: list[str]) -> tuple[SamplingConfig, ModelConfig]:
+    """sample_prompts and sample_sampler from the kohya config (ours wins when set), and a
+    warning when the trainer's own samples are judged but it does not sample every epoch."""
+    prompts = kohya.get("sample_prompts")
+    if not sampling.prompts_file and not sampling.prompts and isinstance(prompts, str) and prompts:
+        # kohya paths are relative to where train_network.py runs: the trainer's cwd
+        sampling = sampling.model_copy(update={"prompts_file": _absolute(cwd, Path(prompts))})
+    sampler = kohya.get("sample_sampler")
+    if isinstance(sampler, str) and "scheduler" not in (data.get("model") or {}):
+        if sampler.lower() in KOHYA_SAMPLERS:
+            model = model.model_copy(update={"scheduler": KOHYA_SAMPLERS[sampler.lower()]})
+        elif sampling.source == "render":
+            warnings.append(f"{kpath}: sample_sampler {sampler!r} has no equivalent here; the "
+                            f"daemon renders with {model.scheduler}")
+    if sampling.source == "trainer":
+        every, steps = kohya.get("sample_every_n_epochs"), kohya.get("sample_every_n_steps")
+        if steps:
+            warnings.append(f"{kpath}: sample_every_n_steps = {steps}: samples named by step "
+                            "are refused; set sample_every_n_epochs = 1 instead")
+        if not every:
+            warnings.append(f"{kpath}: no sample_every_n_epochs: the trainer renders no "
+                            "samples per epoch, so no epoch can be judged (set it to 1)")
+        elif every != 1:
+            warnings.append(f"{kpath}: sample_every_n_epochs = {every}: the trainer samples "
+                            f"every {every} epochs, so only those epochs are judged (set it to 1)")
+    return sampling, model
+
+
 def load_config(path: Path | str) -> WatchConfig:
     """Read, validate and complete one watcher config (see docs/INTERFACES.md)."""
     path = Path(path)
-    data, text = _read_toml(path, "config file")
+    data, text = read_toml(path, "config file")
     lines = KeyLines(text)
     try:
         raw = _ConfigFile.model_validate(data)
@@ -407,7 +451,7 @@ def load_config(path: Path | str) -> WatchConfig:
         kohya_path = _absolute(base, run.kohya_config)
         if not kohya_path.is_file():
             raise fail(("run", "kohya_config"), f"file not found: {kohya_path}")
-        kohya, where = _load_kohya(kohya_path)
+        kohya, where = load_kohya(kohya_path)
         updates["kohya_config"] = kohya_path
         if run.output_dir is None:
             out = _from_kohya(kohya, where, kohya_path, "output_dir", str)
@@ -427,17 +471,25 @@ def load_config(path: Path | str) -> WatchConfig:
                                  "at a kohya config that has it)")  # fmt: skip
     if run.save_every_n_epochs is None:
         run = run.model_copy(update={"save_every_n_epochs": 1})
-    if model.base is None:
+    trainer_source = sampling.source == "trainer"
+    if model.base is None and not trainer_source:  # the trainer's samples need no model here
         raise fail(("model",), "base is required (set model.base or run.kohya_config)")
     # A hub id stays as it is; a local path is relative to whoever named it.
     base_dir = base if raw.model.base is not None else trainer.cwd
-    if _looks_local(model.base) or (base_dir / model.base).exists():
+    if model.base is not None and (_looks_local(model.base) or (base_dir / model.base).exists()):
         model = model.model_copy(update={"base": str(_absolute(base_dir, Path(model.base)))})
     sampling = sampling.model_copy(update={
         "prompts_file": _absolute(base, sampling.prompts_file) if sampling.prompts_file else None,
         "review_prompts_file": (_absolute(base, sampling.review_prompts_file)
                                 if sampling.review_prompts_file else None),
     })  # fmt: skip
+    warnings: list[str] = []
+    if kohya_path is not None:
+        sampling, model = _kohya_sampling(kohya, kohya_path, data, sampling, model, trainer.cwd,
+                                          warnings)
+    if trainer_source and not sampling.prompts_file and not sampling.prompts:
+        raise fail(("sampling", "source"), 'source = "trainer" needs the prompts kohya samples '
+                   "with (sampling.prompts_file, or sample_prompts in the kohya config)")
     command: list[str] = []
     for arg in trainer.command:
         if "{kohya_config}" in arg and kohya_path is None:
@@ -455,9 +507,37 @@ def load_config(path: Path | str) -> WatchConfig:
         evaluation=raw.evaluation, results=raw.results.model_copy(
             update={"repo": _absolute(base, raw.results.repo)}),
         trainer=trainer, daemon=raw.daemon, supabase=raw.supabase, alerts=raw.alerts,
-        criteria=criteria,
+        criteria=criteria, warnings=warnings,
     )  # fmt: skip
-    # Fail now, not at epoch 4, on a bad prompt file.
-    config.prompts()
+    # Fail now, not at epoch 4, on a bad prompt file, a typo in a colour code, or a rule
+    # that no prompt lets the evaluators judge.
+    _check_prompts(config, lines, fail, defaults=raw.criteria is None)
     config.review_prompts()
     return config
+
+
+def _check_prompts(config: WatchConfig, lines: KeyLines, fail: Any, *, defaults: bool) -> None:
+    prompts = config.prompts()
+    inline = {p.text: i for i, p in enumerate(config.sampling.prompts)}
+    for prompt in dict.fromkeys(p.text for p in prompts):
+        bad = malformed_hex(prompt)
+        if not bad:
+            continue
+        first = bad[0]
+        what = (f"malformed colour code {first.token!r} at character {first.position + 1} "
+                f"of prompt {prompt!r}")
+        if prompt in inline:
+            raise fail(("sampling", "prompts", inline[prompt], "text"), what)
+        raise ConfigError(f"{config.sampling.prompts_file}: {what}")
+    if not prompts:
+        return  # nothing rendered yet (status, report): rules are checked once prompts exist
+    judgeable = judgeable_metrics(parse_prompt(p.text) for p in prompts)
+    for i, c in enumerate(config.criteria):
+        if c.metric in judgeable:
+            continue
+        why = (f"criterion {c.name!r} needs {c.metric}, and no sample prompt names what it "
+               "judges (e.g. a background colour); add such a prompt or drop the rule")
+        if defaults:
+            raise fail(("sampling",), f"{why} (it is one of the plan's default criteria: "
+                       "list [[criteria]] to choose others)")
+        raise fail(("criteria", i, "metric"), why)

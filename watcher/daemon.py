@@ -1,4 +1,8 @@
-"""The watcher daemon: detect -> settle -> evaluate -> decide -> publish -> act.
+"""The watcher daemon: the loop around the epoch path (watcher.epoch).
+
+Here: detect and settle (folder events, completeness), signals, retries and backoff, health,
+and the end of the run. Each settled checkpoint then goes through `EpochPath.run_checkpoint`
+(evaluate -> decide -> publish -> act), the same call `epochwatch evaluate` makes.
 
 One main thread runs the loop; watchdog's observer and the rescan thread only put paths on a
 queue, and the outbox worker delivers to Supabase and alert targets in its own thread, so the
@@ -12,28 +16,28 @@ but not committed is committed on restart (the commit trailer makes that exactly
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import psutil
 
 from watcher import logs
-from watcher.criteria import EpochRecord, Rule, decide
-from watcher.detect import CheckpointDetector
+from watcher.config import ConfigError, WatchConfig, load_config
+from watcher.detect import CheckpointDetector, is_candidate
+from watcher.epoch import EpochPath
 from watcher.health import EpochClock
-from watcher.publish.gitrepo import ResultsRepo
+from watcher.pipeline import LoraLoadError, SamplePipeline  # torch itself loads in load()
 from watcher.publish.publisher import Publisher
+from watcher.rules import Rule
+from watcher.samples.watch import TrainerSource
 from watcher.sdnotify import Notifier
-from watcher.settle import CheckpointInfo, Settler, describe_name
+from watcher.settle import CheckpointInfo, Rejection, Settler
 from watcher.store import Checkpoint, Store
 
 TRAINER_ENDED = {"exited", "stopped", "killed", "crashed"}
-FINAL_RUN_STATES = {"stopped", "finished", "failed"}  # announced once; a restart keeps quiet
 HEARTBEAT_EVERY_S = 1.0
 HEALTH_EVERY_S = 5.0
 BACKLOG_RETRY_S = 15.0
@@ -49,7 +53,14 @@ class ShutdownRequested(BaseException):
 
 
 class Daemon:
-    def __init__(self, cfg: Any, *, until_trainer_exits: bool = False, once: bool = False) -> None:
+    store: Store
+    path: EpochPath
+    publisher: Publisher
+    settler: Settler
+    clock: EpochClock
+
+    def __init__(self, cfg: WatchConfig, *, until_trainer_exits: bool = False,
+                 once: bool = False) -> None:
         self.cfg = cfg
         self.run_name: str = cfg.run.name
         self.until_trainer_exits = until_trainer_exits
@@ -65,11 +76,17 @@ class Daemon:
         self._run_finished = False
         self._retry_at = 0.0  # after a transient error (disk full, read-only results...)
         self._last_backlog = 0.0
-        self.rules = self._rules(cfg)
+        self._rules: list[Rule] = cfg.rules()
 
-    @staticmethod
-    def _rules(cfg: Any) -> list[Rule]:
-        return [Rule.from_config(c) for c in cfg.criteria]
+    @property
+    def rules(self) -> list[Rule]:
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: list[Rule]) -> None:
+        self._rules = rules
+        if hasattr(self, "path"):
+            self.path.set_rules(rules)
 
     # ---- signals --------------------------------------------------------------------------
     def _on_term(self, signum: int, _frame: FrameType | None) -> None:
@@ -90,8 +107,6 @@ class Daemon:
     # ---- lifecycle --------------------------------------------------------------------------
     def open(self) -> None:
         """Everything but the detector: state, results repository, outbox, warm pipeline."""
-        from watcher.pipeline import SamplePipeline  # heavy: torch + diffusers
-
         cfg = self.cfg
         self.store = Store(cfg.state_db)
         store = self.store
@@ -103,23 +118,28 @@ class Daemon:
         if requeued:
             self.log.info("requeued interrupted evaluations", count=requeued)
 
-        self.repo = ResultsRepo(cfg.results_repo, cfg.results.remote)
-        self.repo.ensure()
-        self.publisher = Publisher(cfg, store, self.repo, self.log)
-        self.publisher.start()
-        self.publisher.publish_backlog()
-        self._redo_lost_actions()
+        self.path = EpochPath(cfg, store, self.log)
+        self.path.set_rules(self.rules)
+        self.publisher = self.path.publisher
+        self.path.start()
 
-        self.notifier.status("loading pipeline")
-        self.pipeline = SamplePipeline(cfg.model.base, device=cfg.model.device,
-                                       dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
-        self.pipeline.load()
-        self.log.info("pipeline loaded", base=str(cfg.model.base), device=str(self.pipeline.device))
-        self.settler = Settler(cfg.output_dir, cfg.run.output_name, cfg.run.max_train_epochs,
+        self.source: TrainerSource | None = None
+        self.pipeline: SamplePipeline | None = None
+        if cfg.sampling.source == "trainer":  # kohya renders the samples: no model here
+            self.source = TrainerSource(cfg, self.path, self.log)
+            self.log.info("judging the trainer's samples; no pipeline", folder=str(self.source.folder))
+        else:
+            self.notifier.status("loading pipeline")
+            self.pipeline = SamplePipeline(cfg.base_model, device=cfg.model.device,
+                                           dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
+            self.pipeline.load()
+            self.log.info("pipeline loaded", base=str(cfg.model.base),
+                          device=str(self.pipeline.device))
+        self.settler = Settler(cfg.output_dir, cfg.output_name, cfg.max_train_epochs,
                                settle_interval_s=cfg.daemon.settle_interval_s)
         self.clock = EpochClock(expected_epoch_s=cfg.run.expected_epoch_minutes * 60,
                                 factor=cfg.run.overdue_factor,
-                                epochs_per_checkpoint=cfg.run.save_every_n_epochs,
+                                epochs_per_checkpoint=cfg.save_every_n_epochs,
                                 total_epochs=cfg.run.max_train_epochs)
 
     def close(self) -> None:
@@ -131,14 +151,17 @@ class Daemon:
         self._install_signals()
         self.open()
         cfg = self.cfg
-        detector = CheckpointDetector(cfg.output_dir, self.paths.put,
+        watched = self.source.folder if self.source else cfg.output_dir
+        detector = CheckpointDetector(watched, self.paths.put,
                                       rescan_interval_s=cfg.daemon.rescan_interval_s,
-                                      polling=cfg.daemon.polling_observer)
+                                      polling=cfg.daemon.polling_observer,
+                                      # every file in the sample folder: bad ones are reported
+                                      accept=(lambda _name: True) if self.source else is_candidate)
         detector.start()
         detector.rescan_now()
         self.notifier.ready()
-        self.notifier.status(f"watching {cfg.output_dir}")
-        self.log.info("watching", folder=str(cfg.output_dir))
+        self.notifier.status(f"watching {watched}")
+        self.log.info("watching", folder=str(watched))
         try:
             while not self._stopping:
                 if self._tick(detector):
@@ -164,12 +187,16 @@ class Daemon:
         if self._reload:
             self._reload_config()
         self._drain_paths()
-        for result in self.settler.poll(time.time()):
-            self._record(result)
-        checkpoint = self.store.next_pending(self.run_name)
-        if checkpoint is not None and time.time() >= self._retry_at:
-            self._process(checkpoint)
-            return False
+        if self.source is not None:
+            if self._judge_samples():
+                return False
+        else:
+            for result in self.settler.poll(time.time()):
+                self._record(result)
+            checkpoint = self.store.next_pending(self.run_name)
+            if checkpoint is not None and time.time() >= self._retry_at:
+                self._process(checkpoint)
+                return False
         if now - self._last_backlog >= BACKLOG_RETRY_S:
             self._last_backlog = now
             if self.store.unpublished(self.run_name):
@@ -184,11 +211,11 @@ class Daemon:
     def _heartbeat(self, state: str) -> None:
         self._last_heartbeat = time.time()
         self.store.set_daemon(self.run_name, state=state, heartbeat_at=self._last_heartbeat,
-                              gpu_memory_bytes=self.pipeline.memory_bytes())
+                              gpu_memory_bytes=self.pipeline.memory_bytes() if self.pipeline else 0)
 
     def _sleep(self) -> None:
         timeout = HEALTH_EVERY_S
-        deadline = self.settler.next_deadline()
+        deadline = (self.source or self.settler).next_deadline()
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.time()))
         if self._retry_at > time.time():
@@ -206,7 +233,7 @@ class Daemon:
             except queue.Empty:
                 return
             if path != Path():
-                self.settler.offer(path)
+                (self.source or self.settler).offer(path)
 
     def _finished(self, detector: CheckpointDetector) -> bool:
         """True when the daemon should exit (`--once`, or `--until-trainer-exits` once the
@@ -215,11 +242,13 @@ class Daemon:
         if self.once:
             detector.rescan_now()
             self._drain_paths()
+            if self.source is not None:  # what is there now is all there will be
+                self.source.finish(time.time(), quiet_s=0.0)
+                return not self.source.busy() and self.paths.empty()
             return self.settler.next_deadline() is None and self.paths.empty()
         trainer = self.store.trainer(self.run_name)
-        trainer_ended = bool(trainer) and trainer["state"] in TRAINER_ENDED
-        last_epoch_done = any(e["epoch"] >= self.cfg.run.max_train_epochs
-                              for e in self.store.evaluations(self.run_name))
+        trainer_ended = trainer is not None and trainer["state"] in TRAINER_ENDED
+        last_epoch_done = self.path.last_epoch_done()
         if not trainer_ended and not last_epoch_done:
             return False
         if trainer_ended:
@@ -231,23 +260,21 @@ class Daemon:
             # Nobody will finish a file left half-written (a crash mid-save): refuse it now,
             # or the run would wait stale_after_s before it could end.
             quiet_s = max(2.0, 4 * self.cfg.daemon.settle_interval_s)
+            if self.source is not None:
+                for epoch in self.source.finish(time.time(), quiet_s):
+                    self.clock.checkpoint_seen(time.time(), epoch)
             for result in self.settler.expire_incomplete(time.time(), quiet_s):
                 self._record(result)
-        settled = self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
-        already_final = (self.store.run_row(self.run_name) or {}).get("status") in FINAL_RUN_STATES
-        if settled and not self._run_finished and already_final:
-            self._run_finished = True  # announced by an earlier start; only a cut-short report
-            self.publisher.commit_report_if_missing(self.rules, self._history())
-        elif settled and not self._run_finished:
+        if self.source is not None:
+            settled = not self.source.busy()
+        else:
+            settled = self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
+        if settled and not self._run_finished:
             self._run_finished = True
-            stopped = bool(self.store.stop_requests(self.run_name))
-            status = "stopped" if stopped else ("finished" if last_epoch_done else "failed")
-            self.publisher.finish_run(status, self.rules, self._history())
+            self.path.end_run(last_epoch_done)
         return settled and trainer_ended and self.until_trainer_exits
 
     def _reload_config(self) -> None:
-        from watcher.config import ConfigError, load_config
-
         self._reload = False
         try:
             new = load_config(self.cfg.path)
@@ -257,52 +284,27 @@ class Daemon:
         if new.model != self.cfg.model or new.output_dir != self.cfg.output_dir:
             self.log.warning("model or output folder changed: restart the daemon to apply")
         self.cfg.__dict__.update({k: getattr(new, k) for k in ("sampling", "criteria", "alerts")})
-        self.rules = self._rules(new)
+        self.rules = new.rules()
         self.log.info("config reloaded", criteria=len(self.rules))
 
     # ---- settle results -----------------------------------------------------------------------
-    def _record(self, result: Any) -> None:
-        if isinstance(result, CheckpointInfo):
-            ck, created = self.store.add_checkpoint(
-                self.run_name, str(result.path), result.epoch, result.sha256, result.size,
-                result.session_id, result.header.metadata,
-            )
-            if created:
-                self.clock.checkpoint_seen(time.time(), ck.epoch)
-                self.log.info("checkpoint settled", epoch=ck.epoch, path=ck.path,
-                              sha256=ck.sha256[:12])
-            return
-        raw, reason = str(result.path), result.reason
-        size = mtime = None
-        try:
-            st = os.lstat(raw)
-            size, mtime = st.st_size, st.st_mtime
-        except OSError:
-            pass
-        # A name that is not UTF-8 (surrogate escapes) cannot go into SQLite as it is: it
-        # would crash the daemon on every restart. Its bytes are stored escaped (\xNN).
-        path = os.fsencode(raw).decode("utf-8", "backslashreplace")
-        if self.store.add_rejected(self.run_name, path, size, mtime, reason):
-            self.log.warning("checkpoint refused", path=path, reason=reason)
-            self.store.add_event(self.run_name, "error", "checkpoint_refused", f"{path}: {reason}")
-            self.publisher.alert("evaluation_error", f"refused:{path}:{size}:{mtime}",
-                                 error=f"checkpoint refused: {describe_name(raw)}: {reason}")
+    def _record(self, result: CheckpointInfo | Rejection) -> None:
+        ck, created = self.path.record(result)
+        if ck is not None and created:
+            self.clock.checkpoint_seen(time.time(), ck.epoch)
 
-    # ---- evaluate, decide, publish, act --------------------------------------------------------
+    # ---- evaluate, decide, publish, act: the epoch path, with the daemon's retry policy ------
     def _process(self, checkpoint: Checkpoint) -> None:
-        from watcher.evaluate import evaluate_checkpoint
-        from watcher.pipeline import LoraLoadError
-
+        assert self.pipeline is not None  # render source: loaded in open()
         epoch = checkpoint.epoch if checkpoint.epoch is not None else 0
         log = self.log.bind(epoch=epoch)
         try:
-            # The flag first: once the state says "evaluating", SIGTERM abandons it.
+            # The flag first: once the state says "evaluating" (path.evaluate marks it),
+            # SIGTERM abandons it.
             self._evaluating = True
-            self.store.mark_checkpoint(checkpoint.id, "evaluating")
             self._heartbeat("evaluating")
-            log.info("evaluation started", path=checkpoint.path)
-            evaluation = evaluate_checkpoint(self.pipeline, self.cfg, checkpoint, epoch,
-                                             heartbeat=self.notifier.watchdog)
+            evaluation = self.path.evaluate(self.pipeline, checkpoint,
+                                            heartbeat=self.notifier.watchdog)
         except ShutdownRequested:
             self._abandon_for_shutdown(checkpoint, log)
             raise
@@ -313,11 +315,11 @@ class Daemon:
                 self._abandon_for_shutdown(checkpoint, log, cause=exc)
                 raise ShutdownRequested("shutdown") from exc
             if isinstance(exc, (LoraLoadError, ValueError)):
-                self._fail(checkpoint, epoch, exc)  # the checkpoint itself is unusable
+                self.path.fail(checkpoint, exc)  # the checkpoint itself is unusable
                 return
             if isinstance(exc, (OSError, RuntimeError)):
                 if isinstance(exc, RuntimeError) and checkpoint.attempts + 1 >= RUNTIME_ERROR_ATTEMPTS:
-                    self._fail(checkpoint, epoch, exc)
+                    self.path.fail(checkpoint, exc)
                 else:
                     self._transient(checkpoint, epoch, exc)
                 return
@@ -326,26 +328,45 @@ class Daemon:
             self._evaluating = False
         if self.cfg.model.offload_between_epochs:
             self.pipeline.release()
-
-        history = self._history(exclude_checkpoint=checkpoint.id)
-        history.append(EpochRecord(epoch=epoch, metrics=evaluation.aggregate))
-        decisions = decide(self.rules, history, epoch)
-        evaluation.metrics["decisions"] = [d.to_dict() for d in decisions]
-        agg = evaluation.aggregate
-        log.info("evaluation finished", background_match_rate=agg.get("background_match_rate"),
-                 color_accuracy=agg.get("color_accuracy"), style_quality=agg.get("style_quality"),
-                 overall_score=agg.get("overall_score"),
-                 decisions={d.criterion: d.outcome for d in decisions})
         try:
-            self.publisher.publish_epoch(evaluation, decisions)
+            self.path.conclude(evaluation)
         except OSError as exc:  # results folder unwritable: nothing recorded yet, redo later
-            evaluation.folder.abandon()
             self._transient(checkpoint, epoch, exc)
             return
         self._retry_at = 0.0
-        self._act(epoch, decisions)
 
-    def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: Any,
+    def _judge_samples(self) -> bool:
+        """Trainer source: settle and collect sample PNGs, then judge the earliest ready epoch
+        through the epoch path (score -> decide -> publish -> act). True when it judged one."""
+        assert self.source is not None
+        for epoch in self.source.poll(time.time()):
+            self.clock.checkpoint_seen(time.time(), epoch)
+        if time.time() < self._retry_at:
+            return False
+        job = self.source.take_next()
+        if job is None:
+            return False
+        epoch = job.epoch_set.epoch
+        try:
+            self._evaluating = True  # SIGTERM now abandons it; judged again after a restart
+            self._heartbeat("evaluating")
+            self.path.judge_images(job.checkpoint, job.images)
+        except ShutdownRequested:
+            self.source.put_back(job.epoch_set)
+            raise
+        except OSError as exc:  # results folder unwritable, disk full: retry with backoff
+            self.source.put_back(job.epoch_set)
+            self._transient(job.checkpoint, epoch, exc)
+            return True
+        except ValueError as exc:
+            self.path.fail(job.checkpoint, exc)
+            return True
+        finally:
+            self._evaluating = False
+        self._retry_at = 0.0
+        return True
+
+    def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: logs.Logger,
                               cause: BaseException | None = None) -> None:
         self._evaluating = False
         self.store.mark_checkpoint(checkpoint.id, "pending")
@@ -354,14 +375,6 @@ class Daemon:
         else:
             log.info("evaluation abandoned for shutdown; it will be redone",
                      interrupted=logs.redact(f"{type(cause).__name__}: {cause}"))
-
-    def _fail(self, checkpoint: Checkpoint, epoch: int, exc: BaseException) -> None:
-        message = logs.redact(f"{type(exc).__name__}: {exc}")
-        self.store.mark_checkpoint(checkpoint.id, "failed", error=message)
-        self.store.add_event(self.run_name, "error", "evaluation_failed", message, epoch)
-        self.log.error("evaluation failed", epoch=epoch, error=message)
-        self.publisher.alert("evaluation_error", f"eval:{checkpoint.sha256}", epoch=epoch,
-                             error=message)
 
     def _transient(self, checkpoint: Checkpoint, epoch: int, exc: BaseException) -> None:
         """A failure of the surroundings (disk full, read-only folder, GPU memory): keep the
@@ -377,39 +390,6 @@ class Daemon:
                        error=message, retry_in_s=delay)
         self.publisher.alert("evaluation_error", f"transient:{checkpoint.sha256}:{type(exc).__name__}",
                              epoch=epoch, error=f"{message}; retrying in {delay:.0f} s")
-
-    def _history(self, exclude_checkpoint: int | None = None) -> list[EpochRecord]:
-        latest: dict[int, dict[str, Any]] = {}
-        for e in self.store.evaluations(self.run_name):
-            if e["checkpoint_id"] != exclude_checkpoint:
-                latest[e["epoch"]] = e["metrics"]["aggregate"]
-        return [EpochRecord(epoch=ep, metrics=m) for ep, m in sorted(latest.items())]
-
-    def _act(self, epoch: int, decisions: list[Any]) -> None:
-        stops = [d for d in decisions if d.action == "stop" and d.outcome == "fail"]
-        if not stops:
-            return
-        reason = "; ".join(d.message for d in stops)
-        request = self.store.request_stop(self.run_name, epoch, reason)
-        self.store.update_run(self.run_name, status="stopping")
-        self.log.warning("stop requested", epoch=epoch, reason=reason, request=request)
-
-    def _redo_lost_actions(self) -> None:
-        """An epoch's decisions are acted on after its commit, which takes a while: a kill in
-        between must not lose a stop or an alert. Both are idempotent: redo what is missing."""
-        from watcher.publish.publisher import decisions_from_dicts
-
-        final = (self.store.run_row(self.run_name) or {}).get("status") in FINAL_RUN_STATES
-        asked = [r["epoch"] for r in self.store.stop_requests(self.run_name)]
-        for e in self.store.evaluations(self.run_name):
-            epoch, decisions = e["epoch"], decisions_from_dicts(e["metrics"].get("decisions", []))
-            if self.publisher.alert_decisions(epoch, e["checkpoint_id"], decisions, only_missing=True):
-                self.log.warning("alerts lost to an interruption queued again", epoch=epoch)
-            stop = any(d.action == "stop" and d.outcome == "fail" for d in decisions)
-            if stop and not final and not any(a is not None and a <= epoch for a in asked):
-                self.log.warning("stop decision lost to an interruption; requesting it now", epoch=epoch)
-                self._act(epoch, decisions)
-                asked.append(epoch)
 
     def _check_health(self) -> None:
         self._last_health = time.time()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from watcher.logs import get_logger
@@ -45,7 +46,7 @@ class _Handler(FileSystemEventHandler):
             paths.append(event.dest_path)
         for raw in paths:
             path = os.fsdecode(raw)
-            if path and is_candidate(os.path.basename(path)):
+            if path and self._detector.accept(os.path.basename(path)):
                 self._detector.events_seen += 1
                 self._detector._emit(Path(path))
 
@@ -57,15 +58,17 @@ class CheckpointDetector:
         on_path: Callable[[Path], None],
         rescan_interval_s: float = 2.0,
         polling: bool = False,
+        accept: Callable[[str], bool] = is_candidate,  # which file names to report
     ) -> None:
         self.watched_dir = Path(watched_dir)
+        self.accept = accept
         self.on_path = on_path
         self.rescan_interval_s = rescan_interval_s
         self.polling = polling
         self.observer_restarts = 0
         self.events_seen = 0
         self.rescans = 0
-        self._observer: Observer | PollingObserver | None = None
+        self._observer: BaseObserver | None = None
         self._snapshot: dict[str, tuple[int, int]] = {}
         self._scan_lock = threading.Lock()
         self._stop = threading.Event()
@@ -108,7 +111,7 @@ class CheckpointDetector:
             try:
                 with os.scandir(self.watched_dir) as entries:
                     for entry in entries:
-                        if not is_candidate(entry.name):
+                        if not self.accept(entry.name):
                             continue
                         try:
                             st = entry.stat()  # follows symlinks; a dangling one is still reported

@@ -1,37 +1,75 @@
-"""The evaluate stage: one checkpoint -> samples at 512 px and 24 px, scores, aggregate.
+"""The evaluate stage: one epoch's samples -> images at 512 px and 24 px, scores, aggregate.
 
-Runs on the warm `SamplePipeline` owned by the daemon: only the LoRA changes between epochs.
-The results folder is left unfinished (decisions are added by the decide stage before the
-folder is moved into place by publish). At the plan's review epochs a diverse prompt set is
-also rendered into `review/` for people to look at (not scored: the decision prompts are).
+Two ways in, one way out (`EpochEvaluation`):
+- `evaluate_checkpoint`: the daemon's way. The warm `SamplePipeline` swaps the checkpoint's
+  LoRA in and renders the configured prompts (only the LoRA changes between epochs); at the
+  plan's review epochs a diverse prompt set is also rendered into `review/` for people to look
+  at (not scored: the decision prompts are).
+- `evaluate_images`: a sample source's way (replay, the trainer's own samples): images that
+  already exist, each with the prompt it was made from.
+The results folder is left unfinished: decide adds the decisions, publish moves it into place.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
+from PIL import Image
 
 from evaluators import aggregate_epoch, score_image
+from evaluators.score import ImageScore
+from watcher.config import EvaluationConfig, SamplePrompt, WatchConfig
+from watcher.prompts import review_prompts
 from watcher.publish.results import EpochFolder
-from watcher.report import contact_sheet, progress, review_prompts
+from watcher.report import contact_sheet, progress
 from watcher.store import Checkpoint
+
+
+class Renderer(Protocol):
+    """What evaluate needs of a pipeline (watcher.pipeline.SamplePipeline, or a fake one:
+    watcher.testing.FakePipeline)."""
+
+    def apply_lora(self, path: str) -> object: ...
+    def generate(self, prompts: Sequence[SamplePrompt], batch_size: int) -> list[Image.Image]: ...
+
+
+class EpochMetrics(TypedDict):
+    """metrics.json, one per evaluated epoch (docs/INTERFACES.md); `aggregate` is
+    `evaluators.aggregate_epoch` of `images`, `decisions` are `Decision.to_dict()`s."""
+
+    run: str
+    epoch: int
+    checkpoint: dict[str, Any]
+    images: list[dict[str, Any]]
+    aggregate: dict[str, Any]
+    decisions: list[dict[str, Any]]
+    review_prompts: list[str]
+    timing: dict[str, float]
 
 
 @dataclass
 class EpochEvaluation:
+    """One evaluated epoch, its results folder not yet in place."""
+
     epoch: int
     checkpoint: Checkpoint
     folder: EpochFolder
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: EpochMetrics
 
     @property
     def aggregate(self) -> dict[str, Any]:
         return self.metrics["aggregate"]
+
+
+def score_sample(rgb: np.ndarray, prompt: str, evaluation: EvaluationConfig) -> ImageScore:
+    """The one place the daemon calls the image evaluators. `evaluation.scoring_kwargs()`
+    (colour_match, exact_delta_e) joins this call once `score_image` takes them."""
+    return score_image(rgb, prompt, evaluation.cells)
 
 
 def _caption(index: int, seed: int, entry: dict[str, Any]) -> str:
@@ -40,7 +78,7 @@ def _caption(index: int, seed: int, entry: dict[str, Any]) -> str:
     return f"{index:02d} seed {seed}: {verdict}, style {entry['style_quality']:.0f}"
 
 
-def review_set(cfg: Any) -> list[Any]:
+def review_set(cfg: WatchConfig) -> list[SamplePrompt]:
     """The review prompts: the configured file, else variations of the test prompts."""
     configured = cfg.review_prompts()
     if configured:
@@ -53,11 +91,11 @@ def review_set(cfg: Any) -> list[Any]:
 
 
 def evaluate_checkpoint(
-    pipeline: Any,
-    cfg: Any,
+    pipeline: Renderer,
+    cfg: WatchConfig,
     checkpoint: Checkpoint,
     epoch: int,
-    heartbeat: Callable[[], None] = lambda: None,
+    heartbeat: Callable[[], object] = lambda: None,
 ) -> EpochEvaluation:
     """Swap the checkpoint's LoRA in, render the configured prompts, score every image."""
     t0 = time.perf_counter()
@@ -66,16 +104,48 @@ def evaluate_checkpoint(
     prompts = cfg.prompts()
     images = pipeline.generate(prompts, cfg.model.batch_size)
     heartbeat()
-    t_generated = time.perf_counter()
+    review = review_set(cfg) if epoch in cfg.sampling.review_epochs else []
 
+    def render_review(folder: EpochFolder) -> None:
+        review_images = pipeline.generate(review, cfg.model.batch_size) if review else []
+        for index, (prompt, image) in enumerate(zip(review, review_images, strict=True)):
+            folder.save_review(index, prompt.seed, image)
+        heartbeat()
+
+    return _score(cfg, checkpoint, epoch, list(zip(prompts, images, strict=True)), heartbeat,
+                  generate_s=time.perf_counter() - t0, review=review, render_review=render_review)
+
+
+def evaluate_images(
+    cfg: WatchConfig,
+    checkpoint: Checkpoint,
+    epoch: int,
+    samples: Sequence[tuple[SamplePrompt, Image.Image]],
+    heartbeat: Callable[[], object] = lambda: None,
+) -> EpochEvaluation:
+    """Score images that already exist (a sample source): same folder, same metrics.json."""
+    return _score(cfg, checkpoint, epoch, list(samples), heartbeat, generate_s=0.0)
+
+
+def _score(
+    cfg: WatchConfig,
+    checkpoint: Checkpoint,
+    epoch: int,
+    samples: list[tuple[SamplePrompt, Image.Image]],
+    heartbeat: Callable[[], object],
+    *,
+    generate_s: float,
+    review: Sequence[SamplePrompt] = (),
+    render_review: Callable[[EpochFolder], None] | None = None,
+) -> EpochEvaluation:
+    t_generated = time.perf_counter()
     folder = EpochFolder(cfg.run_results_dir, epoch)
     entries: list[dict[str, Any]] = []
     sheet_rows = []
     try:
-        pairs = progress(list(zip(prompts, images, strict=True)), len(prompts), f"scoring epoch {epoch}")
+        pairs = progress(samples, len(samples), f"scoring epoch {epoch}")
         for index, (prompt, image) in enumerate(pairs):
-            rgb = np.asarray(image.convert("RGB"))
-            score = score_image(rgb, prompt.text, cfg.evaluation.cells)
+            score = score_sample(np.asarray(image.convert("RGB")), prompt.text, cfg.evaluation)
             sample, sample_24 = folder.save_sample(index, prompt.seed, image, score.cells)
             entry = {"prompt": prompt.text, "seed": prompt.seed, "sample": sample,
                      "sample_24px": sample_24, **score.to_dict()}
@@ -86,18 +156,13 @@ def evaluate_checkpoint(
         folder.save_picture("contact_sheet.png", contact_sheet(
             sheet_rows, columns=columns, title=f"{cfg.run.name} epoch {epoch}"))
         t_scored = time.perf_counter()
-        review = []
-        if epoch in cfg.sampling.review_epochs:
-            review = review_set(cfg)
-            review_images = pipeline.generate(review, cfg.model.batch_size) if review else []
-            for index, (prompt, image) in enumerate(zip(review, review_images, strict=True)):
-                folder.save_review(index, prompt.seed, image)
-            heartbeat()
+        if render_review is not None:
+            render_review(folder)
     except BaseException:
         folder.abandon()
         raise
 
-    metrics = {
+    metrics: EpochMetrics = {
         "run": cfg.run.name,
         "epoch": epoch,
         "checkpoint": {
@@ -111,7 +176,7 @@ def evaluate_checkpoint(
         "decisions": [],
         "review_prompts": [p.text for p in review],
         "timing": {
-            "generate_s": round(t_generated - t0, 3),
+            "generate_s": round(generate_s, 3),
             "score_s": round(t_scored - t_generated, 3),
             "review_s": round(time.perf_counter() - t_scored, 3),
         },

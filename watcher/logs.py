@@ -7,40 +7,15 @@ scrubbed by a processor, so no log line can carry a Supabase key or webhook URL.
 from __future__ import annotations
 
 import logging
-import os
-import re
 import sys
 from typing import Any
 
 import structlog
+from structlog.typing import FilteringBoundLogger as Logger
 
-_SECRET_ENV = ("SUPABASE_KEY", "SUPABASE_SERVICE_ROLE_KEY", "EPOCHWATCH_ALERT_URLS")
-_URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^\s/@]+@")
+from watcher.redact import redact, secret_values
 
-
-def secret_values() -> list[str]:
-    """Current secret values from the environment, longest first (split URL lists too)."""
-    values: list[str] = []
-    for name in _SECRET_ENV:
-        raw = os.environ.get(name, "")
-        if not raw:
-            continue
-        values.append(raw)
-        values.extend(p for p in re.split(r"[\s,]+", raw) if len(p) >= 8)
-    urls = os.environ.get("EPOCHWATCH_ALERT_URLS", "")
-    if urls:
-        from watcher.publish.alerts import url_secret_fragments  # tokens inside alert URLs
-
-        values.extend(url_secret_fragments(urls))
-    return sorted(set(values), key=len, reverse=True)
-
-
-def redact(text: str) -> str:
-    """Replace every known secret (and URL credentials) in text with '***'."""
-    for value in secret_values():
-        text = text.replace(value, "***")
-    return _URL_CREDENTIALS.sub(r"\1***@", text)
-
+__all__ = ["Logger", "configure", "get_logger", "redact", "secret_values"]
 
 def _redact_processor(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     for key, value in list(event_dict.items()):
@@ -75,5 +50,5 @@ def configure(level: str = "info", json_lines: bool | None = None, stream: Any =
     )
 
 
-def get_logger(**bound: Any) -> Any:
+def get_logger(**bound: Any) -> Logger:
     return structlog.get_logger("epochwatch").bind(**bound)

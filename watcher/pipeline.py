@@ -19,9 +19,10 @@ import gc
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from launcher.kohya_lora import TE_PREFIX, Shape, check_fits, kohya_targets, looks_like_path
+from watcher.kohya import TE_PREFIX, Shape, check_fits, kohya_targets, looks_like_path
+from watcher.prompts import SamplePrompt
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -41,18 +42,6 @@ class PipelineError(Exception):
 
 class LoraLoadError(PipelineError):
     """A file is not a usable kohya LoRA for this model; the message says why."""
-
-
-class PromptLike(Protocol):
-    """What generate() reads from a prompt (watcher.config.SamplePrompt has these fields)."""
-
-    text: str
-    negative: str
-    seed: int
-    width: int
-    height: int
-    steps: int
-    cfg: float
 
 
 def resolve_device(device: str) -> str:
@@ -344,7 +333,7 @@ class SamplePipeline:
         self._remove_adapter()
 
     # -- generation -----------------------------------------------------------------------
-    def generate(self, prompts: Sequence[PromptLike], batch_size: int) -> list[Image.Image]:
+    def generate(self, prompts: Sequence[SamplePrompt], batch_size: int) -> list[Image.Image]:
         """Render prompts (one image each, in order) in batches of equal size/steps/cfg.
 
         Each image has its own CPU torch.Generator seeded with its prompt's seed, so an

@@ -32,6 +32,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from watcher.redact import redact
+
 # How long one send may block (a full receive queue at systemd's end) before it is dropped:
 # the main loop must never hang on the notify socket itself.
 SEND_TIMEOUT_S = 2.0
@@ -174,8 +176,6 @@ class Notifier:
     def _status_line(text: str | None) -> str:
         if text is None:
             return ""
-        from watcher.logs import redact  # lazily: keeps this module's import stdlib-only
-
         # One datagram line per key: a newline inside the text would start a bogus key.
         flat = " ".join(redact(text).split())
         return f"\nSTATUS={flat}"
@@ -198,6 +198,7 @@ class Notifier:
 
     def _warn_once(self, message: str) -> None:
         # Called at most once per Notifier (first failure): later failures are only counted.
+        # structlog is imported here, not above: this module stays standard-library only.
         from watcher.logs import get_logger
 
         get_logger().warning("sdnotify_unavailable", error=message)

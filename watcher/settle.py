@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from watcher.kohya import split_lora_key, unsupported_family
+
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 _HASH_CHUNK = 1024 * 1024
 # Largest tensor byte count we accept arithmetic on; far above any LoRA, below int64 overflow.
@@ -38,18 +40,6 @@ LORA_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
 # the alpha is an int (a --config_file's `network_alpha = 2`, or the default 1; sd-scripts 48d368fa).
 ALPHA_DTYPES = LORA_DTYPES | {"I32", "I64"}
 
-# kohya LoRA (networks.lora): lora_unet_*, lora_te_* (SD1/2), lora_te1_/lora_te2_ (SDXL).
-_LORA_KEY = re.compile(
-    r"^(?P<module>lora_(?:unet|te\d?)_[A-Za-z0-9_]+)\.(?P<part>lora_down\.weight|lora_up\.weight|alpha)$"
-)
-# LyCORIS / DoRA families we recognise but do not evaluate.
-_UNSUPPORTED_PARTS = {
-    "hada_": "LoHa (hada_*)",
-    "lokr_": "LoKr (lokr_*)",
-    "dora_scale": "DoRA (dora_scale)",
-    "oft_": "OFT (oft_*)",
-    "diff": "full-weight diff",
-}
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -289,13 +279,14 @@ def _check_lora_keys(tensors: dict[str, TensorSpec]) -> None:
         raise Rejected("checkpoint holds no tensors")
     modules: dict[str, dict[str, TensorSpec]] = {}
     for key, spec in tensors.items():
-        match = _LORA_KEY.match(key)
-        if match is None:
-            for marker, family in _UNSUPPORTED_PARTS.items():
-                if key.startswith("lora_") and f".{marker}" in key:
-                    raise Rejected(f"{family} network weights are not supported (key {key!r:.80})")
+        split = split_lora_key(key)
+        if split is None:
+            family = unsupported_family(key)
+            if family:
+                raise Rejected(f"{family} network weights are not supported (key {key!r:.80})")
             raise Rejected(f"key {key!r:.80} is not a kohya LoRA key (lora_unet_*/lora_te_*)")
-        modules.setdefault(match["module"], {})[match["part"]] = spec
+        module, part = split
+        modules.setdefault(module, {})[part] = spec
     for module, parts in modules.items():
         down, up = parts.get("lora_down.weight"), parts.get("lora_up.weight")
         if down is None or up is None:

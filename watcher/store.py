@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -350,7 +350,8 @@ class Store:
         return [dict(r) for r in rows]
 
     # ---- evaluations ----------------------------------------------------------------------
-    def save_evaluation(self, checkpoint: Checkpoint, epoch: int, metrics: dict[str, Any], result_dir: str) -> None:
+    def save_evaluation(self, checkpoint: Checkpoint, epoch: int, metrics: Mapping[str, Any],
+                        result_dir: str) -> None:
         with self.tx() as c:
             c.execute(
                 "INSERT INTO evaluations (checkpoint_id, run, epoch, metrics_json, result_dir, created_at) "
@@ -380,6 +381,17 @@ class Store:
             d["metrics"] = json.loads(d.pop("metrics_json"))
             out.append(d)
         return out
+
+    def git_commit_of(self, checkpoint_id: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT git_commit FROM evaluations WHERE checkpoint_id=?", (checkpoint_id,)
+        ).fetchone()
+        return row["git_commit"] if row else None
+
+    def forget_evaluation(self, checkpoint_id: int) -> None:
+        """An evaluation whose results folder is gone: dropped, its checkpoint pending again."""
+        self.conn.execute("DELETE FROM evaluations WHERE checkpoint_id=?", (checkpoint_id,))
+        self.mark_checkpoint(checkpoint_id, "pending")
 
     def unpublished(self, run: str) -> list[dict[str, Any]]:
         return [e for e in self.evaluations(run) if not e["git_commit"]]
@@ -501,6 +513,14 @@ class Store:
             d["payload"] = json.loads(d.pop("payload_json"))
             out.append(d)
         return out
+
+    def alert_queued(self, run: str, dedupe_key: str) -> bool:
+        """Was an alert with this dedupe key ever queued for the run?"""
+        row = self.conn.execute(
+            "SELECT 1 FROM outbox WHERE channel='alert' AND run=? "
+            "AND json_extract(payload_json, '$.dedupe_key')=? LIMIT 1", (run, dedupe_key),
+        ).fetchone()
+        return row is not None
 
     def mark_delivered(self, item_id: int) -> None:
         self.conn.execute(

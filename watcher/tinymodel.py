@@ -17,6 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from watcher.pipeline import quiet_libraries
+
 # Written last: its presence means every component was saved completely.
 COMPLETE_MARKER = ".epochwatch-tiny-model"
 
@@ -56,7 +58,6 @@ def _write_tokenizer_files(folder: Path) -> tuple[Path, Path]:
 
 
 def _build_into(folder: Path, seed: int) -> None:
-    from watcher.pipeline import quiet_libraries
 
     quiet_libraries()  # before diffusers' pipeline imports, which warn about torchvision
     import torch
@@ -127,7 +128,7 @@ def _build_into(folder: Path, seed: int) -> None:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(str(folder), safe_serialization=True)
+    pipe.save_pretrained(str(folder), safe_serialization=True)  # type: ignore[attr-defined]  # diffusers' lazy modules hide it
     shutil.rmtree(folder / "_vocab")
     (folder / COMPLETE_MARKER).write_text(json.dumps({"seed": seed}) + "\n", encoding="utf-8")
 

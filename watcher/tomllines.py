@@ -1,15 +1,20 @@
-"""Where each key of a TOML file was set: tomllib reports no positions for valid TOML, so
+"""TOML files with one-line errors (`read_toml`), and where each key was set: tomllib reports no positions for valid TOML, so
 `KeyLines` re-scans the text (tables, arrays of tables, dotted keys, inline tables,
 multi-line strings) to map every dotted key to its line, for one-line config errors."""
 
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
+from typing import Any
 
+from watcher.errors import ConfigError
 
-class ConfigError(Exception):
-    """A bad config, kohya config or prompt file; the message is one line."""
-
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 Loc = tuple[str | int, ...]
 
@@ -170,3 +175,22 @@ def dotted_key(loc: Loc) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+def read_toml(path: Path, what: str) -> tuple[dict[str, Any], str]:
+    """(data, text) of a TOML file; any problem is a one-line ConfigError naming the file
+    (and the line, for invalid TOML)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"at line (\d+)", str(exc))
+        where = f"{path}:{m.group(1)}" if m else str(path)
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None

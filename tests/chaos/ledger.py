@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from watcher.rules import Decision
 from watcher.store import Store
 
 TRAILER = "Epochwatch-Checkpoint"
@@ -78,10 +79,10 @@ def decision_alert_states(store: Store, run: str) -> dict[str, str]:
 
 
 def alerting_decisions(evaluations: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
-    """(epoch, decision) for each recorded decision that calls for an alert: a failed stop
-    or alert rule."""
+    """(epoch, decision) for each recorded decision that calls for an alert
+    (`Decision.alert_kind`, the daemon's own reading)."""
     return [(e["epoch"], d) for e in evaluations for d in e["metrics"].get("decisions", [])
-            if d["outcome"] == "fail" and d["action"] in ("stop", "alert")]
+            if Decision.from_dict(d).alert_kind is not None]
 
 
 def check_ledger(config: Any, expected: dict[int, str], services: Any | None = None,
@@ -141,7 +142,7 @@ def check_ledger(config: Any, expected: dict[int, str], services: Any | None = N
     fails = alerting_decisions(evaluations)
     asked = [r["epoch"] for r in stop_requests if r["epoch"] is not None]
     for epoch, d in fails:
-        if d["action"] == "stop":
+        if Decision.from_dict(d).stops:
             assert any(a <= epoch for a in asked), f"epoch {epoch}: stop decision without a stop request"
     report.decisions_acted = len(fails)
     if services is None:

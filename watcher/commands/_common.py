@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from watcher.cli import CommandError
+from watcher.config import ConfigError, WatchConfig, load_config
 
 
-def load(path: str) -> Any:
+def load(path: str) -> WatchConfig:
     """Load a watcher config, turning a config error into a one-line command error."""
-    from watcher.config import ConfigError, load_config
-
     try:
         return load_config(path)
     except ConfigError as exc:

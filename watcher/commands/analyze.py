@@ -10,6 +10,7 @@ from typing import Any
 
 from watcher.cli import CommandError
 from watcher.commands._common import load
+from watcher.config import WatchConfig
 from watcher.report.baselines import BaselineError, load_baselines
 from watcher.report.history import RunHistory, load_run, load_store
 from watcher.store import Store
@@ -22,7 +23,7 @@ def _baselines() -> list[RunHistory]:
         raise CommandError(str(exc)) from None
 
 
-def _this_run(cfg: Any) -> RunHistory:
+def _this_run(cfg: WatchConfig) -> RunHistory:
     if not cfg.state_db.exists():
         raise CommandError(f"no state database at {cfg.state_db}: has the daemon run yet?")
     with Store(cfg.state_db) as store:
@@ -68,7 +69,7 @@ def root_cause(args: Namespace) -> int:
     return 0
 
 
-def _write_config(cfg: Any, run: RunHistory, items: list[Any], out: Path) -> None:
+def _write_config(cfg: WatchConfig, run: RunHistory, items: list[Any], out: Path) -> None:
     from watcher.report.kohyaedit import KohyaEditError, edit_kohya_config
 
     source = cfg.run.kohya_config

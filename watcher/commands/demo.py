@@ -14,7 +14,13 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
+from watcher import logs
 from watcher.commands._common import load
+from watcher.commands.launch import Launch
+from watcher.commands.status import _fmt, collect
+from watcher.config import WatchConfig
+from watcher.publish.gitrepo import ResultsRepo
+from watcher.store import Store
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 KOHYA_TEMPLATE = REPO_CONFIGS / "SD15_KEEP_TOKENS_3_EXPERIMENT" / "training_config_SD15_KEEP_TOKENS_3.toml"
@@ -94,21 +100,18 @@ def setup(workdir: Path) -> Path:
     return config
 
 
-def summary(cfg: object) -> str:
-    from watcher.commands.status import _fmt, collect
-    from watcher.publish.gitrepo import ResultsRepo
-    from watcher.store import Store
+def summary(cfg: WatchConfig) -> str:
 
-    with Store(cfg.state_db) as store:  # type: ignore[attr-defined]
+    with Store(cfg.state_db) as store:
         s = collect(cfg, store)
     lines = ["", f"{'epoch':>5}  {'bg match':>8}  {'colour':>6}  {'style':>6}  {'score':>5}  decision"]
     for e in s["epochs"]:
         lines.append(f"{_fmt(e['epoch'], 'd'):>5}  {_fmt(e['background_match_rate'], '.2f'):>8}  "
                      f"{_fmt(e['color_accuracy']):>6}  {_fmt(e['style_quality']):>6}  "
                      f"{_fmt(e['overall_score']):>5}  {e['decision'] or e['status']}")
-    written = sorted(Path(cfg.output_dir).glob("*.safetensors"))  # type: ignore[attr-defined]
-    repo = ResultsRepo(cfg.results_repo)  # type: ignore[attr-defined]
-    rel = str(Path(cfg.run_results_dir).relative_to(cfg.results_repo))  # type: ignore[attr-defined]
+    written = sorted(Path(cfg.output_dir).glob("*.safetensors"))
+    repo = ResultsRepo(cfg.results_repo)
+    rel = str(Path(cfg.run_results_dir).relative_to(cfg.results_repo))
     commits = repo.commits_touching(rel)
     lines += [
         "",
@@ -117,18 +120,20 @@ def summary(cfg: object) -> str:
         *(f"refused: {Path(r['path']).name}: {r['reason']}" for r in s["rejected"]),
         f"results: {s['results']['dir']}",
         f"commits: {len(commits)} in {s['results']['repo']} (git -C {s['results']['repo']} log --oneline)",
-        f"state:   {cfg.state_db}  (epochwatch status --config {cfg.path})",  # type: ignore[attr-defined]
+        f"state:   {cfg.state_db}  (epochwatch status --config {cfg.path})",
     ]
     return "\n".join(lines)
 
 
 def run(args: Namespace) -> int:
+    if getattr(args, "replay", False):  # the continue path: watcher/commands/demo_replay.py
+        from watcher.commands import demo_replay
+
+        return demo_replay.run(args)
     config = setup(Path(args.workdir))
     if args.setup_only:
         print(config)
         return 0
-    from watcher import logs
-    from watcher.commands.launch import Launch
 
     logs.configure(json_lines=False)  # a person is watching: readable lines, not JSON
     cfg = load(str(config))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluators import recover_grid
 from watcher.cli import CommandError
 from watcher.commands._images import ImageLoadError, load_rgb
 from watcher.commands.score import check_cells
@@ -43,7 +44,6 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"cannot create --out-dir {out_dir}: {exc.strerror or exc}") from None
 
-    from evaluators import recover_grid
 
     failures = 0
     claimed: dict[str, str] = {}

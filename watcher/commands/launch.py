@@ -1,218 +1,23 @@
-"""`epochwatch launch --config FILE`: start the trainer and the daemon, relay the stop
-decision, wait, and report how the trainer ended.
+"""`epochwatch launch --config FILE`: start trainer + daemon, relay the stop decision, wait.
 
-The trainer runs in its own session and process group, so a stop reaches accelerate's
-children too, and the launcher's own exit never takes it down. The daemon records stop
-requests in the state database; this process carries them out with identity checks
-(`launcher.process.stop_group`), so only the process started here is ever signalled.
+The launcher itself lives in `launcher/launch.py`; this is its command-line wiring.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from argparse import Namespace
-from pathlib import Path
-from typing import Any
 
+from launcher.launch import Launch
 from watcher import logs
-from watcher.cli import CommandError
 from watcher.commands._common import load
-from watcher.store import Store
-
-POLL_S = 0.2
-DAEMON_RESTARTS = 3
-DAEMON_DRAIN_TIMEOUT_S = 900.0
-DAEMON_READY_TIMEOUT_S = 600.0
-
-
-def _daemon_alive(store: Store, run: str) -> bool:
-    from watcher.commands.status import _alive
-
-    d = store.daemon(run) or {}
-    return d.get("state") not in (None, "stopped") and _alive(d.get("pid"), d.get("start_time"))
-
-
-class Launch:
-    def __init__(self, cfg: Any, out: Any = sys.stdout) -> None:
-        self.cfg = cfg
-        self.run_name = cfg.run.name
-        self.store = Store(cfg.state_db)
-        self.out = out
-        self.log = logs.get_logger(run=self.run_name)
-        self.daemon: subprocess.Popen[bytes] | None = None
-        self.daemon_restarts = 0
-        self.stopped_by_us = False
-        self._announced: set[int] = set()
-        self._terminate = False
-
-    def _on_term(self, signum: int, _frame: object) -> None:
-        # `systemctl stop` or Ctrl-C: stop the trainer gracefully (same identity checks as a
-        # decided stop), then let the daemon finish what it has.
-        self._terminate = True
-
-    def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
-
-    # ---- daemon ---------------------------------------------------------------------------------
-    def start_daemon(self) -> None:
-        if os.environ.get("EPOCHWATCH_DAEMON") == "external" or _daemon_alive(self.store, self.run_name):
-            self.say("daemon: using the one already running for this run")
-            return
-        log_path = Path(self.cfg.state_db).parent / "daemon.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as fh:
-            self.daemon = subprocess.Popen(
-                [sys.executable, "-m", "watcher", "watch", "--config", str(self.cfg.path),
-                 "--until-trainer-exits"],
-                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-        self.say(f"daemon: pid {self.daemon.pid}, log {log_path}")
-
-    def wait_daemon_ready(self) -> None:
-        """Start the trainer only once the daemon has its pipeline loaded and watches the
-        folder: no epoch can be missed, and on a GPU the daemon's memory is taken first."""
-        deadline = time.time() + DAEMON_READY_TIMEOUT_S
-        while time.time() < deadline:
-            d = self.store.daemon(self.run_name) or {}
-            if d.get("state") in ("idle", "evaluating") and _daemon_alive(self.store, self.run_name):
-                return
-            if self.daemon is not None and self.daemon.poll() is not None:
-                raise CommandError(f"the daemon exited with {self.daemon.returncode} before it was "
-                                   f"ready; see {Path(self.cfg.state_db).parent / 'daemon.log'}")
-            time.sleep(POLL_S)
-        raise CommandError(f"the daemon was not ready after {DAEMON_READY_TIMEOUT_S:.0f} s")
-
-    def check_daemon(self) -> None:
-        if self.daemon is None or self.daemon.poll() is None:
-            return
-        rc = self.daemon.returncode
-        if self.daemon_restarts >= DAEMON_RESTARTS:
-            return
-        self.daemon_restarts += 1
-        self.store.add_event(self.run_name, "error", "daemon_exited", f"daemon exited with {rc}; restarting")
-        self.say(f"daemon exited with {rc}; restarting ({self.daemon_restarts}/{DAEMON_RESTARTS})")
-        self.start_daemon()
-
-    # ---- trainer -------------------------------------------------------------------------------
-    def start_trainer(self) -> Any:
-        from launcher.process import identity_matches, spawn
-
-        t = self.store.trainer(self.run_name)
-        if t and t["state"] in ("starting", "running") and identity_matches(t["pid"], t["start_time"]):
-            raise CommandError(f"a trainer for {self.run_name} is already running (pid {t['pid']})")
-        tc = self.cfg.trainer
-        log_path = Path(tc.log_file)
-        trainer = spawn(list(tc.command), cwd=str(tc.cwd), log_path=log_path)
-        self.store.set_trainer(
-            self.run_name, pid=trainer.pid, pgid=trainer.pgid, start_time=trainer.start_time,
-            command_json=json.dumps(list(tc.command)), cwd=str(tc.cwd), log_path=str(log_path),
-            state="running", exit_code=None, cause=None, started_at=time.time(), ended_at=None,
-        )
-        self.store.update_run(self.run_name, status="running")
-        self.say(f"trainer: pid {trainer.pid}, log {log_path} (tail -f it)")
-        return trainer
-
-    def handle_stop_request(self, trainer: Any) -> None:
-        from launcher.process import stop_from_record
-
-        req = self.store.open_stop_request(self.run_name)
-        if req is None:
-            return
-        self.say(f"stop requested at epoch {req['epoch']}: {req['reason']}")
-        # The record in the state database, checked against the live process (pid + start
-        # time through a pidfd): only the trainer this launcher started is ever signalled.
-        result = stop_from_record(self.store.trainer(self.run_name), self.cfg.trainer.stop_grace_s,
-                                  log=self.log)
-        self.store.close_stop_request(req["id"], f"{result.outcome}: {result.detail}")
-        if result.outcome == "refused":
-            self.store.add_event(self.run_name, "error", "stop_refused", result.detail, req["epoch"])
-            self.log.error("stop refused", detail=result.detail)
-            self._alert("stop_refused", f"stop_refused:{req['id']}", epoch=req["epoch"],
-                        error=f"stop refused: {result.detail}")
-        else:
-            self.stopped_by_us = True
-        self.say(f"trainer stop: {result.outcome} ({result.detail})")
-
-    def announce_evaluations(self) -> None:
-        from watcher.publish.publisher import decisions_from_dicts, one_line_verdict
-
-        for e in self.store.evaluations(self.run_name):
-            if e["checkpoint_id"] in self._announced:
-                continue
-            self._announced.add(e["checkpoint_id"])
-            agg = e["metrics"]["aggregate"]
-            decisions = decisions_from_dicts(e["metrics"].get("decisions", []))
-            self.say(f"epoch {e['epoch']:>2}: {one_line_verdict(agg, decisions)}")
-
-    # ---- main ----------------------------------------------------------------------------------
-    def run(self) -> int:
-        from launcher.process import describe_exit, trainer_state
-
-        self.store.ensure_run(self.run_name, config_path=str(self.cfg.path), params=self.cfg.params())
-        signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGINT, self._on_term)
-        self.start_daemon()
-        self.wait_daemon_ready()
-        trainer = self.start_trainer()
-        rc = None
-        while rc is None:
-            rc = trainer.poll()
-            if self._terminate and rc is None:
-                self.store.request_stop(self.run_name, None, "launcher received a termination signal")
-                self._terminate = False
-            self.handle_stop_request(trainer)
-            self.announce_evaluations()
-            self.check_daemon()
-            if rc is None:
-                time.sleep(POLL_S)
-        cause = describe_exit(rc)
-        state = trainer_state(rc, self.stopped_by_us)
-        # Queued before the state is recorded: the daemon sees the trainer end, delivers what
-        # is queued and exits, so an alert queued after that would wait for a next run.
-        self._alert_trainer_end(state, cause)
-        self.store.set_trainer(self.run_name, state=state, exit_code=rc, cause=cause, ended_at=time.time())
-        self.store.add_event(self.run_name, "info" if state != "crashed" else "error",
-                             f"trainer_{state}", f"trainer {cause}")
-        self.say(f"trainer ended: {state} ({cause})")
-        self.wait_for_daemon()
-        self.announce_evaluations()
-        self.store.update_run(self.run_name, status={"stopped": "stopped", "killed": "stopped",
-                                                     "exited": "finished"}.get(state, "failed"))
-        return 0 if state in ("stopped", "killed", "exited") else (rc if rc and rc > 0 else 1)
-
-    def _alert(self, kind: str, dedupe_key: str, **facts: Any) -> None:
-        from watcher.publish import alerts as alert_mod
-
-        title, body = alert_mod.format_alert(kind, run=self.run_name, **facts)
-        alert_mod.enqueue_alert(self.store, self.run_name, kind, f"{kind}:{dedupe_key}", title,
-                                body, self.cfg.alerts.dedupe_window_s)
-
-    def _alert_trainer_end(self, state: str, cause: str) -> None:
-        kind = "trainer_crashed" if state == "crashed" else "trainer_exited"
-        self._alert(kind, f"{time.time():.0f}", cause=cause, state=state)
-
-    def wait_for_daemon(self) -> None:
-        if self.daemon is None:
-            return
-        deadline = time.time() + DAEMON_DRAIN_TIMEOUT_S
-        while self.daemon.poll() is None and time.time() < deadline:
-            self.announce_evaluations()
-            self.check_daemon()
-            time.sleep(POLL_S)
-        if self.daemon.poll() is None:
-            self.say("daemon did not finish in time; stopping it")
-            self.daemon.terminate()
-            self.daemon.wait(30)
 
 
 def run(args: Namespace) -> int:
     cfg = load(args.config)
     logs.configure()
+    for warning in cfg.warnings:  # e.g. the trainer does not sample every epoch
+        print(f"epochwatch launch: warning: {warning}", file=sys.stderr)
     launch = Launch(cfg)
     try:
         return launch.run()

@@ -7,6 +7,9 @@ from argparse import Namespace
 from watcher.cli import CommandError
 from watcher.commands._common import load
 from watcher.criteria import Rule
+from watcher.report.history import load_run
+from watcher.report.plan import finished, verdict_of
+from watcher.report.report import write_report
 from watcher.store import Store
 
 
@@ -14,14 +17,11 @@ def run(args: Namespace) -> int:
     cfg = load(args.config)
     if not cfg.state_db.exists():
         raise CommandError(f"no state database at {cfg.state_db}: has the daemon run yet?")
-    from watcher.report.report import write_report
 
     with Store(cfg.state_db) as store:
         if store.run_row(cfg.run.name) is None:
             raise CommandError(f"run {cfg.run.name} is not in {cfg.state_db}")
         path = write_report(cfg, store)
-        from watcher.report.history import load_run
-        from watcher.report.plan import finished, verdict_of
 
         run_history = load_run(store, cfg.run.name)
     verdict = verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria])

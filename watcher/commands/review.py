@@ -12,6 +12,9 @@ from typing import Any
 
 from watcher.cli import CommandError
 from watcher.commands._common import load
+from watcher.publish import supabase
+from watcher.report.calibration import MIN_REVIEWS, NARROW_SPREAD, calibrate
+from watcher.report.history import load_run
 from watcher.store import Store
 
 REVIEWS_TABLE = "epoch_reviews"
@@ -34,7 +37,6 @@ def review_row(run: str, epoch: int, visual: float, style: float, prompt: float,
 def enqueue_review(store: Store, run: str, epoch: int, row: dict[str, Any]) -> bool:
     """Queue the review for Supabase through the outbox; `watcher.publish.supabase` may
     offer its own `enqueue_review`, which then wins."""
-    from watcher.publish import supabase
 
     own = getattr(supabase, "enqueue_review", None)
     if callable(own):
@@ -65,8 +67,6 @@ def run(args: Namespace) -> int:
             raise CommandError(f"epoch {args.epoch} of {name} has no evaluation (evaluated: {have})")
         store.save_review(name, args.epoch, visual, style, prompt, notes)
         enqueue_review(store, name, args.epoch, review_row(name, args.epoch, visual, style, prompt, notes))
-        from watcher.report.calibration import MIN_REVIEWS, NARROW_SPREAD, calibrate
-        from watcher.report.history import load_run
 
         history = load_run(store, name)
     print(f"review saved: {name} epoch {args.epoch}: visual {visual:g}, style {style:g}, "

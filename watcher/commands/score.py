@@ -104,7 +104,7 @@ TABLE_COLUMNS = ("image", "background", "dE", "match", "colour", "style", "colou
 
 
 def table_rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in results:
         rows.append((
             r["image"], r["background_hex"], _fmt(r["background_delta_e"]), _fmt(r["background_match"]),

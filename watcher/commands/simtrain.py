@@ -66,7 +66,7 @@ def run(args: Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         simulate_training(
-            str(cfg.model.base), cfg.output_dir, cfg.run.output_name, epochs, interval,
+            cfg.base_model, cfg.output_dir, cfg.output_name, epochs, interval,
             dim, alpha, seed=int(kohya.get("seed", 0)),
             save_every_n_epochs=int(cfg.run.save_every_n_epochs or 1),
             save_dtype=save_dtype,

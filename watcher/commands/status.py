@@ -8,36 +8,19 @@ import time
 from argparse import Namespace
 from typing import Any
 
+from launcher.identity import process_alive
 from watcher.cli import CommandError
 from watcher.commands._common import load
+from watcher.config import WatchConfig
+from watcher.rules import decision_word, decisions_from_dicts
 from watcher.store import Store
 
 
-def _alive(pid: int | None, start_time: float | None) -> bool:
-    if not pid:
-        return False
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return start_time is None or abs(proc.create_time() - start_time) < 1.0
-    except psutil.Error:
-        return False
-
-
 def _epoch_decision(decisions: list[dict[str, Any]]) -> str | None:
-    if not decisions:
-        return None
-    if any(d["outcome"] == "fail" and d["action"] == "stop" for d in decisions):
-        return "stop"
-    if any(d["outcome"] == "fail" and d["action"] == "alert" for d in decisions):
-        return "alert"
-    return "continue"
+    return decision_word(decisions_from_dicts(decisions)) if decisions else None
 
 
-def collect(cfg: Any, store: Store) -> dict[str, Any]:
+def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
     run = cfg.run.name
     now = time.time()
     evaluations = {e["checkpoint_id"]: e for e in store.evaluations(run)}
@@ -45,6 +28,7 @@ def collect(cfg: Any, store: Store) -> dict[str, Any]:
     for d in store.decisions(run):
         decisions_by_epoch.setdefault(d["epoch"], []).append(d)
 
+    stop_epochs = [e for e, ds in decisions_by_epoch.items() if _epoch_decision(ds) == "stop"]
     epochs = []
     for ck in store.checkpoints(run):
         ev = evaluations.get(ck.id)
@@ -61,11 +45,12 @@ def collect(cfg: Any, store: Store) -> dict[str, Any]:
             "overall_score": agg.get("overall_score"),
             "commit": ev["git_commit"] if ev else None,
             "error": ck.error,
+            # judged after the stop was decided (the trainer winding down, a replay)
+            "after_stop": bool(stop_epochs) and (ck.epoch or 0) > min(stop_epochs),
         })
 
     # The run's decision: a stop, once decided, stands (later epochs may still be evaluated
     # while the trainer winds down); otherwise the latest epoch's.
-    stop_epochs = [e for e, ds in decisions_by_epoch.items() if _epoch_decision(ds) == "stop"]
     latest_epoch = min(stop_epochs) if stop_epochs else max(decisions_by_epoch, default=None)
     latest = decisions_by_epoch.get(latest_epoch, []) if latest_epoch is not None else []
     trainer = store.trainer(run) or {}
@@ -78,7 +63,7 @@ def collect(cfg: Any, store: Store) -> dict[str, Any]:
         "trainer": {
             "state": trainer.get("state", "unknown"),
             "pid": trainer.get("pid"),
-            "alive": _alive(trainer.get("pid"), trainer.get("start_time")),
+            "alive": process_alive(trainer.get("pid"), trainer.get("start_time")),
             "exit_code": trainer.get("exit_code"),
             "cause": trainer.get("cause"),
             "log": trainer.get("log_path"),
@@ -86,7 +71,7 @@ def collect(cfg: Any, store: Store) -> dict[str, Any]:
         "daemon": {
             "pid": daemon.get("pid"),
             "state": daemon.get("state"),
-            "alive": _alive(daemon.get("pid"), daemon.get("start_time")),
+            "alive": process_alive(daemon.get("pid"), daemon.get("start_time")),
             "heartbeat_age_s": round(now - daemon["heartbeat_at"], 1) if daemon.get("heartbeat_at") else None,
             "gpu_memory_mb": round((daemon.get("gpu_memory_bytes") or 0) / 2**20, 1),
         },

@@ -6,11 +6,13 @@ from argparse import Namespace
 
 from watcher import logs
 from watcher.commands._common import load
+from watcher.daemon import Daemon
 
 
 def run(args: Namespace) -> int:
     cfg = load(args.config)
     logs.configure()
-    from watcher.daemon import Daemon
+    for warning in cfg.warnings:  # e.g. the trainer does not sample every epoch
+        logs.get_logger(run=cfg.run.name).warning("config warning", detail=warning)
 
     return Daemon(cfg, until_trainer_exits=args.until_trainer_exits, once=args.once).run()

@@ -12,19 +12,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from watcher.logs import get_logger, redact
+from watcher.logs import get_logger
+from watcher.redact import redact, scrub, split_urls
 
 if TYPE_CHECKING:
     from watcher.store import Store
 
 ALERT_KINDS = (
     "stop_decision", "criterion_failed", "oscillation", "trainer_exited", "trainer_crashed",
-    "stop_refused", "epoch_overdue", "evaluation_error", "run_finished",
+    "stop_refused", "epoch_overdue", "evaluation_error", "run_finished", "cannot_judge",
 )
 KIND_ALIASES = {"stop": "stop_decision"}
 # apprise notify types per kind (colour / icon in Slack and Discord)
@@ -32,6 +32,7 @@ _NOTIFY_TYPE = {
     "stop_decision": "failure", "criterion_failed": "warning", "oscillation": "warning",
     "trainer_exited": "info", "trainer_crashed": "failure", "stop_refused": "failure",
     "epoch_overdue": "warning", "evaluation_error": "failure", "run_finished": "success",
+    "cannot_judge": "failure",
 }
 # Facts the templates place; any other fact is appended as a "name: value" line.
 FACTS = (
@@ -41,32 +42,10 @@ FACTS = (
     "results_url", "exit_code", "signal", "state", "cause", "overdue_minutes",
     "expected_minutes", "error", "verdict", "best_epoch",
 )
-_ANY_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]+", re.IGNORECASE)
 
 
 class AlertConfigError(ValueError):
     """EPOCHWATCH_ALERT_URLS holds an entry apprise cannot use (the entry itself is not shown)."""
-
-
-def url_secret_fragments(raw: str) -> list[str]:
-    """Pieces of the alert URLs that may be tokens (Slack's three, a webhook's path ...):
-    apprise and urllib3 log them on their own, without the rest of the URL."""
-    pieces: set[str] = set()
-    for url in split_urls(raw):
-        rest = url.split("://", 1)[1] if "://" in url else url
-        for n, part in enumerate(re.split(r"[/?&=@:#]+", rest)):
-            if len(part) < 6 or (n == 0 and "." in part):  # short words, host names
-                continue
-            pieces.add(part)
-    return sorted(pieces, key=len, reverse=True)
-
-
-def scrub(text: str) -> str:
-    """Secrets, alert URL tokens and any URL removed from text."""
-    text = redact(text)
-    for piece in url_secret_fragments(os.environ.get("EPOCHWATCH_ALERT_URLS", "")):
-        text = text.replace(piece, "***")
-    return _ANY_URL.sub(r"\1<redacted>", text)
 
 
 class _ScrubLogs(logging.Filter):
@@ -87,10 +66,6 @@ def _install_log_filters() -> None:
             logger.addFilter(_ScrubLogs())
 
 
-def split_urls(raw: str) -> list[str]:
-    return [u for u in re.split(r"[\s,]+", raw.strip()) if u]
-
-
 def target_id(url: str) -> str:
     """A stable, non-reversible name for one target (stored in the outbox, never the URL)."""
     return hashlib.sha256(url.encode()).hexdigest()[:12]
@@ -100,7 +75,7 @@ class AlertSink:
     """One apprise object per target URL, so each target succeeds or fails on its own."""
 
     def __init__(self, urls: list[str]) -> None:
-        import apprise
+        import apprise  # ~0.2 s; only when alert URLs are configured
 
         _install_log_filters()
         self._targets: list[tuple[str, Any]] = []
@@ -225,6 +200,12 @@ def _criterion_failed(f: Mapping[str, Any], run: str, ep: str) -> tuple[str, lis
     return title, [f.get("message"), _check(f), _measures(f), _scores(f)]
 
 
+def _cannot_judge(f: Mapping[str, Any], run: str, ep: str) -> tuple[str, list[str | None]]:
+    crit = f.get("criterion")
+    title = f"Cannot judge {crit}: {run}{ep}" if crit else f"Cannot judge: {run}{ep}"
+    return title, [f.get("message"), _measures(f), _scores(f)]
+
+
 def _oscillation(f: Mapping[str, Any], run: str, ep: str) -> tuple[str, list[str | None]]:
     history = f.get("history")
     trail = " -> ".join(_num(v) for v in history) if history else None
@@ -274,6 +255,8 @@ def format_alert(kind: str, **facts: Any) -> tuple[str, str]:
         title, lines = _criterion_failed(f, run, ep)
     elif kind == "oscillation":
         title, lines = _oscillation(f, run, ep)
+    elif kind == "cannot_judge":
+        title, lines = _cannot_judge(f, run, ep)
     elif kind in ("trainer_exited", "trainer_crashed"):
         title, lines = _trainer_end(f, run, crashed=kind == "trainer_crashed")
     elif kind == "stop_refused":

@@ -3,19 +3,26 @@ rows and alerts queued in the durable outbox (delivered by a background worker).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from watcher import logs
+from watcher.config import WatchConfig
+from watcher.decide import EpochRecord, verdict
+from watcher.evaluate import EpochEvaluation
 from watcher.publish import alerts as alert_mod
 from watcher.publish import supabase as supabase_mod
 from watcher.publish.gitrepo import GitPublishError, ResultsRepo
 from watcher.publish.outbox import OutboxWorker
+from watcher.report import write_report, write_run_pictures
+from watcher.rules import Decision, Rule, decision_word, decisions_from_dicts
 from watcher.store import Store
 
+__all__ = ["Publisher", "decision_word", "decisions_from_dicts", "one_line_verdict"]
 
-def one_line_verdict(aggregate: dict[str, Any], decisions: list[Any]) -> str:
+
+def one_line_verdict(aggregate: dict[str, Any], decisions: Sequence[Decision]) -> str:
     """`bg 0/4 green, colour 41.0, style 63.2, score 3.4/10 -> STOP (green_background_by_epoch_4)`."""
     parts = []
     rate = aggregate.get("background_match_rate")
@@ -28,13 +35,13 @@ def one_line_verdict(aggregate: dict[str, Any], decisions: list[Any]) -> str:
         parts.append(f"style {aggregate['style_quality']:.1f}")
     if aggregate.get("overall_score") is not None:
         parts.append(f"score {aggregate['overall_score']:.1f}/10")
-    failed = [d for d in decisions if d.outcome == "fail" and d.action in ("stop", "alert")]
-    stops = [d.criterion for d in failed if d.action == "stop"]
-    marks = [d.criterion for d in decisions if d.outcome == "marked"]
+    stops = [d.criterion for d in decisions if d.stops]
+    alerts = [d.criterion for d in decisions if d.alerts]
+    marks = [d.criterion for d in decisions if d.marked]
     if stops:
         tail = f"STOP ({', '.join(stops)})"
-    elif failed:
-        tail = f"continue, alert ({', '.join(d.criterion for d in failed)})"
+    elif alerts:
+        tail = f"continue, alert ({', '.join(alerts)})"
     else:
         tail = "continue"
     if marks:
@@ -42,21 +49,8 @@ def one_line_verdict(aggregate: dict[str, Any], decisions: list[Any]) -> str:
     return ", ".join(parts) + " -> " + tail
 
 
-def decisions_from_dicts(items: list[dict[str, Any]]) -> list[Any]:
-    """Stored decisions (dicts) back as attribute objects, as the helpers here expect."""
-    return [SimpleNamespace(**d) for d in items]
-
-
-def decision_word(decisions: list[Any]) -> str:
-    if any(d.outcome == "fail" and d.action == "stop" for d in decisions):
-        return "stop"
-    if any(d.outcome == "fail" and d.action == "alert" for d in decisions):
-        return "alert"
-    return "continue"
-
-
 class Publisher:
-    def __init__(self, cfg: Any, store: Store, repo: ResultsRepo, log: Any) -> None:
+    def __init__(self, cfg: WatchConfig, store: Store, repo: ResultsRepo, log: logs.Logger) -> None:
         self.cfg = cfg
         self.store = store
         self.repo = repo
@@ -75,7 +69,7 @@ class Publisher:
         # The run's recorded state, not "running": a daemon restarted after the run ended
         # must not turn the finished run back into a running one in Supabase.
         row = self.store.run_row(self.run) or {}
-        status = row.get("status") if row.get("status") in supabase_mod.RUN_STATUSES else "running"
+        status = str(row["status"]) if row.get("status") in supabase_mod.RUN_STATUSES else "running"
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
                                  verdict=row.get("verdict"), best_epoch=row.get("best_epoch"))
         self.worker.start()
@@ -100,7 +94,9 @@ class Publisher:
         self.worker.wake()
 
     # ---- epochs ---------------------------------------------------------------------------------
-    def publish_epoch(self, evaluation: Any, decisions: list[Any]) -> None:
+    def publish_epoch(self, evaluation: EpochEvaluation, decisions: Sequence[Decision]) -> None:
+        """Folder into place, evaluation and decisions recorded, one commit, alerts queued.
+        An OSError (results folder unwritable) leaves nothing recorded: the caller retries."""
         ck, epoch = evaluation.checkpoint, evaluation.epoch
         evaluation.folder.write_metrics(evaluation.metrics)
         final = evaluation.folder.finish()
@@ -110,41 +106,27 @@ class Publisher:
         self._commit(ck.id, ck.sha256, epoch, final, evaluation.metrics, decisions)
         self.alert_decisions(epoch, ck.id, decisions)
 
-    def alert_decisions(self, epoch: int, checkpoint_id: int, decisions: list[Any],
+    def alert_decisions(self, epoch: int, checkpoint_id: int, decisions: Sequence[Decision],
                         only_missing: bool = False) -> int:
         """The alerts an epoch's decisions call for. only_missing skips those queued once
         already (after a restart: a kill may have come between the commit and them).
         Returns the number queued."""
         queued = 0
         for d in decisions:
-            if d.outcome != "fail" or d.action not in ("stop", "alert"):
+            kind = d.alert_kind
+            if kind is None:
                 continue
-            kind = "stop_decision" if d.action == "stop" else (
-                "oscillation" if "oscillat" in d.criterion else "criterion_failed")
             key = f"{d.criterion}:{epoch}"
-            if only_missing and self._alert_queued(f"{kind}:{key}"):
+            if only_missing and self.store.alert_queued(self.run, f"{kind}:{key}"):
                 continue
             self.alert(kind, key, epoch=epoch, criterion=d.criterion, metric=d.metric,
                        value=d.value, threshold=d.threshold, message=d.message,
-                       commit=self._commit_of(checkpoint_id))
+                       commit=self.store.git_commit_of(checkpoint_id))
             queued += 1
         return queued
 
-    def _alert_queued(self, dedupe_key: str) -> bool:
-        row = self.store.conn.execute(
-            "SELECT 1 FROM outbox WHERE channel='alert' AND run=? "
-            "AND json_extract(payload_json, '$.dedupe_key')=? LIMIT 1", (self.run, dedupe_key),
-        ).fetchone()
-        return row is not None
-
-    def _commit_of(self, checkpoint_id: int) -> str | None:
-        row = self.store.conn.execute(
-            "SELECT git_commit FROM evaluations WHERE checkpoint_id=?", (checkpoint_id,)
-        ).fetchone()
-        return row["git_commit"] if row else None
-
     def _commit(self, checkpoint_id: int, sha256: str, epoch: int, folder: Path,
-                metrics: dict[str, Any], decisions: list[Any]) -> None:
+                metrics: Mapping[str, Any], decisions: Sequence[Decision]) -> None:
         """Commit once: reuse a commit already made for this checkpoint (crash recovery)."""
         log = self.log.bind(epoch=epoch)
         existing = self.repo.find_commit(sha256)
@@ -183,8 +165,6 @@ class Publisher:
     def _run_pictures(self) -> list[Path]:
         """grid.png and curves.png refreshed for the commit; a plotting failure must never
         stop the daemon, so it is logged and the epoch is committed without them."""
-        from watcher.report import write_run_pictures
-
         try:
             return write_run_pictures(self.cfg, self.store)
         except Exception as exc:  # noqa: BLE001 - pictures are a courtesy, results are not
@@ -192,17 +172,16 @@ class Publisher:
             return []
 
     # ---- the run ---------------------------------------------------------------------------------
-    def finish_run(self, status: str, rules: list[Any], history: list[Any]) -> dict[str, Any]:
+    def finish_run(self, status: str, rules: Sequence[Rule],
+                   history: Sequence[EpochRecord]) -> dict[str, Any]:
         """The run is over: verdict and best epoch recorded, sent to Supabase, announced."""
-        from watcher.criteria import verdict
-
         summary = verdict(rules, history)
         best = summary.get("best_epoch")
         # Queued before the run is marked final (the mark is what a restarted daemon checks):
         # a kill in between repeats the announcement, it never loses it.
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
                                  verdict=summary["verdict"], best_epoch=best)
-        best_metrics = next((h.metrics for h in history if h.epoch == best), {})
+        best_metrics: Mapping[str, Any] = next((h.metrics for h in history if h.epoch == best), {})
         self.alert("run_finished", status, status=status, verdict=summary["verdict"],
                    best_epoch=best, overall_score=best_metrics.get("overall_score"),
                    background_match_rate=best_metrics.get("background_match_rate"),
@@ -213,11 +192,9 @@ class Publisher:
         self._commit_report(summary)
         return summary
 
-    def commit_report_if_missing(self, rules: list[Any], history: list[Any]) -> None:
+    def commit_report_if_missing(self, rules: Sequence[Rule], history: Sequence[EpochRecord]) -> None:
         """After a restart of a run already over: the final report commit, if a kill cut
         finish_run short before it was made."""
-        from watcher.criteria import verdict
-
         rel = (self.cfg.run_results_dir / "report.md").relative_to(self.cfg.results_repo)
         if not self.repo.commits_touching(str(rel)):
             self.log.info("final report missing; committing it now")
@@ -225,8 +202,6 @@ class Publisher:
 
     def _commit_report(self, summary: dict[str, Any]) -> None:
         """report.md, grid.png and curves.png, committed once more at the end of the run."""
-        from watcher.report import write_report
-
         try:
             report = write_report(self.cfg, self.store)
             paths = [report, *(report.parent / n for n in ("grid.png", "curves.png"))]
@@ -242,9 +217,7 @@ class Publisher:
             folder = Path(e["result_dir"])
             if not folder.exists():
                 self.log.warning("results folder missing; re-evaluating", epoch=e["epoch"])
-                self.store.conn.execute("DELETE FROM evaluations WHERE checkpoint_id=?",
-                                        (e["checkpoint_id"],))
-                self.store.mark_checkpoint(e["checkpoint_id"], "pending")
+                self.store.forget_evaluation(e["checkpoint_id"])
                 continue
             decisions = decisions_from_dicts(e["metrics"].get("decisions", []))
             self._commit(e["checkpoint_id"], e["sha256"], e["epoch"], folder, e["metrics"], decisions)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ class EpochFolder:
         Image.fromarray(np.asarray(cells, dtype=np.uint8)).save(self.tmp / "samples_24px" / name)
         return f"samples/{name}", f"samples_24px/{name}"
 
-    def write_metrics(self, metrics: dict[str, Any]) -> None:
+    def write_metrics(self, metrics: Mapping[str, Any]) -> None:
         (self.tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
     def save_picture(self, name: str, image: Image.Image) -> None:

@@ -9,23 +9,26 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
+    from watcher.config import WatchConfig
+    from watcher.store import Store
+
 T = TypeVar("T")
 
 
-def write_run_pictures(cfg: Any, store: Any) -> list[Path]:
+def write_run_pictures(cfg: WatchConfig, store: Store) -> list[Path]:
     """grid.png and curves.png in `cfg.run_results_dir`; called after every epoch."""
     from watcher.report.pictures import write_run_pictures as write
 
     return write(cfg, store)
 
 
-def write_report(cfg: Any, store: Any) -> Path:
+def write_report(cfg: WatchConfig, store: Store) -> Path:
     """report.md (and the pictures) in `cfg.run_results_dir`; returns the report's path."""
     from watcher.report.report import write_report as write
 
@@ -38,13 +41,6 @@ def contact_sheet(rows: Sequence[tuple[Image.Image, np.ndarray, str]], columns: 
     from watcher.report.pictures import contact_sheet as sheet
 
     return sheet(rows, columns=columns, title=title)
-
-
-def review_prompts(base_prompts: Sequence[str], count: int = 12) -> list[str]:
-    """A diverse prompt set (subjects, colours, accessories) for the review epochs."""
-    from watcher.report.prompts import review_prompts as prompts
-
-    return prompts(base_prompts, count)
 
 
 def progress(iterable: Iterable[T], total: int | None, description: str) -> Iterator[T]:

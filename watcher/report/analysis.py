@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from watcher.decide import PLAN_RULES, verdict
 from watcher.report.history import RunHistory, number
 
 MIN_RUNS = 5  # below this a rank correlation says next to nothing
@@ -51,7 +52,6 @@ def outcomes(run: RunHistory) -> dict[str, Any]:
         "verdict": None,
     }
     if run.kind == "store" and run.epochs:
-        from watcher.criteria import PLAN_RULES, verdict
 
         out["verdict"] = verdict(list(PLAN_RULES), run.records())["verdict"]
     for key, value in run.stated_outcomes.items():

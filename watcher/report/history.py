@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from watcher.decide import EpochRecord
 from watcher.store import Store
 
 # An epoch counts as "green" (right background) at this background_match_rate: the
@@ -100,7 +101,6 @@ class RunHistory:
 
     def records(self) -> list[Any]:
         """The epochs as `watcher.criteria.EpochRecord`s."""
-        from watcher.criteria import EpochRecord
 
         return [EpochRecord(epoch=e, metrics=m) for e, m in sorted(self.epochs.items())]
 

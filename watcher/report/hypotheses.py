@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from watcher.config import kohya_network_arg
 from watcher.report.analysis import outcomes
 from watcher.report.history import RunHistory, number
+from watcher.report.kohyaedit import with_network_args
 from watcher.report.rootcause import ON_TIME_EPOCH, Finding
 
 
@@ -139,10 +141,8 @@ def hypotheses(run: RunHistory, findings: Sequence[Finding], kohya: dict[str, An
             actions=["re-caption 50-100 of the generated images", "add them to train_data_dir",
                      "set [run.dataset] num_images = 253"]))
         conv = number(params.get("conv_dim"))
-        from watcher.config import kohya_network_arg
 
         if not kohya_network_arg(kohya, "conv_dim") and not conv:
-            from watcher.report.kohyaedit import with_network_args
 
             out.append(Hypothesis(
                 "conv_dim_8", "conv_dim 8 / conv_alpha 4",

@@ -19,7 +19,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from watcher.report.history import RunHistory
+from watcher.config import WatchConfig
+from watcher.report.baselines import load_baselines
+from watcher.report.history import RunHistory, load_run
+from watcher.rules import Rule, decisions_from_dicts
+from watcher.store import Store
 
 THUMB = 256                      # px of the 512 px sample in a contact sheet
 GRID_SCALE = 4                   # 24 px recovery -> 96 px in the run grid
@@ -36,7 +40,7 @@ def _enlarge(cells: np.ndarray | Image.Image, side: int) -> Image.Image:
     img = cells if isinstance(cells, Image.Image) else Image.fromarray(np.asarray(cells, dtype=np.uint8))
     img = img.convert("RGB")
     scale = max(1, side // max(img.size))
-    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
 
 
 def _save(image_or_fig: Any, path: Path) -> Path:
@@ -81,7 +85,7 @@ def contact_sheet(rows: Sequence[tuple[Image.Image, np.ndarray, str]], columns: 
     for i, (image, cells, caption) in enumerate(rows):
         x = gap + (i % columns) * (tile_w + gap)
         y = top + (i // columns) * (tile_h + gap)
-        sheet.paste(image.convert("RGB").resize((THUMB, THUMB), Image.LANCZOS), (x, y))
+        sheet.paste(image.convert("RGB").resize((THUMB, THUMB), Image.Resampling.LANCZOS), (x, y))
         recovered = _enlarge(cells, big)
         sheet.paste(recovered, (x + THUMB + 8, y + (THUMB - recovered.height) // 2))
         for j, line in enumerate(textwrap.wrap(caption, wrap)[:cap_lines]):
@@ -161,7 +165,7 @@ def grid_image(run: RunHistory, cells: int = 24) -> Image.Image:
             d.text((12, y + 30), bg, fill=RIGHT if rate >= 0.5 else WRONG, font=small)
         if score is not None:
             d.text((12, y + 48), f"score {score:.1f}/10", fill=MUTED, font=small)
-        if any(x["outcome"] == "fail" and x["action"] == "stop" for x in run.decisions.get(epoch, [])):
+        if any(d.stops for d in decisions_from_dicts(run.decisions.get(epoch, []))):
             d.text((12, y + 66), "stop decided", fill=WRONG, font=label_font)
         for j, prompt in enumerate(prompts):
             x = left + j * (cell + gap)
@@ -169,7 +173,7 @@ def grid_image(run: RunHistory, cells: int = 24) -> Image.Image:
             frame = RIGHT if match is True else WRONG if match is False else NEUTRAL
             d.rectangle((x, y, x + cell - 1, y + cell - 1), fill=frame)
             if tile is not None:
-                img.paste(tile.resize((side, side), Image.NEAREST), (x + BORDER, y + BORDER))
+                img.paste(tile.resize((side, side), Image.Resampling.NEAREST), (x + BORDER, y + BORDER))
             else:
                 d.rectangle((x + BORDER, y + BORDER, x + BORDER + side - 1, y + BORDER + side - 1),
                             fill=(235, 235, 235))
@@ -267,7 +271,7 @@ def curves_figure(run: RunHistory, baselines: Sequence[RunHistory] = (), rules: 
             top.step(list(g), [v * 100 for v in g.values()], where="mid", linestyle=(0, (4, 3)),
                      color=tone, alpha=0.8, zorder=1, label=f"baseline {base.name}: background")
     stops = [e for e in sorted(run.decisions)
-             if any(d["outcome"] == "fail" and d["action"] == "stop" for d in run.decisions[e])]
+             if any(d.stops for d in decisions_from_dicts(run.decisions[e]))]
     if stops:
         for ax in (top, bottom):
             ax.axvline(stops[0], color="#c62828", linestyle="-.", linewidth=1.2, alpha=0.8,
@@ -295,12 +299,9 @@ def curves_figure(run: RunHistory, baselines: Sequence[RunHistory] = (), rules: 
     return fig
 
 
-def write_run_pictures(cfg: Any, store: Any) -> list[Path]:
+def write_run_pictures(cfg: WatchConfig, store: Store) -> list[Path]:
     """grid.png and curves.png in the run's results folder, from the store; cheap enough to
     redo after every epoch. Returns their paths."""
-    from watcher.criteria import Rule
-    from watcher.report.baselines import load_baselines
-    from watcher.report.history import load_run
 
     run = load_run(store, cfg.run.name)
     out = Path(cfg.run_results_dir)

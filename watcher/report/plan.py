@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from watcher.decide import verdict
 from watcher.report.analysis import outcomes
 from watcher.report.history import RunHistory
 from watcher.report.rootcause import ON_TIME_EPOCH, Finding
@@ -170,6 +171,5 @@ def plan_criteria(run: RunHistory, findings: Sequence[Finding],
 def verdict_of(run: RunHistory, rules: Sequence[Any]) -> dict[str, Any]:
     """The run's verdict as `watcher.criteria.verdict` gives it (success / partial / failure /
     pending), from the same rules the daemon judged with."""
-    from watcher.criteria import verdict
 
     return verdict(list(rules), run.records())

@@ -12,12 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from watcher.config import WatchConfig
 from watcher.report.analysis import outcomes
+from watcher.report.baselines import load_baselines
 from watcher.report.calibration import MIN_REVIEWS, NARROW_SPREAD, Calibration, calibrate
-from watcher.report.history import RunHistory
-from watcher.report.hypotheses import Hypothesis
-from watcher.report.plan import CriterionResult, finished
-from watcher.report.rootcause import Finding
+from watcher.report.history import RunHistory, load_run
+from watcher.report.hypotheses import Hypothesis, hypotheses
+from watcher.report.pictures import write_run_pictures
+from watcher.report.plan import CriterionResult, finished, plan_criteria, verdict_of
+from watcher.report.rootcause import Finding, root_cause
+from watcher.rules import Rule, decision_word, decisions_from_dicts
+from watcher.store import Store
 
 ICON = {"met": "✅ met", "not met": "❌ not met", "pending": "⏳ pending",
         "not measurable": "➖ not measurable"}
@@ -46,8 +51,7 @@ def _epochs(run: RunHistory) -> list[str]:
     for e in run.evaluated:
         a = run.epochs[e]
         ds = run.decisions.get(e, [])
-        word = ("stop" if any(d["outcome"] == "fail" and d["action"] == "stop" for d in ds)
-                else "alert" if any(d["outcome"] == "fail" for d in ds) else "continue" if ds else "-")
+        word = decision_word(decisions_from_dicts(ds)) if ds else "-"
         if any(d["outcome"] == "marked" for d in ds):
             word += " (candidate)"
         rate = run.value(e, "background_match_rate")
@@ -113,13 +117,13 @@ def _calibration(run: RunHistory, fits: Sequence[Calibration]) -> list[str]:
               "| score | reviews | slope | intercept | error before | error after | leave-one-out | note |",
               "|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in fits:
-        notes = []
+        remarks: list[str] = []
         if c.auto_spread < NARROW_SPREAD:
-            notes.append(f"auto scores span only {c.auto_spread:.2f}: slope unreliable")
+            remarks.append(f"auto scores span only {c.auto_spread:.2f}: slope unreliable")
         if c.mae_loo >= c.mae_raw:
-            notes.append("no better than the raw scores")
+            remarks.append("no better than the raw scores")
         lines.append(f"| {c.score} | {c.n} | {c.slope:.2f} | {c.intercept:+.2f} | {c.mae_raw:.2f} | "
-                     f"{c.mae_fit:.2f} | {c.mae_loo:.2f} | {'; '.join(notes)} |")
+                     f"{c.mae_fit:.2f} | {c.mae_loo:.2f} | {'; '.join(remarks)} |")
     lines += ["", "Errors are mean absolute differences on the 1-10 scale; the leave-one-out figure "
               "predicts each review from a line fitted without it, the fairer estimate of the "
               "remaining error."]
@@ -181,17 +185,10 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
     return "\n".join(out)
 
 
-def write_report(cfg: Any, store: Any) -> Path:
+def write_report(cfg: WatchConfig, store: Store) -> Path:
     """report.md, grid.png and curves.png in the run's results folder; once the run is over
     (stopped, or its last epoch evaluated) records the verdict and best epoch in the store.
     Returns the report's path."""
-    from watcher.criteria import Rule
-    from watcher.report.baselines import load_baselines
-    from watcher.report.history import load_run
-    from watcher.report.hypotheses import hypotheses
-    from watcher.report.pictures import write_run_pictures
-    from watcher.report.plan import plan_criteria, verdict_of
-    from watcher.report.rootcause import root_cause
 
     run_dir = Path(cfg.run_results_dir)
     write_run_pictures(cfg, store)

@@ -1,0 +1,107 @@
+"""The public epoch path (watcher.epoch.EpochPath) in-process: evaluate -> decide -> publish
+-> act on a real state database, a real results git repository and the real outbox, with
+`watcher.testing.FakePipeline` (real pixel-art sprites) standing in for diffusers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from watcher.config import SamplePrompt, load_config
+from watcher.epoch import EpochPath
+from watcher.testing import FakePipeline, write_watch_config
+
+GATE = "green_background_by_epoch_4"
+
+
+def open_path(tmp_path: Path, criteria: str = "") -> EpochPath:
+    config = write_watch_config(tmp_path, tmp_path / "no-model-needed", name="PATH_RUN",
+                                criteria=criteria)
+    return EpochPath.open(load_config(config))
+
+
+def alert_kinds(path: EpochPath) -> list[str]:
+    rows = path.store.conn.execute(
+        "SELECT payload_json FROM outbox WHERE channel='alert' ORDER BY id").fetchall()
+    return [json.loads(r[0])["kind"] for r in rows]
+
+
+def test_epochs_through_the_path_stop_at_the_epoch_4_gate(tmp_path: Path) -> None:
+    path = open_path(tmp_path)
+    pipeline = FakePipeline(background="#ff0000")  # red where the prompts ask for green
+    try:
+        outcomes = []
+        for epoch in range(1, 5):
+            ck = path.add_source(tmp_path / f"lora-{epoch:06d}.safetensors", epoch,
+                                 f"{epoch:064x}", 1000)
+            outcomes.append(path.run_checkpoint(pipeline, ck))
+        assert [o.evaluation.aggregate["background_match_rate"] for o in outcomes] == [0.0] * 4
+        assert [o.stops for o in outcomes] == [False, False, False, True]
+        gate = next(d for d in outcomes[3].decisions if d.criterion == GATE)
+        assert gate.outcome == "fail" and gate.stops and gate.alert_kind == "stop_decision"
+        (request,) = path.store.stop_requests("PATH_RUN")
+        assert request["epoch"] == 4 and request["reason"].startswith(f"{GATE}: background_match_rate 0 < 0.5")
+        assert path.store.run_row("PATH_RUN")["status"] == "stopping"
+        assert "stop_decision" in alert_kinds(path)
+        assert len(pipeline.loaded) == 4
+        log = subprocess.run(["git", "-C", str(path.cfg.results_repo), "log", "--format=%s"],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        assert log[0].startswith("PATH_RUN epoch 4: bg 0/2 right") and "STOP (" in log[0]
+        assert len(log) == 4
+        stored = path.store.evaluations("PATH_RUN")[-1]["metrics"]["decisions"]
+        assert [d["criterion"] for d in stored] == [d.criterion for d in outcomes[3].decisions]
+    finally:
+        path.close()
+
+
+def test_a_green_run_continues_and_a_restart_redoes_nothing(tmp_path: Path) -> None:
+    path = open_path(tmp_path)
+    try:
+        ck = path.add_source(tmp_path / "lora-000004.safetensors", 4, "a" * 64, 1000)
+        outcome = path.run_checkpoint(FakePipeline(background="#00ff00"), ck)
+        assert outcome.evaluation.aggregate["background_match_rate"] == 1.0
+        assert not outcome.stops and not any(d.stops for d in outcome.decisions)
+        assert path.store.stop_requests("PATH_RUN") == []
+        assert path.store.checkpoint(ck.id).attempts == 1  # one try, counted once
+        queued = alert_kinds(path)
+    finally:
+        path.close()
+    again = EpochPath.open(path.cfg)  # a restart: nothing lost, so nothing redone
+    try:
+        assert alert_kinds(again) == queued
+        assert again.store.stop_requests("PATH_RUN") == []
+    finally:
+        again.close()
+
+
+def test_images_from_a_sample_source_with_an_unjudgeable_prompt_cannot_be_judged(
+        tmp_path: Path) -> None:
+    rule = """
+[[criteria]]
+name = "gate"
+metric = "background_match_rate"
+threshold = 0.5
+epoch = 2
+action = "stop"
+on_missing = "stop"
+"""
+    path = open_path(tmp_path, criteria=rule)
+    fake = FakePipeline(background="#00ff00")
+    try:
+        # A sample source brought prompts that name no background: nothing to judge it on.
+        prompt = SamplePrompt("pixel art portrait, pink hair (#ff66cc)", "", 7, 128, 128, 2, 7.5)
+        samples = list(zip([prompt] * 2, fake.generate([prompt] * 2, 2), strict=True))
+        first = path.judge_images(path.add_source(tmp_path / "samples/e1", 1, "1" * 64, 0), samples)
+        assert [d.outcome for d in first.decisions] == ["pending"]  # not due before epoch 2
+        second = path.judge_images(path.add_source(tmp_path / "samples/e2", 2, "2" * 64, 0), samples)
+        (d,) = second.decisions
+        assert (d.outcome, d.action, d.evidence["reason"]) == ("cannot_judge", "stop", "missing_metric")
+        assert "background_match_rate has no value" in d.message
+        assert second.stops and alert_kinds(path).count("cannot_judge") == 1
+        row = path.store.conn.execute(
+            "SELECT payload_json FROM outbox WHERE channel='alert' ORDER BY id DESC").fetchone()
+        assert json.loads(row[0])["title"] == "Cannot judge gate: PATH_RUN epoch 2"
+        assert [c.status for c in path.store.checkpoints("PATH_RUN")] == ["evaluated"] * 2
+    finally:
+        path.close()

@@ -1,0 +1,118 @@
+"""The trainer source end to end with real processes: the daemon judges kohya's own sample
+PNGs (written in place, named as sd-scripts names them), never imports torch, and `launch`
+stops a trainer whose samples fail the epoch-4 rule."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_replay import STOP_STORY, git_log
+from watcher.samples import demo_set
+from watcher.samples.names import sample_name
+
+SUBJECTS = demo_set.DEMO_SUBJECTS[:2]
+
+TRAINER = """
+import sys, time
+from watcher.samples import demo_set
+from tests.test_replay import STOP_STORY
+out, interval = sys.argv[1], float(sys.argv[2])
+for epoch, look in enumerate(STOP_STORY, 1):
+    time.sleep(interval)  # "training"
+    demo_set.write_epoch(out, epoch, look, subjects=demo_set.DEMO_SUBJECTS[:2], layout="kohya")
+    print(f"epoch {epoch} sampled", flush=True)
+"""
+
+
+def write_config(root: Path, trainer: list[str] | None = None) -> Path:
+    prompts = demo_set.write_prompts(root / "prompts.txt", SUBJECTS)
+    command = ", ".join(json.dumps(a) for a in trainer or [])
+    config = root / "config.toml"
+    config.write_text(f"""
+[run]
+name = "TRAINER_SAMPLES"
+output_dir = "output"
+output_name = "demo_lora"
+max_train_epochs = 10
+state_dir = "state"
+expected_epoch_minutes = 1.0
+
+[sampling]
+source = "trainer"
+prompts_file = "{prompts}"
+set_timeout_s = 30
+
+[results]
+repo = "results"
+dir = "runs"
+
+[trainer]
+command = [{command}]
+cwd = "."
+stop_grace_s = 5.0
+
+[daemon]
+rescan_interval_s = 0.5
+settle_interval_s = 0.1
+""")
+    return config
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_watch_once_judges_samples_without_torch(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    sample = tmp_path / "output" / "sample"
+    for epoch in (1, 2, 3):
+        demo_set.write_epoch(sample, epoch, STOP_STORY[epoch + 3], subjects=SUBJECTS, layout="kohya")
+    (sample / sample_name("other_run", 1, 0, "20261201100000", 1)).write_bytes(b"x")
+    (sample / "demo_lora_000500_00_20261201100000_1.png").write_bytes(b"x")
+    (sample / sample_name("demo_lora", 2, 5, "20261201100000", 1)).write_bytes(b"x")
+    code = ("import json, sys, psutil\n"
+            "from watcher.cli import main\n"
+            f"rc = main(['watch', '--once', '--config', {str(config)!r}])\n"
+            "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules)\n"
+            "print(json.dumps({'rc': rc, 'heavy': heavy, "
+            "'rss_mb': psutil.Process().memory_info().rss / 2**20}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["rc"] == 0 and result["heavy"] == []
+    assert result["rss_mb"] < 300
+    db = tmp_path / "state" / "state.db"
+    assert query(db, "SELECT epoch FROM evaluations ORDER BY epoch") == [(1,), (2,), (3,)]
+    rates = [json.loads(m)["aggregate"]["background_match_rate"]
+             for (m,) in query(db, "SELECT metrics_json FROM evaluations ORDER BY epoch")]
+    assert rates == [1.0, 1.0, 0.0]  # STOP_STORY epochs 5, 6, 7: green, green, pink
+    refused = sorted(Path(p).name for (p,) in query(db, "SELECT path FROM rejected_files"))
+    assert refused == sorted([sample_name("other_run", 1, 0, "20261201100000", 1),
+                              "demo_lora_000500_00_20261201100000_1.png",
+                              sample_name("demo_lora", 2, 5, "20261201100000", 1)])
+    assert len([c for c in git_log(tmp_path / "results") if " epoch " in c]) == 3
+
+
+def test_launch_stops_the_trainer_on_its_own_samples(tmp_path: Path) -> None:
+    script = tmp_path / "sampler.py"
+    script.write_text(TRAINER)
+    config = write_config(tmp_path, [sys.executable, str(script), str(tmp_path / "output" / "sample"), "1.5"])
+    proc = subprocess.run([sys.executable, "-m", "watcher", "launch", "--config", str(config)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    out = proc.stdout + proc.stderr
+    db = tmp_path / "state" / "state.db"
+    assert query(db, "SELECT epoch FROM stop_requests") == [(4,)], out[-3000:]
+    (state,) = query(db, "SELECT state FROM trainer")
+    assert state[0] == "stopped", out[-3000:]
+    epochs = [e for (e,) in query(db, "SELECT epoch FROM evaluations ORDER BY epoch")]
+    assert epochs[:4] == [1, 2, 3, 4] and max(epochs) < 10  # stopped well before the end
+    log = (tmp_path / "logs" / "trainer.log").read_text()
+    assert "epoch 4 sampled" in log and "epoch 10 sampled" not in log
+    (status,) = query(db, "SELECT status FROM runs")
+    assert status[0] == "stopped"

@@ -1,0 +1,189 @@
+"""`epochwatch replay --config FILE --images DIR [--json]`: judge a past run's images.
+
+The epochs found in DIR (watcher.samples.layout) go through the same path as the daemon's
+(watcher.epoch.EpochPath: score -> decide -> publish -> act), in epoch order, so the rules
+apply as they would have live: a stop decided at epoch 4 is recorded as the run's decision
+and the later epochs are still judged, shown as coming after it. No trainer is signalled
+(there is none). Each epoch is recorded under the digest of its images and prompts, so a
+second replay of the same folder finds everything done and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from argparse import Namespace
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watcher import logs
+from watcher.act import FINAL_RUN_STATES
+from watcher.cli import CommandError
+from watcher.commands._common import load
+from watcher.commands.status import _epoch_decision
+from watcher.config import WatchConfig
+from watcher.publish.gitrepo import ResultsRepo
+from watcher.samples.layout import LayoutError, ReplayEpoch, ReplayLayout, scan
+from watcher.samples.source import identity, open_images, trainer_prompts
+from watcher.store import Store
+
+
+@dataclass
+class EpochLine:
+    epoch: int
+    state: str  # judged | already judged | not judged
+    metrics: dict[str, Any] = field(default_factory=dict)
+    decision: str | None = None
+    after_stop: int | None = None  # the epoch of the stop this one came after
+    partial: bool = False
+    candidate: bool = False  # a production candidate (a "candidate" rule marked it)
+    reasons: list[str] = field(default_factory=list)  # the failed rules behind a stop or alert
+    problems: list[str] = field(default_factory=list)
+    commit: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "state": self.state, "decision": self.decision,
+                "candidate": self.candidate, "reasons": self.reasons,
+                "after_stop": self.after_stop is not None, "stop_epoch": self.after_stop,
+                "partial": self.partial, "problems": self.problems, "commit": self.commit,
+                **{k: self.metrics.get(k) for k in ("background_match_rate", "color_accuracy",
+                                                    "style_quality", "overall_score", "n_images")}}
+
+
+def _layout(cfg: WatchConfig, images: str) -> ReplayLayout:
+    try:
+        return scan(Path(images), cfg.prompts(), trainer_prompts(cfg), cfg.run.output_name)
+    except LayoutError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def replay(cfg: WatchConfig, layout: ReplayLayout) -> tuple[list[EpochLine], dict[str, Any]]:
+    """Judge every epoch of `layout` as the daemon would; (one line per epoch, the run).
+
+    When every epoch is already judged (same images) and the run is over, nothing is opened
+    for writing: no outbox worker, no Supabase upsert, no commit. Running it again changes
+    nothing."""
+    from watcher.epoch import EpochPath
+
+    idents = {ep.epoch: identity(ep.samples) for ep in layout.epochs if ep.judged and ep.samples}
+    if _all_judged(cfg, idents):
+        with Store(cfg.state_db) as store:
+            lines = [EpochLine(ep.epoch, "already judged" if ep.epoch in idents else "not judged",
+                               partial=ep.partial, problems=list(ep.problems))
+                     for ep in layout.epochs]
+            return lines, _fill(store, cfg.run.name, lines)
+    path = EpochPath.open(cfg)
+    try:
+        lines = [_judge(path, ep, idents.get(ep.epoch)) for ep in layout.epochs]
+        if lines:
+            path.end_run(last_epoch_done=True)  # a past run: it is over, stopped or not
+        summary = _fill(path.store, cfg.run.name, lines)
+    finally:
+        path.close()
+    return lines, summary
+
+
+def _all_judged(cfg: WatchConfig, idents: dict[int, tuple[str, int]]) -> bool:
+    """Every epoch recorded with these very images, the run over and its report committed."""
+    if not idents or not cfg.state_db.exists():
+        return False
+    with Store(cfg.state_db) as store:
+        if (store.run_row(cfg.run.name) or {}).get("status") not in FINAL_RUN_STATES:
+            return False
+        done = {c.sha256 for c in store.checkpoints(cfg.run.name) if c.status in ("evaluated", "failed")}
+        if any(sha not in done for sha, _ in idents.values()) or store.unpublished(cfg.run.name):
+            return False
+    report = (cfg.run_results_dir / "report.md").relative_to(cfg.results_repo)
+    return bool(ResultsRepo(cfg.results_repo).commits_touching(str(report)))
+
+
+def _fill(store: Store, run: str, lines: list[EpochLine]) -> dict[str, Any]:
+    """Each line's metrics and decision from the state; the run's summary."""
+    stops = sorted(store.stop_requests(run), key=lambda r: r["epoch"])
+    latest = {e["epoch"]: e for e in store.evaluations(run)}
+    for line in lines:
+        ev = latest.get(line.epoch)
+        if ev is not None:
+            line.metrics = ev["metrics"]["aggregate"]
+            decisions = ev["metrics"].get("decisions", [])
+            line.decision = _epoch_decision(decisions)
+            line.candidate = any(d.get("outcome") == "marked" for d in decisions)
+            # the failed rules behind a stop or alert, and a stop rule passed (the continue path)
+            line.reasons = [d["message"] for d in decisions
+                            if (d.get("outcome") == "fail" and d.get("action") in ("stop", "alert"))
+                            or (d.get("outcome") == "pass"
+                                and (d.get("evidence") or {}).get("rule_action") == "stop")]
+            line.commit = ev.get("git_commit")
+        if stops and line.epoch > stops[0]["epoch"]:
+            line.after_stop = stops[0]["epoch"]
+    row = store.run_row(run) or {}
+    return {"run": run, "status": row.get("status"), "verdict": row.get("verdict"),
+            "best_epoch": row.get("best_epoch"),
+            "stop_epoch": stops[0]["epoch"] if stops else None,
+            "stop_reason": stops[0].get("reason") if stops else None}
+
+
+def _judge(path: Any, ep: ReplayEpoch, ident: tuple[str, int] | None) -> EpochLine:
+    line = EpochLine(ep.epoch, "not judged", partial=ep.partial, problems=list(ep.problems))
+    if ident is None:
+        return line
+    sha256, size = ident
+    checkpoint = path.add_source(ep.source, ep.epoch, sha256, size,
+                                 {"source": "replay", "images": str(len(ep.samples))})
+    if checkpoint.status in ("evaluated", "failed"):
+        line.state = "already judged"
+        return line
+    try:
+        images = open_images(ep.samples)
+    except OSError as exc:  # unreadable after all: never half-judged
+        line.problems.append(f"epoch {ep.epoch}: cannot read an image: {exc}")
+        return line
+    path.judge_images(checkpoint, images)
+    line.state = "judged"
+    return line
+
+
+def _fmt(value: Any, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render(layout: ReplayLayout, lines: list[EpochLine], summary: dict[str, Any]) -> str:
+    kind = "epoch folders" if layout.kind == "folders" else "kohya sample names"
+    out = [f"replay {summary['run']} from {layout.folder} ({kind}): {len(layout.epochs)} epochs"]
+    out += [f"  skipped: {p}" for p in layout.problems]
+    out.append(f"{'epoch':>5}  {'bg match':>8}  {'colour':>6}  {'style':>6}  {'score':>5}  decision")
+    for line in lines:
+        note = line.state if line.state != "judged" else ""
+        if line.after_stop is not None:
+            note = f"after the stop at epoch {line.after_stop}" + (f"; {note}" if note else "")
+        m = line.metrics
+        out.append(f"{line.epoch:>5}  {_fmt(m.get('background_match_rate'), '.2f'):>8}  "
+                   f"{_fmt(m.get('color_accuracy')):>6}  {_fmt(m.get('style_quality')):>6}  "
+                   f"{_fmt(m.get('overall_score')):>5}  {line.decision or '-'}"
+                   + (", candidate" if line.candidate else "")
+                   + (f"  ({note})" if note else ""))
+        out += [f"         {p}" for p in [*line.reasons, *line.problems]]
+    stop = summary["stop_epoch"]
+    out.append("")
+    out.append(f"run: {summary['status']}" + (f" at epoch {stop}: {summary['stop_reason']}" if stop else "")
+               + f"; verdict {summary['verdict']}, best epoch {summary['best_epoch']}")
+    return "\n".join(out)
+
+
+def run(args: Namespace) -> int:
+    logs.configure(level="warning")  # stdout is the answer; the stage-by-stage log is not
+    cfg = load(args.config)
+    for warning in cfg.warnings:
+        print(f"epochwatch replay: warning: {warning}", file=sys.stderr)
+    layout = _layout(cfg, args.images)
+    lines, summary = replay(cfg, layout)
+    if args.json:
+        print(json.dumps({**summary, "images": str(layout.folder), "layout": layout.kind,
+                          "problems": layout.problems, "epochs": [ln.to_dict() for ln in lines]}))
+    else:
+        print(render(layout, lines, summary))
+    if not any(ln.state != "not judged" for ln in lines):
+        print("epochwatch replay: no epoch could be judged", file=sys.stderr)
+        return 1
+    return 0

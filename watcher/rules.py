@@ -1,0 +1,224 @@
+"""The rules a run is judged by, and the decisions they give: one source for both.
+
+- `Rule`: one declarative criterion (metric, comparison, threshold, epoch, mode, action,
+  on_missing). Its `__post_init__` is the only rule validation: the config's `[[criteria]]`
+  entries are turned into Rules and its errors reported with the TOML line.
+- `PLAN_RULES`: the plan's decision points (NEXT_TRAINING_RUN_PLAN.md), the default criteria.
+- `METRICS`: the metric names a rule may use, the numeric keys of `aggregate_epoch`.
+- `Decision`: one rule's judgement at one epoch, with its reason; `alert_kind` says which
+  decisions alert (and how), `stops` which ones stop the trainer.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from evaluators.aggregate import aggregate_epoch
+
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq,
+}
+NEGATED = {">=": "<", ">": "<=", "<=": ">", "<": ">=", "==": "!="}
+MODES = ("at", "by", "from", "oscillation", "candidate")
+ACTIONS = ("stop", "alert", "none", "mark")
+ON_MISSING = ("alert", "stop")
+OUTCOMES = ("pass", "fail", "pending", "marked", "cannot_judge")
+VALUE_DECIMALS = 9
+# aggregate_epoch keys that are not numbers, so no rule can compare them with a threshold.
+_NOT_NUMERIC = frozenset({"background_hex", "issues", "issue_counts"})
+METRICS: tuple[str, ...] = tuple(k for k in aggregate_epoch([]) if k not in _NOT_NUMERIC)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One criterion: `metric comparison threshold`, judged per `mode` at `epoch`, then `action`.
+
+    Example: Rule("green_background_by_epoch_4", "background_match_rate", ">=", 0.5, epoch=4,
+    mode="by", action="stop") stops the trainer when fewer than half of the background
+    prompts come out right at epoch 4 (or the first evaluated epoch after it).
+    `on_missing` is what happens when the metric has no value once the rule is due: always an
+    alert ("cannot_judge"), and with "stop" the trainer is stopped as on a failure.
+    """
+
+    name: str
+    metric: str
+    comparison: str = ">="
+    threshold: float = 0.0
+    epoch: int | None = None
+    mode: str = "by"
+    action: str = "alert"
+    on_missing: str = "alert"
+
+    def __post_init__(self) -> None:
+        where = f"criterion {self.name!r}"
+        if not self.name or not self.metric:
+            raise ValueError(f"{where}: name and metric must be non-empty")
+        if self.comparison not in COMPARISONS:
+            raise ValueError(f"{where}: comparison must be one of {', '.join(COMPARISONS)}")
+        if self.mode not in MODES:
+            raise ValueError(f"{where}: mode must be one of {', '.join(MODES)}")
+        if self.action not in ACTIONS:
+            raise ValueError(f"{where}: action must be one of {', '.join(ACTIONS)}")
+        if self.on_missing not in ON_MISSING:
+            raise ValueError(f"{where}: on_missing must be one of {', '.join(ON_MISSING)}")
+        if self.action == "mark" and self.mode != "candidate":
+            raise ValueError(f"{where}: action 'mark' needs mode 'candidate'")
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
+                or not math.isfinite(self.threshold):
+            raise ValueError(f"{where}: threshold must be a finite number")
+        object.__setattr__(self, "threshold", float(self.threshold))
+        if self.epoch is not None and (isinstance(self.epoch, bool) or not isinstance(self.epoch, int)
+                                       or self.epoch < 0):
+            raise ValueError(f"{where}: epoch must be a whole number >= 0")
+        if self.mode in ("at", "by", "from") and not self.epoch:
+            raise ValueError(f"{where}: mode {self.mode!r} needs an epoch"
+                             + ("" if self.epoch is None else " >= 1"))
+
+    @classmethod
+    def from_config(cls, obj: Any) -> Rule:
+        """Build from a `[[criteria]]` entry: any object (or mapping) with the config's names."""
+        def get(key: str, default: Any = None) -> Any:
+            if isinstance(obj, Mapping):
+                return obj.get(key, default)
+            return getattr(obj, key, default)
+
+        return cls(name=get("name"), metric=get("metric"), comparison=get("comparison", ">="),
+                   threshold=get("threshold"), epoch=get("epoch"), mode=get("mode", "by"),
+                   action=get("action", "alert"), on_missing=get("on_missing", "alert"))
+
+    @property
+    def start(self) -> int:
+        """The first epoch the rule is judged at (0: from the start)."""
+        return self.epoch or 0
+
+    def holds(self, value: float) -> bool:
+        """The condition, with the value rounded to VALUE_DECIMALS places first."""
+        return COMPARISONS[self.comparison](round(value, VALUE_DECIMALS), self.threshold)
+
+    def describe(self) -> str:
+        """`background_match_rate >= 0.5 by epoch 4`."""
+        target = f"{self.metric} {self.comparison} {self.threshold:g}"
+        if self.mode in ("at", "by", "from") and self.epoch:
+            return f"{target} {self.mode} epoch {self.epoch}"
+        if self.mode == "oscillation":
+            return f"{target} stays so once reached" + (f" (from epoch {self.epoch})" if self.epoch else "")
+        if self.mode == "candidate":
+            return f"{target} marks a production candidate" + (f" (from epoch {self.epoch})" if self.epoch else "")
+        return target
+
+
+# The plan's decision points (NEXT_TRAINING_RUN_PLAN.md, Success Criteria and Decision
+# Points): the only copy; the config's default criteria are these.
+PLAN_RULES: tuple[Rule, ...] = (
+    Rule("green_background_by_epoch_4", "background_match_rate", ">=", 0.5, epoch=4,
+         mode="by", action="stop"),
+    Rule("background_oscillation", "background_match_rate", ">=", 0.5, mode="oscillation",
+         action="alert"),
+    Rule("quality_8_by_epoch_7", "overall_score", ">=", 8.0, epoch=7, mode="by", action="alert"),
+    Rule("color_accuracy_80_by_epoch_5", "color_accuracy", ">=", 80.0, epoch=5, mode="by",
+         action="alert"),
+    Rule("production_candidate", "overall_score", ">=", 8.5, mode="candidate", action="mark"),
+)
+
+
+def check_rules(rules: Any) -> None:
+    """Rule names key the stored decisions, so they must be unique."""
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.name in seen:
+            raise ValueError(f"criterion {rule.name!r} is defined twice")
+        seen.add(rule.name)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One rule's judgement at one epoch, with the numbers behind it in `evidence`.
+
+    `message` is the reason, one line (`green_background_by_epoch_4: background_match_rate
+    0 < 0.5 at epoch 4 (needs ...) -> stop`); `evidence["reason"]` a machine-readable cause
+    for pending and cannot_judge outcomes.
+    """
+
+    criterion: str
+    metric: str
+    value: float | None
+    comparison: str
+    threshold: float
+    outcome: str  # pass | fail | pending | marked | cannot_judge
+    action: str  # what to do now: the rule's action on fail / marked, on_missing on cannot_judge
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stops(self) -> bool:
+        return self.action == "stop" and self.outcome in ("fail", "cannot_judge")
+
+    @property
+    def alerts(self) -> bool:
+        return self.alert_kind is not None and not self.stops
+
+    @property
+    def marked(self) -> bool:
+        return self.outcome == "marked"
+
+    @property
+    def alert_kind(self) -> str | None:
+        """The alert this decision calls for (an alerts.ALERT_KINDS name), or None."""
+        if self.outcome == "cannot_judge":
+            return "cannot_judge"
+        if self.outcome != "fail" or self.action not in ("stop", "alert"):
+            return None
+        if self.action == "stop":
+            return "stop_decision"
+        return "oscillation" if self.evidence.get("mode") == "oscillation" else "criterion_failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys `Store.save_decision` and metrics.json's "decisions" use."""
+        return {"criterion": self.criterion, "metric": self.metric, "value": self.value,
+                "comparison": self.comparison, "threshold": self.threshold,
+                "outcome": self.outcome, "action": self.action, "message": self.message,
+                "evidence": dict(self.evidence)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Decision:
+        """Back from `to_dict` (metrics.json, the state database, Supabase rows)."""
+        return cls(criterion=str(d["criterion"]), metric=str(d.get("metric") or ""),
+                   value=None if d.get("value") is None else float(d["value"]),
+                   comparison=str(d.get("comparison") or ""),
+                   threshold=float(d.get("threshold") or 0.0), outcome=str(d["outcome"]),
+                   action=str(d["action"]), message=str(d.get("message") or ""),
+                   evidence=dict(d.get("evidence") or {}))
+
+
+def decisions_from_dicts(items: Any) -> list[Decision]:
+    """Stored decisions (dicts) back as Decisions."""
+    return [Decision.from_dict(d) for d in items or []]
+
+
+def decision_word(decisions: Any) -> str:
+    """One word for an epoch's decisions: stop | alert | continue."""
+    if any(d.stops for d in decisions):
+        return "stop"
+    if any(d.alert_kind for d in decisions):
+        return "alert"
+    return "continue"
+
+
+def metric_value(metrics: Mapping[str, Any] | None, metric: str) -> tuple[float | None, str]:
+    """(value, "") or (None, why it is missing). Bools and strings are not numbers."""
+    if metrics is None:
+        return None, "no evaluation"
+    if metric not in metrics:
+        return None, f"{metric} is not among the epoch's metrics"
+    raw = metrics[metric]
+    if raw is None:
+        return None, f"{metric} has no value (null: nothing to measure it on)"
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        return None, f"{metric} is not a number ({type(raw).__name__})"
+    if not math.isfinite(raw):
+        return None, f"{metric} is not finite ({raw})"
+    return float(raw), ""
