@@ -70,7 +70,8 @@ def _group_members(pgid: int) -> list[int]:
 
 
 def check_outcome(spec: RunSpec, config: Path, env: dict[str, str], rc: int, started: float,
-                  trainer_pids: dict[int, str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                  trainer_pids: dict[int, str], daemon_peak_rss: int
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     checks: list[dict[str, Any]] = []
     stop = spec.stop_epoch
     _check(checks, "launch exit status", rc == 0, f"epochwatch launch exited {rc}")
@@ -87,7 +88,8 @@ def check_outcome(spec: RunSpec, config: Path, env: dict[str, str], rc: int, sta
            f"decision {status['decision']!r} at epoch {status['decision_detail']['epoch']}")
 
     epochs = [e["epoch"] for e in status["epochs"]]
-    _check(checks, "every epoch file detected once, up to the stop",
+    what = "epoch file" if spec.source == "render" else "epoch's sample set"
+    _check(checks, f"every {what} detected once, up to the stop",
            epochs == list(range(1, stop + 1)), f"checkpoint epochs in the state DB: {epochs}")
     _check(checks, "every epoch evaluated",
            bool(status["epochs"]) and all(e["status"] == "evaluated" and e["commit"] for e in status["epochs"]),
@@ -122,6 +124,9 @@ def check_outcome(spec: RunSpec, config: Path, env: dict[str, str], rc: int, sta
         _check(checks, "kohya rendered its own samples every epoch",
                all(len(samples.get(n, [])) == len(PROMPTS) for n in range(1, stop + 1)),
                f"samples per epoch {({k: len(v) for k, v in samples.items()})}")
+        # issue 14: judging kohya's own PNGs needs no pipeline, so no torch in the daemon
+        _check(checks, "daemon stayed under 300 MB RSS (no pipeline)", 0 < daemon_peak_rss < 300 * 2**20,
+               f"daemon peak RSS {daemon_peak_rss / 2**20:.0f} MB")
 
     commit_at = {int(re.match(rf"{RUN_NAME} epoch (\d+):", s).group(1)): ts for s, ts in commits}  # type: ignore[union-attr]
     rows = []

@@ -94,7 +94,8 @@ def run_source(args: argparse.Namespace, source: str) -> dict[str, Any]:
     sampler.done.set()
     sampler.join()
     time.sleep(0.5)  # a SIGKILLed grandchild may still be in the kernel's exit path
-    checks, epochs = check_outcome(spec, config, env, rc, started, sampler.trainer_pids)
+    checks, epochs = check_outcome(spec, config, env, rc, started, sampler.trainer_pids,
+                                   sampler.peak_by_role.get("daemon", 0))
     summary = {
         "source": source, "command": " ".join(cmd), "launch_rc": rc, "wall_s": round(wall, 1),
         "peak_rss_mb": {k: round(v / 2**20) for k, v in sampler.peak_by_role.items()},
