@@ -49,12 +49,13 @@ def _epoch_files(output: Path) -> dict[int | None, float]:
     return found
 
 
-def _samples(output: Path) -> dict[int, list[str]]:
-    by_epoch: dict[int, list[str]] = {}
+def _samples(output: Path) -> dict[int, list[Path]]:
+    """kohya's own samples by epoch (sd-scripts' names: e2e_e000001_00_<time>_<seed>.png)."""
+    by_epoch: dict[int, list[Path]] = {}
     for p in sorted((output / "sample").glob("*.png")) if (output / "sample").is_dir() else []:
         m = SAMPLE_FILE.match(p.name)
         if m:
-            by_epoch.setdefault(int(m.group(1)), []).append(p.name)
+            by_epoch.setdefault(int(m.group(1)), []).append(p)
     return by_epoch
 
 
@@ -137,6 +138,7 @@ def check_outcome(spec: RunSpec, config: Path, env: dict[str, str], rc: int, sta
         rows.append({
             "epoch": n, "file_written_s": round(files[n] - started, 1) if n in files else None,
             "kohya_samples": len(samples.get(n, [])),
+            "last_sample_s": round(max(p.stat().st_mtime for p in samples[n]) - started, 1) if samples.get(n) else None,
             "committed_s": round(commit_at[n] - started, 1) if n in commit_at else None,
             "decision": e["decision"], "background_match_rate": e["background_match_rate"],
             "ss_epoch": metrics.get("checkpoint", {}).get("metadata", {}).get("ss_epoch"),
