@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup test lint demo bench bench-gpu chaos clean e2e-kohya
+.PHONY: setup test lint demo demo-replay bench bench-gpu chaos clean e2e-kohya
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ test: setup lint
 
 demo: setup
 	$(BIN)/epochwatch demo
+
+# The continue path: 10 epochs of stand-in images replayed with the plan's rules (no torch).
+demo-replay: setup
+	$(BIN)/epochwatch demo --replay
 
 bench: setup
 	$(BIN)/python -m bench.run_cpu

@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from launcher.identity import START_TIME_TOLERANCE_S
+from launcher.identity import START_TIME_TOLERANCE_S, identity_matches, process_alive  # noqa: F401 - kept here too
 from watcher import logs
 
 POLL_S = 0.05

@@ -9,11 +9,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-from safetensors.numpy import save_file
-
 from watcher.detect import CheckpointDetector
 from watcher.settle import CheckpointInfo, Settler
+from watcher.testing import lora_bytes
 
 NAME = "px_lora"
 WAIT_S = 15.0  # generous: the machine is shared; nothing here asserts speed
@@ -42,20 +40,6 @@ class Seen:
     def count(self, path: Path) -> int:
         with self.lock:
             return self.paths.count(path)
-
-
-def lora_bytes(tmp: Path, epoch: int, seed: int = 0) -> bytes:
-    rng = np.random.default_rng(seed)
-    tensors = {
-        "lora_unet_mid_block_attentions_0_proj_in.lora_down.weight": rng.standard_normal((4, 64)).astype(np.float16),
-        "lora_unet_mid_block_attentions_0_proj_in.lora_up.weight": rng.standard_normal((64, 4)).astype(np.float16),
-        "lora_unet_mid_block_attentions_0_proj_in.alpha": np.array(2.0, np.float16),
-    }  # fmt: skip
-    scratch = tmp / f"scratch-{epoch}-{seed}.bin"
-    save_file(tensors, str(scratch), metadata={"ss_epoch": str(epoch), "ss_output_name": NAME})
-    data = scratch.read_bytes()
-    scratch.unlink()
-    return data
 
 
 def test_observer_reports_a_new_file(tmp_path: Path) -> None:
@@ -149,7 +133,7 @@ def test_polling_observer(tmp_path: Path) -> None:
 
 def test_detect_and_settle_a_slowly_written_file(tmp_path: Path) -> None:
     """Writer pauses longer than the settle interval between chunks: no partial report."""
-    data = lora_bytes(tmp_path, epoch=1)
+    data = lora_bytes(1, NAME)
     path = tmp_path / f"{NAME}-000001.safetensors"
     paths: queue.Queue[Path] = queue.Queue()
     finished = threading.Event()
@@ -202,9 +186,9 @@ def test_rewrite_and_delete_through_detect(tmp_path: Path) -> None:
         return out
 
     with CheckpointDetector(tmp_path, paths.put, rescan_interval_s=0.2):
-        path.write_bytes(lora_bytes(tmp_path, 2, seed=1))
+        path.write_bytes(lora_bytes(2, NAME, seed=1))
         (first,) = run_until(lambda out: len(out) >= 1)
-        path.write_bytes(lora_bytes(tmp_path, 2, seed=2))
+        path.write_bytes(lora_bytes(2, NAME, seed=2))
         (second,) = run_until(lambda out: len(out) >= 1)
         assert isinstance(first, CheckpointInfo) and isinstance(second, CheckpointInfo)
         assert first.sha256 != second.sha256 and first.epoch == second.epoch == 2

@@ -5,12 +5,15 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
 from watcher.config import SamplePrompt, load_config
+from watcher.daemon import Daemon
 from watcher.epoch import EpochPath
-from watcher.testing import FakePipeline, write_watch_config
+from watcher.store import Store
+from watcher.testing import FakePipeline, lora_bytes, write_watch_config
 
 GATE = "green_background_by_epoch_4"
 
@@ -105,3 +108,32 @@ on_missing = "stop"
         assert [c.status for c in path.store.checkpoints("PATH_RUN")] == ["evaluated"] * 2
     finally:
         path.close()
+
+
+def test_the_daemon_in_process_settles_evaluates_and_stops_at_epoch_4(tmp_path: Path) -> None:
+    """The whole loop (detect, settle, the epoch path) in this process with a fake renderer:
+    seconds, not a minute."""
+    config = write_watch_config(tmp_path, tmp_path / "no-model-needed", name="LOOP_RUN")
+    cfg = load_config(config)
+    out = cfg.output_dir
+    out.mkdir(parents=True)
+    for epoch in range(1, 5):
+        (out / f"{cfg.output_name}-{epoch:06d}.safetensors").write_bytes(
+            lora_bytes(epoch, cfg.output_name, seed=epoch))
+    (out / f"{cfg.output_name}-000005.safetensors").write_bytes(b"not safetensors")
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    fake = FakePipeline(background="#ff0000")
+    try:
+        assert Daemon(cfg, once=True, pipeline=fake).run() == 0
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    assert [Path(p).name for p in fake.loaded] == [
+        f"{cfg.output_name}-{e:06d}.safetensors" for e in range(1, 5)]
+    with Store(cfg.state_db) as store:
+        assert [c.status for c in store.checkpoints("LOOP_RUN")] == ["evaluated"] * 4
+        (request,) = store.stop_requests("LOOP_RUN")
+        assert request["epoch"] == 4 and request["reason"].startswith(GATE)
+        (refused,) = store.rejected("LOOP_RUN")
+        assert refused["path"].endswith("-000005.safetensors")
+        assert store.daemon("LOOP_RUN")["state"] == "stopped"

@@ -50,3 +50,22 @@ def test_demo_set_story_seen_by_epochwatch_score(tmp_path: Path) -> None:
     assert marked and marked[0] >= 7 and 10 in marked
     result = verdict(PLAN_RULES, history)
     assert result["oscillations"] and result["candidates"] and not result["stop_failures"]
+
+
+def test_demo_replay_shows_the_continue_path(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "watcher", "demo", "--replay", "--workdir",
+                           str(tmp_path / "d")], capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "stand-in images" in out and "not model output" in out
+    rows = {int(line.split()[0]): line for line in out.splitlines()
+            if line[:5].strip().isdigit() and len(line.split()) > 5}
+    assert sorted(rows) == list(range(1, 11))
+    assert "green_background_by_epoch_4: background_match_rate 1 >= 0.5 at epoch 4" in out
+    assert rows[6].split()[5] == "alert" and "background_oscillation: oscillation" in out
+    assert all("candidate" in rows[e] for e in (7, 8, 9, 10))
+    assert "run: finished; verdict partial, best epoch 10" in out
+    report = tmp_path / "d" / "results" / "runs" / "DEMO_REPLAY_CONTINUE"
+    assert all((report / name).exists() for name in ("report.md", "grid.png", "curves.png"))
+    assert "STAND-IN IMAGES" in (tmp_path / "d" / "replay" / "README.txt").read_text()

@@ -74,7 +74,9 @@ def test_watch_once_judges_samples_without_torch(tmp_path: Path) -> None:
         demo_set.write_epoch(sample, epoch, STOP_STORY[epoch + 3], subjects=SUBJECTS, layout="kohya")
     (sample / sample_name("other_run", 1, 0, "20261201100000", 1)).write_bytes(b"x")
     (sample / "demo_lora_000500_00_20261201100000_1.png").write_bytes(b"x")
-    (sample / sample_name("demo_lora", 2, 5, "20261201100000", 1)).write_bytes(b"x")
+    extra = sample / sample_name("demo_lora", 2, 5, "20261201100000", 1)  # a real PNG, idx 5
+    extra.write_bytes(next(sample.glob("demo_lora_e000002_00_*.png")).read_bytes())
+    (sample / sample_name("demo_lora", 3, 1, "20261201100000", 9)).write_bytes(b"\xff\xd8 JPEG")
     code = ("import json, sys, psutil\n"
             "from watcher.cli import main\n"
             f"rc = main(['watch', '--once', '--config', {str(config)!r}])\n"
@@ -92,10 +94,17 @@ def test_watch_once_judges_samples_without_torch(tmp_path: Path) -> None:
     rates = [json.loads(m)["aggregate"]["background_match_rate"]
              for (m,) in query(db, "SELECT metrics_json FROM evaluations ORDER BY epoch")]
     assert rates == [1.0, 1.0, 0.0]  # STOP_STORY epochs 5, 6, 7: green, green, pink
-    refused = sorted(Path(p).name for (p,) in query(db, "SELECT path FROM rejected_files"))
-    assert refused == sorted([sample_name("other_run", 1, 0, "20261201100000", 1),
-                              "demo_lora_000500_00_20261201100000_1.png",
-                              sample_name("demo_lora", 2, 5, "20261201100000", 1)])
+    refused = dict(sorted((Path(p).name, r) for p, r in query(db, "SELECT path, reason FROM rejected_files")))
+    assert refused == {
+        sample_name("other_run", 1, 0, "20261201100000", 1):
+            "belongs to another run (output_name 'other_run', this run's is 'demo_lora')",
+        "demo_lora_000500_00_20261201100000_1.png":
+            "is a step-based sample (step 500), but epochs are expected: set "
+            "sample_every_n_epochs, not sample_every_n_steps",
+        sample_name("demo_lora", 2, 5, "20261201100000", 1):
+            "more images than prompts: prompt idx 5, the prompt file has 2 prompts",
+        sample_name("demo_lora", 3, 1, "20261201100000", 9): "not a PNG (bad signature)",
+    }  # each once, named by the path beside it
     assert len([c for c in git_log(tmp_path / "results") if " epoch " in c]) == 3
 
 

@@ -28,6 +28,7 @@ from watcher import logs
 from watcher.config import ConfigError, WatchConfig, load_config
 from watcher.detect import CheckpointDetector, is_candidate
 from watcher.epoch import EpochPath
+from watcher.evaluate import WarmPipeline
 from watcher.health import EpochClock
 from watcher.pipeline import LoraLoadError, SamplePipeline  # torch itself loads in load()
 from watcher.publish.publisher import Publisher
@@ -60,8 +61,11 @@ class Daemon:
     clock: EpochClock
 
     def __init__(self, cfg: WatchConfig, *, until_trainer_exits: bool = False,
-                 once: bool = False) -> None:
+                 once: bool = False, pipeline: WarmPipeline | None = None) -> None:
+        """`pipeline`: the renderer to use instead of a `SamplePipeline` built from the config
+        (tests pass `watcher.testing.FakePipeline`)."""
         self.cfg = cfg
+        self._given_pipeline = pipeline
         self.run_name: str = cfg.run.name
         self.until_trainer_exits = until_trainer_exits
         self.once = once
@@ -124,14 +128,15 @@ class Daemon:
         self.path.start()
 
         self.source: TrainerSource | None = None
-        self.pipeline: SamplePipeline | None = None
+        self.pipeline: WarmPipeline | None = None
         if cfg.sampling.source == "trainer":  # kohya renders the samples: no model here
             self.source = TrainerSource(cfg, self.path, self.log)
             self.log.info("judging the trainer's samples; no pipeline", folder=str(self.source.folder))
         else:
             self.notifier.status("loading pipeline")
-            self.pipeline = SamplePipeline(cfg.base_model, device=cfg.model.device,
-                                           dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
+            self.pipeline = self._given_pipeline or SamplePipeline(
+                cfg.base_model, device=cfg.model.device, dtype=cfg.model.dtype,
+                scheduler=cfg.model.scheduler)
             self.pipeline.load()
             self.log.info("pipeline loaded", base=str(cfg.model.base),
                           device=str(self.pipeline.device))

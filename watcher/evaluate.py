@@ -52,6 +52,16 @@ class EpochMetrics(TypedDict):
     timing: dict[str, float]
 
 
+class WarmPipeline(Renderer, Protocol):
+    """What the daemon keeps warm between epochs."""
+
+    device: Any
+
+    def load(self) -> object: ...
+    def release(self) -> None: ...
+    def memory_bytes(self) -> int: ...
+
+
 @dataclass
 class EpochEvaluation:
     """One evaluated epoch, its results folder not yet in place."""

@@ -4,7 +4,7 @@
   tests/fixtures/pixelart, CC0), each on the background colour the test chooses, so decide,
   publish and act run in-process in a fraction of a second through the real `EpochPath`.
 - `write_watch_config`: a small but complete watcher config (the one copy; tests and chaos
-  rigs use it).
+  rigs use it); `lora_bytes`: a small kohya-format LoRA file that settles (no torch).
 - `PLAN_PARAMS`: the plan's "Parameters to Track" (NEXT_TRAINING_RUN_PLAN.md), the one copy.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from safetensors.numpy import save
 
 from watcher.prompts import SamplePrompt
 
@@ -65,6 +66,11 @@ class FakePipeline:
                 self._sprites.append((np.asarray(im.convert("RGB")), _rgb(entry["background"])))
         self.loaded: list[str] = []
 
+    device = "cpu"
+
+    def load(self) -> FakePipeline:
+        return self
+
     def apply_lora(self, path: str | Path) -> None:
         self.loaded.append(str(path))
 
@@ -89,6 +95,18 @@ class FakePipeline:
 
     def release(self) -> None:
         pass
+
+
+def lora_bytes(epoch: int, output_name: str, seed: int = 0) -> bytes:
+    """A one-module kohya LoRA (fp16, rank 4) with the identity metadata settle reads."""
+    rng = np.random.default_rng(seed)
+    module = "lora_unet_mid_block_attentions_0_proj_in"
+    tensors = {
+        f"{module}.lora_down.weight": rng.standard_normal((4, 64)).astype(np.float16),
+        f"{module}.lora_up.weight": rng.standard_normal((64, 4)).astype(np.float16),
+        f"{module}.alpha": np.array(2.0, np.float16),
+    }
+    return save(tensors, metadata={"ss_epoch": str(epoch), "ss_output_name": output_name})
 
 
 def write_watch_config(root: Path, model_dir: Path, *, name: str = "E2E_RUN", epochs: int = 10,

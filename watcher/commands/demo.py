@@ -14,9 +14,9 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
+from launcher.launch import Launch
 from watcher import logs
 from watcher.commands._common import load
-from watcher.commands.launch import Launch
 from watcher.commands.status import _fmt, collect
 from watcher.config import WatchConfig
 from watcher.publish.gitrepo import ResultsRepo

@@ -16,6 +16,9 @@ from pathlib import Path
 
 from watcher.samples import demo_set
 
+STOP_DEMO_WORKDIR = "demo-work"  # `epochwatch demo`'s default --workdir
+DEFAULT_WORKDIR = "demo-replay"
+
 CONFIG = """\
 # epochwatch demo --replay: a past run's images judged with the plan's rules.
 # The images are stand-ins (see replay/README.txt), not the output of a model.
@@ -56,7 +59,9 @@ def run(args: Namespace) -> int:
 
     logs.configure(level="warning", json_lines=False)  # a person is watching
     t0 = time.time()
-    config, images = setup(Path(args.workdir))
+    # Its own folder by default: the stop-path demo's results in demo-work/ stay as they are.
+    workdir = DEFAULT_WORKDIR if args.workdir == STOP_DEMO_WORKDIR else args.workdir
+    config, images = setup(Path(workdir))
     if args.setup_only:
         print(config)
         return 0

@@ -32,11 +32,10 @@ DEMO_SUBJECTS: tuple[tuple[str, str], ...] = (
                        "solid green background (#00ff00)"),
     ("avatar_002.png", "pixel art portrait, brown hair (#603015), red shirt (#ae0001), "
                        "solid green background (#00ff00)"),
-    ("avatar_004.png", "pixel art portrait, brown hair (#612616), coral shirt (#ff6f69), "
+    ("avatar_015.png", "pixel art portrait, red hair (#bd1700), solid green background (#00ff00)"),
+    ("avatar_019.png", "pixel art portrait, brown hair (#612616), navy blue shirt (#03396c), "
                        "solid green background (#00ff00)"),
-    ("avatar_007.png", "pixel art portrait, blond hair (#cab188), green shirt (#00b159), "
-                       "solid green background (#00ff00)"),
-)
+)  # clear colours, named by their hex codes, so any colour judge reads them the same way
 
 
 @dataclass(frozen=True)

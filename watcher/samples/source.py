@@ -40,7 +40,6 @@ class TrainerSamples:
     stale_after_s: float = 300.0
     settler: SampleSettler = field(init=False)
     collector: EpochCollector = field(init=False)
-    settled_at: dict[int, float] = field(default_factory=dict, init=False)  # epoch -> last PNG settled
 
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
@@ -92,8 +91,6 @@ class TrainerSamples:
         done, refusal = self.collector.add(result.name, now)
         if refusal:
             refused.append(SampleRefusal(result.path, refusal))
-        else:
-            self.settled_at[result.name.epoch] = now
         if done is not None:
             ready.append(done)
 

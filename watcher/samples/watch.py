@@ -25,7 +25,7 @@ from watcher.samples.source import (
     open_images,
     trainer_prompts,
 )
-from watcher.settle import Rejection
+from watcher.settle import Rejection, describe_name
 
 
 class TrainerSource:
@@ -65,7 +65,10 @@ class TrainerSource:
 
     def _take(self, sets: list[EpochSet], refused: list[SampleRefusal]) -> list[int]:
         for refusal in refused:  # recorded, logged and alerted once, as a refused checkpoint is
-            self.path.record(Rejection(refusal.path, refusal.reason))
+            # the path's message names the file itself: pass the reason without its name
+            shown = describe_name(refusal.path)
+            detail = refusal.reason.removeprefix(shown).lstrip(": ").strip() or refusal.reason
+            self.path.record(Rejection(refusal.path, detail))
         for s in sets:
             if s.partial:
                 self.log.warning("sample set partial", epoch=s.epoch, detail=s.describe())
