@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup test lint demo demo-replay bench bench-gpu chaos clean
+.PHONY: setup test lint demo demo-replay bench bench-gpu chaos clean e2e-kohya
 
 setup: $(STAMP)
 
@@ -48,6 +48,18 @@ bench-gpu: setup
 # The fault and load suite in its full form (make test runs the short form of the same tests).
 chaos: setup
 	EPOCHWATCH_CHAOS=full $(BIN)/python -m pytest -q -s -m chaos tests
+
+# The real trainer, not part of `make test` (docs/e2e-kohya.md): trains a LoRA with
+# kohya-ss/sd-scripts' train_network.py on the CPU while epochwatch watches and stops it at a
+# failing rule. Needs a checkout: make e2e-kohya SD_SCRIPTS=/path/to/sd-scripts
+# [E2E_SOURCE=render|trainer|both]. kohya's venv and the 3.3 GB test model stay in E2E_DIR.
+E2E_DIR ?= $(HOME)/.cache/epochwatch/e2e-kohya
+E2E_SOURCE ?= render
+e2e-kohya: setup
+	@test -f '$(SD_SCRIPTS)/train_network.py' || { echo "usage: make e2e-kohya SD_SCRIPTS=/path/to/sd-scripts (a kohya-ss/sd-scripts checkout)" >&2; exit 2; }
+	scripts/e2e_kohya/setup_venv.sh '$(SD_SCRIPTS)' '$(E2E_DIR)/venv'
+	nice -n 19 '$(E2E_DIR)/venv/bin/python' scripts/e2e_kohya/build_model.py '$(E2E_DIR)/model' '$(E2E_DIR)/tokenizers'
+	nice -n 19 $(BIN)/python scripts/e2e_kohya/run.py --sd-scripts '$(SD_SCRIPTS)' --e2e-dir '$(E2E_DIR)' --source $(E2E_SOURCE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache build *.egg-info

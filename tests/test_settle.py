@@ -229,6 +229,21 @@ def test_lora_dtype_and_shape_checks(tmp_path: Path) -> None:
     assert inspect_checkpoint(path, tmp_path, NAME, 10).epoch == 1
 
 
+def test_integer_alpha_as_kohya_writes_it(tmp_path: Path) -> None:
+    # train_network.py with `network_alpha = 2` in its --config_file and no save_precision
+    # saves every alpha as an int64 scalar (found by make e2e-kohya); the weights stay floats.
+    path = tmp_path / f"{NAME}-000002.safetensors"
+    tensors = lora_tensors()
+    for module in (UNET, TE):
+        tensors[f"{module}.alpha"] = np.array(2, dtype=np.int64)
+    save_file(tensors, str(path), metadata=kohya_meta(2))
+    assert read_header(path).tensors[f"{TE}.alpha"][:2] == ("I64", ())
+    assert inspect_checkpoint(path, tmp_path, NAME, 10).epoch == 2
+    tensors[f"{UNET}.lora_up.weight"] = tensors[f"{UNET}.lora_up.weight"].astype(np.int64)
+    save_file(tensors, str(path), metadata=kohya_meta(2))
+    assert "lora_up.weight has dtype I64; LoRA weights are floats" in rejected(path)
+
+
 # --------------------------------------------------------------------- hostile locations and names
 
 

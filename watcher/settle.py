@@ -36,6 +36,9 @@ DTYPE_SIZES: dict[str, int] = {
     "I64": 8, "U64": 8, "F64": 8,
 }
 LORA_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+# kohya stores alpha as torch.tensor(network_alpha): an int64 scalar without save_precision when
+# the alpha is an int (a --config_file's `network_alpha = 2`, or the default 1; sd-scripts 48d368fa).
+ALPHA_DTYPES = LORA_DTYPES | {"I32", "I64"}
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -289,7 +292,7 @@ def _check_lora_keys(tensors: dict[str, TensorSpec]) -> None:
         if down is None or up is None:
             raise Rejected(f"module {module!r:.80} lacks its lora_down or lora_up weight")
         for part, (dtype, shape, _) in parts.items():
-            if dtype not in LORA_DTYPES:
+            if dtype not in (ALPHA_DTYPES if part == "alpha" else LORA_DTYPES):
                 raise Rejected(f"{module}.{part} has dtype {dtype}; LoRA weights are floats")
             if part == "alpha" and len(shape) > 1:
                 raise Rejected(f"{module}.alpha has shape {list(shape)}; expected a scalar")
