@@ -186,8 +186,9 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
         if not csrf.check(request.cookies.get(CSRF_COOKIE), str(form.get("csrf") or "")):
             return PlainTextResponse("refused: missing or wrong CSRF token; reload the page", 403)
         try:
-            scores = [data.score(k, str(form.get(k) or "")) for k in data.SCORE_FIELDS]
-            await run_in_threadpool(data.save_review, src, epoch, *scores, str(form.get("notes") or ""))
+            visual, style, prompt = (data.score(k, str(form.get(k) or "")) for k in data.SCORE_FIELDS)
+            notes = str(form.get("notes") or "")
+            await run_in_threadpool(data.save_review, src, epoch, visual, style, prompt, notes)
         except data.ServeError as exc:
             return await epoch_response(request, src, epoch, 400, str(exc))
         return RedirectResponse(f"{pages.run_url(src)}/epoch/{epoch}?saved=1", 303)
