@@ -91,8 +91,8 @@ def _wait_published(db: Path, epoch: int, timeout: float = 120) -> None:
     while time.time() < deadline:
         if db.exists():
             with Store(db) as s:
-                done = any(e["epoch"] == epoch and e["git_commit"] for e in s.evaluations(RUN))
-                if done and (s.daemon(RUN) or {}).get("state") == "idle":
+                done = any(e.epoch == epoch and e.git_commit for e in s.evaluations(RUN))
+                if done and s.daemon_state(RUN) == "idle":
                     return
         time.sleep(0.05)
     raise TimeoutError(f"epoch {epoch} was never published")
@@ -118,8 +118,7 @@ def measure_daemon(epochs: int = 20, idle_s: float = 30.0) -> dict[str, Any]:
                 raise RuntimeError(f"daemon exited: {(root / 'daemon.log').read_text()[-500:]}")
             if db.exists():
                 with Store(db) as s:
-                    d = s.daemon(RUN)
-                    if d and d["state"] == "idle":
+                    if s.daemon_state(RUN) == "idle":
                         break
             time.sleep(0.1)
         latencies, rss = [], []

@@ -57,8 +57,8 @@ def _wait(db: Path, epoch: int, timeout: float = 120) -> float:
     while time.time() < deadline:
         if db.exists():
             with Store(db) as s:
-                done = any(e["epoch"] == epoch and e["git_commit"] for e in s.evaluations(RUN))
-                if done and (s.daemon(RUN) or {}).get("state") == "idle":
+                done = any(e.epoch == epoch and e.git_commit for e in s.evaluations(RUN))
+                if done and s.daemon_state(RUN) == "idle":
                     ck = next(c for c in s.checkpoints(RUN) if c.epoch == epoch)
                     row = s.conn.execute("SELECT started_at FROM checkpoints WHERE id=?", (ck.id,))
                     return float(row.fetchone()[0])
@@ -82,7 +82,7 @@ def measure_trainer_source(epochs: int = 10) -> dict[str, Any]:
         while time.time() < deadline:
             if db.exists():
                 with Store(db) as s:
-                    if (s.daemon(RUN) or {}).get("state") == "idle":
+                    if s.daemon_state(RUN) == "idle":
                         break
             time.sleep(0.1)
         for epoch in range(1, epochs + 1):

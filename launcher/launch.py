@@ -27,7 +27,6 @@ from watcher.cli import CommandError
 from watcher.config import WatchConfig
 from watcher.publish import alerts as alert_mod
 from watcher.publish.publisher import one_line_verdict
-from watcher.rules import decisions_from_dicts
 from watcher.store import Store
 
 POLL_S = 0.2
@@ -37,8 +36,8 @@ DAEMON_READY_TIMEOUT_S = 600.0
 
 
 def _daemon_alive(store: Store, run: str) -> bool:
-    d = store.daemon(run) or {}
-    return d.get("state") not in (None, "stopped") and process_alive(d.get("pid"), d.get("start_time"))
+    d = store.daemon(run)
+    return d is not None and d.state not in (None, "stopped") and process_alive(d.pid, d.start_time)
 
 
 class Launch:
@@ -84,8 +83,8 @@ class Launch:
         folder: no epoch can be missed, and on a GPU the daemon's memory is taken first."""
         deadline = time.time() + DAEMON_READY_TIMEOUT_S
         while time.time() < deadline:
-            d = self.store.daemon(self.run_name) or {}
-            if d.get("state") in ("idle", "evaluating") and _daemon_alive(self.store, self.run_name):
+            d = self.store.daemon(self.run_name)
+            if d and d.state in ("idle", "evaluating") and _daemon_alive(self.store, self.run_name):
                 return
             if self.daemon is not None and self.daemon.poll() is not None:
                 raise CommandError(f"the daemon exited with {self.daemon.returncode} before it was "
@@ -107,8 +106,8 @@ class Launch:
     # ---- trainer -------------------------------------------------------------------------------
     def start_trainer(self) -> TrainerProcess:
         t = self.store.trainer(self.run_name)
-        if t and t["state"] in ("starting", "running") and identity_matches(t["pid"], t["start_time"]):
-            raise CommandError(f"a trainer for {self.run_name} is already running (pid {t['pid']})")
+        if t and t.state in ("starting", "running") and identity_matches(t.pid, t.start_time):
+            raise CommandError(f"a trainer for {self.run_name} is already running (pid {t.pid})")
         tc = self.cfg.trainer
         log_path = Path(tc.log_file)
         trainer = spawn(list(tc.command), cwd=str(tc.cwd), log_path=log_path)
@@ -125,16 +124,16 @@ class Launch:
         req = self.store.open_stop_request(self.run_name)
         if req is None:
             return
-        self.say(f"stop requested at epoch {req['epoch']}: {req['reason']}")
+        self.say(f"stop requested at epoch {req.epoch}: {req.reason}")
         # The record in the state database, checked against the live process (pid + start
         # time through a pidfd): only the trainer this launcher started is ever signalled.
         result = stop_from_record(self.store.trainer(self.run_name), self.cfg.trainer.stop_grace_s,
                                   log=self.log)
-        self.store.close_stop_request(req["id"], f"{result.outcome}: {result.detail}")
+        self.store.close_stop_request(req.id, f"{result.outcome}: {result.detail}")
         if result.outcome == "refused":
-            self.store.add_event(self.run_name, "error", "stop_refused", result.detail, req["epoch"])
+            self.store.add_event(self.run_name, "error", "stop_refused", result.detail, req.epoch)
             self.log.error("stop refused", detail=result.detail)
-            self._alert("stop_refused", f"stop_refused:{req['id']}", epoch=req["epoch"],
+            self._alert("stop_refused", f"stop_refused:{req.id}", epoch=req.epoch,
                         error=f"stop refused: {result.detail}")
         else:
             self.stopped_by_us = True
@@ -142,12 +141,10 @@ class Launch:
 
     def announce_evaluations(self) -> None:
         for e in self.store.evaluations(self.run_name):
-            if e["checkpoint_id"] in self._announced:
+            if e.checkpoint_id in self._announced:
                 continue
-            self._announced.add(e["checkpoint_id"])
-            agg = e["metrics"]["aggregate"]
-            decisions = decisions_from_dicts(e["metrics"].get("decisions", []))
-            self.say(f"epoch {e['epoch']:>2}: {one_line_verdict(agg, decisions)}")
+            self._announced.add(e.checkpoint_id)
+            self.say(f"epoch {e.epoch:>2}: {one_line_verdict(e.metrics['aggregate'], e.decisions)}")
 
     # ---- main ----------------------------------------------------------------------------------
     def run(self) -> int:

@@ -25,12 +25,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from launcher.identity import START_TIME_TOLERANCE_S, identity_matches, process_alive  # noqa: F401 - kept here too
 from watcher import logs
+
+if TYPE_CHECKING:  # annotations only: the launcher needs no more of the watcher
+    from watcher.records import TrainerRow
 
 POLL_S = 0.05
 KILL_WAIT_S = 5.0
@@ -325,16 +328,16 @@ def stop_group(pid: int, pgid: int, start_time: float, grace_s: float, log: logs
             os.close(pidfd)
 
 
-def stop_from_record(record: Mapping[str, Any] | None, grace_s: float,
+def stop_from_record(record: TrainerRow | None, grace_s: float,
                      log: logs.Logger | None = None) -> StopResult:
     """`stop_group` on a trainer row of the state database (`Store.trainer(run)`), as the
     daemon or the launcher reads it: a missing row or field is refused, never guessed."""
     if not record:
         return StopResult("refused", "no trainer record for this run")
-    missing = [k for k in ("pid", "pgid", "start_time") if record.get(k) is None]
-    if missing:
+    pid, pgid, start_time = record.pid, record.pgid, record.start_time
+    if pid is None or pgid is None or start_time is None:
+        missing = [k for k, v in (("pid", pid), ("pgid", pgid), ("start_time", start_time)) if v is None]
         detail = f"trainer record lacks {', '.join(missing)}"
         (log or logs.get_logger()).error("trainer stop refused", detail=detail)
         return StopResult("refused", detail)
-    return stop_group(int(record["pid"]), int(record["pgid"]), float(record["start_time"]),
-                      grace_s, log=log)
+    return stop_group(pid, pgid, start_time, grace_s, log=log)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from watcher.logs import Logger
-from watcher.rules import Decision, decisions_from_dicts
+from watcher.rules import Decision
 from watcher.store import Store
 
 FINAL_RUN_STATES = frozenset({"stopped", "finished", "failed"})  # announced once
@@ -33,12 +33,12 @@ def act(store: Store, run: str, epoch: int, decisions: Sequence[Decision],
 def redo_lost_stops(store: Store, run: str, log: Logger) -> list[int]:
     """After a restart: the epochs whose stop decision never became a stop request (a kill
     between the commit and act). Requests them now; returns those epochs."""
-    if (store.run_row(run) or {}).get("status") in FINAL_RUN_STATES:
+    if store.run_status(run) in FINAL_RUN_STATES:
         return []
-    asked = [r["epoch"] for r in store.stop_requests(run)]
+    asked = [r.epoch for r in store.stop_requests(run)]
     redone = []
     for e in store.evaluations(run):
-        epoch, decisions = e["epoch"], decisions_from_dicts(e["metrics"].get("decisions", []))
+        epoch, decisions = e.epoch, e.decisions
         if any(d.stops for d in decisions) and not any(a is not None and a <= epoch for a in asked):
             log.warning("stop decision lost to an interruption; requesting it now", epoch=epoch)
             act(store, run, epoch, decisions, log)

@@ -252,7 +252,7 @@ class Daemon:
                 return not self.source.busy() and self.paths.empty()
             return self.settler.next_deadline() is None and self.paths.empty()
         trainer = self.store.trainer(self.run_name)
-        trainer_ended = trainer is not None and trainer["state"] in TRAINER_ENDED
+        trainer_ended = trainer is not None and trainer.state in TRAINER_ENDED
         last_epoch_done = self.path.last_epoch_done()
         if not trainer_ended and not last_epoch_done:
             return False
@@ -399,9 +399,9 @@ class Daemon:
     def _check_health(self) -> None:
         self._last_health = time.time()
         trainer = self.store.trainer(self.run_name)
-        if not trainer or trainer["state"] != "running":
+        if not trainer or trainer.state != "running":
             return
-        message = self.clock.overdue_message(time.time(), trainer.get("started_at"))
+        message = self.clock.overdue_message(time.time(), trainer.started_at)
         if message:
             self.store.add_event(self.run_name, "warning", "epoch_overdue", message)
             self.log.warning("epoch overdue", detail=message)

@@ -33,7 +33,7 @@ from watcher.decide import EpochRecord, decide_epoch
 from watcher.evaluate import EpochEvaluation, Renderer, evaluate_checkpoint, evaluate_images
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.publish.publisher import Publisher
-from watcher.rules import Decision, Rule, decisions_from_dicts
+from watcher.rules import Decision, Rule
 from watcher.settle import CheckpointInfo, Rejection, describe_name
 from watcher.store import Checkpoint, Store
 
@@ -150,8 +150,8 @@ class EpochPath:
         """The evaluated epochs' aggregates (the latest evaluation of an epoch wins)."""
         latest: dict[int, dict[str, Any]] = {}
         for e in self.store.evaluations(self.run):
-            if e["checkpoint_id"] != exclude_checkpoint:
-                latest[e["epoch"]] = e["metrics"]["aggregate"]
+            if e.checkpoint_id != exclude_checkpoint:
+                latest[e.epoch] = e.metrics["aggregate"]
         return [EpochRecord(epoch=ep, metrics=m) for ep, m in sorted(latest.items())]
 
     def conclude(self, evaluation: EpochEvaluation) -> EpochOutcome:
@@ -207,13 +207,13 @@ class EpochPath:
 
     # ---- the end of the run ---------------------------------------------------------------------
     def last_epoch_done(self) -> bool:
-        return any(e["epoch"] >= self.cfg.max_train_epochs for e in self.store.evaluations(self.run))
+        return any(e.epoch >= self.cfg.max_train_epochs for e in self.store.evaluations(self.run))
 
     def end_run(self, last_epoch_done: bool) -> str | None:
         """Every epoch is settled and evaluated: the verdict, the report and the announcement,
         once across restarts. Returns the run's final status, or None when an earlier start
         announced it already (then only a report a kill cut short is committed)."""
-        if (self.store.run_row(self.run) or {}).get("status") in FINAL_RUN_STATES:
+        if self.store.run_status(self.run) in FINAL_RUN_STATES:
             self.publisher.commit_report_if_missing(self.rules, self.history())
             return None
         stopped = bool(self.store.stop_requests(self.run))
@@ -226,10 +226,9 @@ class EpochPath:
         """An epoch's decisions are acted on after its commit, which takes a while: a kill in
         between must not lose a stop or an alert. Both are idempotent: redo what is missing."""
         for e in self.store.evaluations(self.run):
-            decisions = decisions_from_dicts(e["metrics"].get("decisions", []))
-            if self.publisher.alert_decisions(e["epoch"], e["checkpoint_id"], decisions,
+            if self.publisher.alert_decisions(e.epoch, e.checkpoint_id, e.decisions,
                                               only_missing=True):
-                self.log.warning("alerts lost to an interruption queued again", epoch=e["epoch"])
+                self.log.warning("alerts lost to an interruption queued again", epoch=e.epoch)
         redo_lost_stops(self.store, self.run, self.log)
 
 

@@ -16,7 +16,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -26,8 +26,8 @@ from evaluators.score import ImageScore
 from watcher.config import EvaluationConfig, SamplePrompt, WatchConfig
 from watcher.prompts import review_prompts
 from watcher.publish.results import EpochFolder
+from watcher.records import Checkpoint, EpochMetrics
 from watcher.report import contact_sheet, progress
-from watcher.store import Checkpoint
 
 
 class Renderer(Protocol):
@@ -36,20 +36,6 @@ class Renderer(Protocol):
 
     def apply_lora(self, path: str) -> object: ...
     def generate(self, prompts: Sequence[SamplePrompt], batch_size: int) -> list[Image.Image]: ...
-
-
-class EpochMetrics(TypedDict):
-    """metrics.json, one per evaluated epoch (docs/INTERFACES.md); `aggregate` is
-    `evaluators.aggregate_epoch` of `images`, `decisions` are `Decision.to_dict()`s."""
-
-    run: str
-    epoch: int
-    checkpoint: dict[str, Any]
-    images: list[dict[str, Any]]
-    aggregate: dict[str, Any]
-    decisions: list[dict[str, Any]]
-    review_prompts: list[str]
-    timing: dict[str, float]
 
 
 class WarmPipeline(Renderer, Protocol):

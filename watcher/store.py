@@ -5,7 +5,8 @@ evaluations, decisions, the trainer record, stop requests, the outbox of deliver
 Supabase and alert targets, and events (errors, warnings) for `status`.
 
 Every write is a short transaction; readers (`status`) never block the daemon thanks to WAL.
-Only the standard library is imported here: `status` must start fast.
+Rows come back as the typed records of `watcher.records`. Only the standard library and
+those light records are imported here: `status` must start fast.
 """
 
 from __future__ import annotations
@@ -15,9 +16,24 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from watcher.records import (
+    Checkpoint,
+    DaemonRow,
+    DecisionRow,
+    Evaluation,
+    Event,
+    OutboxItem,
+    RejectedFile,
+    RunRow,
+    StopRequest,
+    TrainerRow,
+)
+from watcher.rules import Decision
+
+__all__ = ["Checkpoint", "Store"]
 
 SCHEMA_VERSION = 1
 
@@ -172,31 +188,6 @@ def now() -> float:
     return time.time()
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    id: int
-    run: str
-    path: str
-    epoch: int | None
-    sha256: str
-    size: int
-    session_id: str | None
-    metadata: dict[str, str]
-    status: str
-    error: str | None
-    attempts: int
-    detected_at: float
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Checkpoint:
-        return cls(
-            id=row["id"], run=row["run"], path=row["path"], epoch=row["epoch"],
-            sha256=row["sha256"], size=row["size"], session_id=row["session_id"],
-            metadata=json.loads(row["metadata_json"]), status=row["status"],
-            error=row["error"], attempts=row["attempts"], detected_at=row["detected_at"],
-        )
-
-
 class Store:
     """Thin typed access to the state database. One instance per thread."""
 
@@ -249,9 +240,14 @@ class Store:
                 (name, config_path, json.dumps(params or {}, sort_keys=True), t, t),
             )
 
-    def run_row(self, name: str) -> dict[str, Any] | None:
+    def run_row(self, name: str) -> RunRow | None:
         row = self.conn.execute("SELECT * FROM runs WHERE name=?", (name,)).fetchone()
-        return dict(row) if row else None
+        return RunRow.from_row(row) if row else None
+
+    def run_status(self, name: str) -> str | None:
+        """The run's recorded status, None before `ensure_run`."""
+        row = self.run_row(name)
+        return row.status if row else None
 
     def update_run(self, name: str, **fields: Any) -> None:
         allowed = {"status", "verdict", "best_epoch"}
@@ -343,11 +339,11 @@ class Store:
         )
         return cur.rowcount == 1
 
-    def rejected(self, run: str) -> list[dict[str, Any]]:
+    def rejected(self, run: str) -> list[RejectedFile]:
         rows = self.conn.execute(
             "SELECT * FROM rejected_files WHERE run=? ORDER BY id", (run,)
         ).fetchall()
-        return [dict(r) for r in rows]
+        return [RejectedFile.from_row(r) for r in rows]
 
     # ---- evaluations ----------------------------------------------------------------------
     def save_evaluation(self, checkpoint: Checkpoint, epoch: int, metrics: Mapping[str, Any],
@@ -369,18 +365,13 @@ class Store:
             "UPDATE evaluations SET git_commit=? WHERE checkpoint_id=?", (sha, checkpoint_id)
         )
 
-    def evaluations(self, run: str) -> list[dict[str, Any]]:
+    def evaluations(self, run: str) -> list[Evaluation]:
         rows = self.conn.execute(
             "SELECT e.*, c.path, c.sha256 FROM evaluations e JOIN checkpoints c "
             "ON c.id = e.checkpoint_id WHERE e.run=? ORDER BY e.epoch, e.checkpoint_id",
             (run,),
         ).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["metrics"] = json.loads(d.pop("metrics_json"))
-            out.append(d)
-        return out
+        return [Evaluation.from_row(r) for r in rows]
 
     def git_commit_of(self, checkpoint_id: int) -> str | None:
         row = self.conn.execute(
@@ -393,35 +384,30 @@ class Store:
         self.conn.execute("DELETE FROM evaluations WHERE checkpoint_id=?", (checkpoint_id,))
         self.mark_checkpoint(checkpoint_id, "pending")
 
-    def unpublished(self, run: str) -> list[dict[str, Any]]:
-        return [e for e in self.evaluations(run) if not e["git_commit"]]
+    def unpublished(self, run: str) -> list[Evaluation]:
+        return [e for e in self.evaluations(run) if not e.git_commit]
 
     # ---- decisions ------------------------------------------------------------------------
-    def save_decision(self, run: str, epoch: int, checkpoint_id: int | None, d: dict[str, Any]) -> None:
+    def save_decision(self, run: str, epoch: int, checkpoint_id: int | None, decision: Decision) -> None:
+        d = decision
         self.conn.execute(
             "INSERT OR REPLACE INTO decisions (run, epoch, checkpoint_id, criterion, metric, value, "
             "comparison, threshold, outcome, action, message, evidence_json, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                run, epoch, checkpoint_id, d["criterion"], d.get("metric"), d.get("value"),
-                d.get("comparison"), d.get("threshold"), d["outcome"], d["action"], d["message"],
-                json.dumps(d.get("evidence", {})), now(),
+                run, epoch, checkpoint_id, d.criterion, d.metric, d.value, d.comparison,
+                d.threshold, d.outcome, d.action, d.message, json.dumps(d.evidence), now(),
             ),
         )
 
-    def decisions(self, run: str, epoch: int | None = None) -> list[dict[str, Any]]:
+    def decisions(self, run: str, epoch: int | None = None) -> list[DecisionRow]:
         q = "SELECT * FROM decisions WHERE run=?"
         args: tuple[Any, ...] = (run,)
         if epoch is not None:
             q += " AND epoch=?"
             args += (epoch,)
         rows = self.conn.execute(q + " ORDER BY epoch, id", args).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["evidence"] = json.loads(d.pop("evidence_json"))
-            out.append(d)
-        return out
+        return [DecisionRow.from_row(r) for r in rows]
 
     # ---- trainer, daemon, stop requests ---------------------------------------------------------
     def set_trainer(self, run: str, **fields: Any) -> None:
@@ -435,9 +421,9 @@ class Store:
                 sets = ", ".join(f"{k}=?" for k in fields)
                 c.execute(f"UPDATE trainer SET {sets} WHERE run=?", (*fields.values(), run))
 
-    def trainer(self, run: str) -> dict[str, Any] | None:
+    def trainer(self, run: str) -> TrainerRow | None:
         row = self.conn.execute("SELECT * FROM trainer WHERE run=?", (run,)).fetchone()
-        return dict(row) if row else None
+        return TrainerRow.from_row(row) if row else None
 
     def set_daemon(self, run: str, **fields: Any) -> None:
         cols = {"pid", "start_time", "heartbeat_at", "state", "gpu_memory_bytes"}
@@ -448,9 +434,14 @@ class Store:
             sets = ", ".join(f"{k}=?" for k in fields)
             c.execute(f"UPDATE daemon SET {sets} WHERE run=?", (*fields.values(), run))
 
-    def daemon(self, run: str) -> dict[str, Any] | None:
+    def daemon(self, run: str) -> DaemonRow | None:
         row = self.conn.execute("SELECT * FROM daemon WHERE run=?", (run,)).fetchone()
-        return dict(row) if row else None
+        return DaemonRow.from_row(row) if row else None
+
+    def daemon_state(self, run: str) -> str | None:
+        """The daemon's recorded state, None before its first start."""
+        row = self.daemon(run)
+        return row.state if row else None
 
     def request_stop(self, run: str, epoch: int | None, reason: str) -> int:
         """Idempotent: one open stop request per run."""
@@ -466,18 +457,18 @@ class Store:
             )
             return int(cur.lastrowid or 0)
 
-    def open_stop_request(self, run: str) -> dict[str, Any] | None:
+    def open_stop_request(self, run: str) -> StopRequest | None:
         row = self.conn.execute(
             "SELECT * FROM stop_requests WHERE run=? AND handled_at IS NULL ORDER BY id LIMIT 1",
             (run,),
         ).fetchone()
-        return dict(row) if row else None
+        return StopRequest.from_row(row) if row else None
 
-    def stop_requests(self, run: str) -> list[dict[str, Any]]:
+    def stop_requests(self, run: str) -> list[StopRequest]:
         rows = self.conn.execute(
             "SELECT * FROM stop_requests WHERE run=? ORDER BY id", (run,)
         ).fetchall()
-        return [dict(r) for r in rows]
+        return [StopRequest.from_row(r) for r in rows]
 
     def close_stop_request(self, request_id: int, result: str) -> None:
         self.conn.execute(
@@ -497,21 +488,19 @@ class Store:
         )
         return cur.rowcount == 1
 
-    def due(self, channel: str, limit: int = 50) -> list[dict[str, Any]]:
+    def due(self, channel: str, limit: int = 50) -> list[OutboxItem]:
         """Pending items in insertion order; stops at the first one not yet due so that
         deliveries on a channel keep their order."""
         rows = self.conn.execute(
             "SELECT * FROM outbox WHERE channel=? AND status='pending' ORDER BY id LIMIT ?",
             (channel, limit),
         ).fetchall()
-        out: list[dict[str, Any]] = []
+        out: list[OutboxItem] = []
         t = now()
         for r in rows:
             if r["next_attempt_at"] > t:
                 break
-            d = dict(r)
-            d["payload"] = json.loads(d.pop("payload_json"))
-            out.append(d)
+            out.append(OutboxItem.from_row(r))
         return out
 
     def alert_queued(self, run: str, dedupe_key: str) -> bool:
@@ -552,14 +541,14 @@ class Store:
             (run, epoch, level, kind, message, now()),
         )
 
-    def events(self, run: str, level: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def events(self, run: str, level: str | None = None, limit: int = 50) -> list[Event]:
         q = "SELECT * FROM events WHERE run=?"
         args: tuple[Any, ...] = (run,)
         if level:
             q += " AND level=?"
             args += (level,)
         rows = self.conn.execute(q + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [dict(r) for r in rows]
+        return [Event.from_row(r) for r in rows]
 
     def save_review(self, run: str, epoch: int, visual: float, style: float, prompt: float, notes: str) -> None:
         self.conn.execute(

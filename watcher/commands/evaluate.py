@@ -22,7 +22,6 @@ def run(args: Namespace) -> int:
     from watcher.epoch import EpochPath
     from watcher.pipeline import SamplePipeline
     from watcher.publish.publisher import one_line_verdict
-    from watcher.rules import decisions_from_dicts
     from watcher.settle import NotReady, Rejected, inspect_checkpoint
 
     cfg = load(args.config)
@@ -51,11 +50,10 @@ def run(args: Namespace) -> int:
             ck = epochs.store.checkpoint(ck.id)
         if ck.status == "failed":
             raise CommandError(f"evaluation failed: {ck.error}")
-        ev = next(e for e in epochs.store.evaluations(cfg.run.name) if e["checkpoint_id"] == ck.id)
-        decisions = decisions_from_dicts(ev["metrics"].get("decisions", []))
-        print(f"epoch {ev['epoch']}: {one_line_verdict(ev['metrics']['aggregate'], decisions)}")
-        print(f"results: {ev['result_dir']}")
-        print(f"commit:  {ev['git_commit']}")
+        ev = next(e for e in epochs.store.evaluations(cfg.run.name) if e.checkpoint_id == ck.id)
+        print(f"epoch {ev.epoch}: {one_line_verdict(ev.aggregate, ev.decisions)}")
+        print(f"results: {ev.result_dir}")
+        print(f"commit:  {ev.git_commit}")
     finally:
         epochs.close()
     return 0

@@ -92,7 +92,7 @@ def _all_judged(cfg: WatchConfig, idents: dict[int, tuple[str, int]]) -> bool:
     if not idents or not cfg.state_db.exists():
         return False
     with Store(cfg.state_db) as store:
-        if (store.run_row(cfg.run.name) or {}).get("status") not in FINAL_RUN_STATES:
+        if store.run_status(cfg.run.name) not in FINAL_RUN_STATES:
             return False
         done = {c.sha256 for c in store.checkpoints(cfg.run.name) if c.status in ("evaluated", "failed")}
         if any(sha not in done for sha, _ in idents.values()) or store.unpublished(cfg.run.name):
@@ -103,28 +103,31 @@ def _all_judged(cfg: WatchConfig, idents: dict[int, tuple[str, int]]) -> bool:
 
 def _fill(store: Store, run: str, lines: list[EpochLine]) -> dict[str, Any]:
     """Each line's metrics and decision from the state; the run's summary."""
-    stops = sorted(store.stop_requests(run), key=lambda r: r["epoch"])
-    latest = {e["epoch"]: e for e in store.evaluations(run)}
+    # a replay's stop requests are all tied to an epoch (only a launcher's signal is not)
+    stops = sorted((r for r in store.stop_requests(run) if r.epoch is not None),
+                   key=lambda r: r.epoch or 0)
+    latest = {e.epoch: e for e in store.evaluations(run)}
     for line in lines:
         ev = latest.get(line.epoch)
         if ev is not None:
-            line.metrics = ev["metrics"]["aggregate"]
-            decisions = ev["metrics"].get("decisions", [])
+            line.metrics = ev.aggregate
+            decisions = ev.decisions
             line.decision = _epoch_decision(decisions)
-            line.candidate = any(d.get("outcome") == "marked" for d in decisions)
+            line.candidate = any(d.marked for d in decisions)
             # the failed rules behind a stop or alert, and a stop rule passed (the continue path)
-            line.reasons = [d["message"] for d in decisions
-                            if (d.get("outcome") == "fail" and d.get("action") in ("stop", "alert"))
-                            or (d.get("outcome") == "pass"
-                                and (d.get("evidence") or {}).get("rule_action") == "stop")]
-            line.commit = ev.get("git_commit")
-        if stops and line.epoch > stops[0]["epoch"]:
-            line.after_stop = stops[0]["epoch"]
-    row = store.run_row(run) or {}
-    return {"run": run, "status": row.get("status"), "verdict": row.get("verdict"),
-            "best_epoch": row.get("best_epoch"),
-            "stop_epoch": stops[0]["epoch"] if stops else None,
-            "stop_reason": stops[0].get("reason") if stops else None}
+            line.reasons = [d.message for d in decisions
+                            if (d.outcome == "fail" and d.action in ("stop", "alert"))
+                            or (d.outcome == "pass" and d.evidence.get("rule_action") == "stop")]
+            line.commit = ev.git_commit
+        stop_epoch = stops[0].epoch if stops else None
+        if stop_epoch is not None and line.epoch > stop_epoch:
+            line.after_stop = stop_epoch
+    row = store.run_row(run)
+    return {"run": run, "status": row.status if row else None,
+            "verdict": row.verdict if row else None,
+            "best_epoch": row.best_epoch if row else None,
+            "stop_epoch": stops[0].epoch if stops else None,
+            "stop_reason": stops[0].reason if stops else None}
 
 
 def _judge(path: Any, ep: ReplayEpoch, ident: tuple[str, int] | None) -> EpochLine:

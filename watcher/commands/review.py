@@ -61,7 +61,7 @@ def run(args: Namespace) -> int:
         raise CommandError(f"no state database at {cfg.state_db}: has the daemon run yet?")
     name = cfg.run.name
     with Store(cfg.state_db) as store:
-        evaluated = sorted({e["epoch"] for e in store.evaluations(name)})
+        evaluated = sorted({e.epoch for e in store.evaluations(name)})
         if args.epoch not in evaluated:
             have = ", ".join(map(str, evaluated)) or "none yet"
             raise CommandError(f"epoch {args.epoch} of {name} has no evaluation (evaluated: {have})")

@@ -12,27 +12,28 @@ from launcher.identity import process_alive
 from watcher.cli import CommandError
 from watcher.commands._common import load
 from watcher.config import WatchConfig
-from watcher.rules import decision_word, decisions_from_dicts
+from watcher.records import DaemonRow, TrainerRow
+from watcher.rules import Decision, decision_word
 from watcher.store import Store
 
 
-def _epoch_decision(decisions: list[dict[str, Any]]) -> str | None:
-    return decision_word(decisions_from_dicts(decisions)) if decisions else None
+def _epoch_decision(decisions: list[Decision]) -> str | None:
+    return decision_word(decisions) if decisions else None
 
 
 def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
     run = cfg.run.name
     now = time.time()
-    evaluations = {e["checkpoint_id"]: e for e in store.evaluations(run)}
-    decisions_by_epoch: dict[int, list[dict[str, Any]]] = {}
-    for d in store.decisions(run):
-        decisions_by_epoch.setdefault(d["epoch"], []).append(d)
+    evaluations = {e.checkpoint_id: e for e in store.evaluations(run)}
+    decisions_by_epoch: dict[int, list[Decision]] = {}
+    for row in store.decisions(run):
+        decisions_by_epoch.setdefault(row.epoch, []).append(row.decision)
 
     stop_epochs = [e for e, ds in decisions_by_epoch.items() if _epoch_decision(ds) == "stop"]
     epochs = []
     for ck in store.checkpoints(run):
         ev = evaluations.get(ck.id)
-        agg = ev["metrics"]["aggregate"] if ev else {}
+        agg = ev.metrics["aggregate"] if ev else {}
         epochs.append({
             "epoch": ck.epoch,
             "status": ck.status,
@@ -43,7 +44,7 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
             "color_accuracy": agg.get("color_accuracy"),
             "style_quality": agg.get("style_quality"),
             "overall_score": agg.get("overall_score"),
-            "commit": ev["git_commit"] if ev else None,
+            "commit": ev.git_commit if ev else None,
             "error": ck.error,
             # judged after the stop was decided (the trainer winding down, a replay)
             "after_stop": bool(stop_epochs) and (ck.epoch or 0) > min(stop_epochs),
@@ -53,34 +54,35 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
     # while the trainer winds down); otherwise the latest epoch's.
     latest_epoch = min(stop_epochs) if stop_epochs else max(decisions_by_epoch, default=None)
     latest = decisions_by_epoch.get(latest_epoch, []) if latest_epoch is not None else []
-    trainer = store.trainer(run) or {}
-    daemon = store.daemon(run) or {}
+    trainer = store.trainer(run) or TrainerRow(run)
+    daemon = store.daemon(run) or DaemonRow(run)
     errors = store.events(run, level="error", limit=1)
     last_ck = max(store.checkpoints(run), key=lambda c: c.detected_at, default=None)
     return {
         "run": run,
-        "status": (store.run_row(run) or {}).get("status"),
+        "status": store.run_status(run),
         "trainer": {
-            "state": trainer.get("state", "unknown"),
-            "pid": trainer.get("pid"),
-            "alive": process_alive(trainer.get("pid"), trainer.get("start_time")),
-            "exit_code": trainer.get("exit_code"),
-            "cause": trainer.get("cause"),
-            "log": trainer.get("log_path"),
+            "state": trainer.state,
+            "pid": trainer.pid,
+            "alive": process_alive(trainer.pid, trainer.start_time),
+            "exit_code": trainer.exit_code,
+            "cause": trainer.cause,
+            "log": trainer.log_path,
         },
         "daemon": {
-            "pid": daemon.get("pid"),
-            "state": daemon.get("state"),
-            "alive": process_alive(daemon.get("pid"), daemon.get("start_time")),
-            "heartbeat_age_s": round(now - daemon["heartbeat_at"], 1) if daemon.get("heartbeat_at") else None,
-            "gpu_memory_mb": round((daemon.get("gpu_memory_bytes") or 0) / 2**20, 1),
+            "pid": daemon.pid,
+            "state": daemon.state,
+            "alive": process_alive(daemon.pid, daemon.start_time),
+            "heartbeat_age_s": round(now - daemon.heartbeat_at, 1) if daemon.heartbeat_at else None,
+            "gpu_memory_mb": round((daemon.gpu_memory_bytes or 0) / 2**20, 1),
         },
         "epochs": epochs,
         "decision": _epoch_decision(latest),
         "decision_detail": {
             "epoch": latest_epoch,
-            "criteria": [{k: d[k] for k in ("criterion", "outcome", "action", "metric", "value",
-                                             "threshold", "message")} for d in latest],
+            "criteria": [{"criterion": d.criterion, "outcome": d.outcome, "action": d.action,
+                          "metric": d.metric, "value": d.value, "threshold": d.threshold,
+                          "message": d.message} for d in latest],
         },
         "last_checkpoint": {
             "path": last_ck.path, "epoch": last_ck.epoch,
@@ -90,11 +92,11 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
             "pending": sum(1 for e in epochs if e["status"] == "pending"),
             "evaluating": sum(1 for e in epochs if e["status"] == "evaluating"),
         },
-        "last_error": {"message": errors[0]["message"], "kind": errors[0]["kind"],
-                       "epoch": errors[0]["epoch"], "age_s": round(now - errors[0]["created_at"], 1)}
+        "last_error": {"message": errors[0].message, "kind": errors[0].kind,
+                       "epoch": errors[0].epoch, "age_s": round(now - errors[0].created_at, 1)}
         if errors else None,
-        "stop_requests": store.stop_requests(run),
-        "rejected": store.rejected(run),
+        "stop_requests": [r.to_dict() for r in store.stop_requests(run)],
+        "rejected": [r.to_dict() for r in store.rejected(run)],
         "outbox": store.outbox_counts(run),
         "results": {"repo": str(cfg.results_repo), "dir": str(cfg.run_results_dir)},
     }

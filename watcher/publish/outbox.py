@@ -24,6 +24,7 @@ from tenacity import RetryCallState, wait_exponential, wait_random
 from watcher.logs import get_logger
 from watcher.publish.alerts import AlertSink, notify_type_for
 from watcher.publish.supabase import DeliveryError, SupabaseSink, safe_error
+from watcher.records import OutboxItem
 from watcher.store import Store
 
 
@@ -148,36 +149,36 @@ class OutboxWorker:
         state.attempt_number = max(1, attempts)
         return min(self.backoff_max_s, float(self._wait(state)))
 
-    def _failed(self, items: list[dict[str, Any]], exc: BaseException, channel: str) -> None:
+    def _failed(self, items: list[OutboxItem], exc: BaseException, channel: str) -> None:
         error = safe_error(exc)
         permanent = isinstance(exc, DeliveryError) and exc.permanent
         with self._store.tx():
             for item in items:
-                attempts = int(item["attempts"]) + 1
+                attempts = int(item.attempts) + 1
                 dead = permanent or (channel == "alert" and attempts >= self.alert_max_attempts)
                 delay = self.backoff_s(attempts)
-                self._store.mark_failed(item["id"], error, time.time() + delay, dead=dead)
+                self._store.mark_failed(item.id, error, time.time() + delay, dead=dead)
         self.log.warning(
-            "outbox.delivery_failed", channel=channel, items=[i["id"] for i in items],
-            attempts=int(items[0]["attempts"]) + 1, retry_in_s=None if dead else round(delay, 2),
+            "outbox.delivery_failed", channel=channel, items=[i.id for i in items],
+            attempts=int(items[0].attempts) + 1, retry_in_s=None if dead else round(delay, 2),
             dead=dead, error=error,
         )
 
-    def _delivered(self, items: list[dict[str, Any]]) -> None:
+    def _delivered(self, items: list[OutboxItem]) -> None:
         with self._store.tx():
             for item in items:
-                self._store.mark_delivered(item["id"])
+                self._store.mark_delivered(item.id)
 
-    def _supabase_batch(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _supabase_batch(self, items: list[OutboxItem]) -> list[OutboxItem]:
         """The leading items that can share one upsert request: same table, conflict target
         and columns, and no conflict key twice (PostgreSQL refuses to update a row twice in
         one INSERT ... ON CONFLICT)."""
-        first = items[0]["payload"]
+        first = items[0].payload
         cols = [c.strip() for c in first["on_conflict"].split(",")]
         keys: set[tuple[Any, ...]] = set()
-        batch: list[dict[str, Any]] = []
+        batch: list[OutboxItem] = []
         for item in items[: self.batch_size]:
-            p = item["payload"]
+            p = item.payload
             if not self._valid_row_payload(p) or (p["table"], p["on_conflict"]) != (first["table"], first["on_conflict"]) \
                     or p["row"].keys() != first["row"].keys():
                 break
@@ -200,13 +201,13 @@ class OutboxWorker:
             items = self._store.due("supabase", self.batch_size)
             if not items:
                 break
-            if not self._valid_row_payload(items[0]["payload"]):
+            if not self._valid_row_payload(items[0].payload):
                 self._failed(items[:1], DeliveryError("malformed payload", permanent=True), "supabase")
                 continue
             batch = self._supabase_batch(items)
-            p = batch[0]["payload"]
+            p = batch[0].payload
             try:
-                sink.upsert(p["table"], [i["payload"]["row"] for i in batch], p["on_conflict"])
+                sink.upsert(p["table"], [i.payload["row"] for i in batch], p["on_conflict"])
             except Exception as exc:
                 self._failed(batch, exc, "supabase")
                 break
@@ -236,7 +237,7 @@ class OutboxWorker:
             items = self._store.due("storage", 1)
             if not items:
                 break
-            item, p = items[0], items[0]["payload"]
+            item, p = items[0], items[0].payload
             try:
                 if not isinstance(p, dict) or not {"bucket", "object_path", "file"} <= p.keys():
                     raise DeliveryError("malformed payload", permanent=True)
@@ -259,7 +260,7 @@ class OutboxWorker:
             items = self._store.due("alert", 1)
             if not items:
                 break
-            item, p = items[0], items[0]["payload"]
+            item, p = items[0], items[0].payload
             if not isinstance(p, dict) or not isinstance(p.get("title"), str):
                 self._failed([item], DeliveryError("malformed payload", permanent=True), "alert")
                 continue
@@ -275,7 +276,7 @@ class OutboxWorker:
             if errors:
                 if done != set(already):
                     # Remember who has it, so the retry only goes to the targets that failed.
-                    self._store.enqueue(item["run"], "alert", item["dedupe_key"],
+                    self._store.enqueue(item.run, "alert", item.dedupe_key,
                                         {**p, "sent_to": sorted(done)})
                 self._failed([item], DeliveryError("; ".join(errors)), "alert")
                 break

@@ -87,11 +87,11 @@ class Publisher:
     def start(self) -> None:
         # The run's recorded state, not "running": a daemon restarted after the run ended
         # must not turn the finished run back into a running one in Supabase.
-        row = self.store.run_row(self.run) or {}
-        status = str(row["status"]) if row.get("status") in supabase_mod.RUN_STATUSES else "running"
+        row = self.store.run_row(self.run)
+        status = row.status if row and row.status in supabase_mod.RUN_STATUSES else "running"
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
-                                 verdict=row.get("verdict"), best_epoch=row.get("best_epoch"),
-                                 host=self.host)
+                                 verdict=row.verdict if row else None,
+                                 best_epoch=row.best_epoch if row else None, host=self.host)
         self.worker.start()
         if self.pusher is not None:
             self.pusher.start()
@@ -127,7 +127,7 @@ class Publisher:
         final = evaluation.folder.finish()
         self.store.save_evaluation(ck, epoch, evaluation.metrics, str(final))
         for d in decisions:
-            self.store.save_decision(self.run, epoch, ck.id, d.to_dict())
+            self.store.save_decision(self.run, epoch, ck.id, d)
         self._commit(ck.id, ck.sha256, epoch, final, evaluation.metrics, decisions)
         self.alert_decisions(epoch, ck.id, decisions)
 
@@ -246,10 +246,9 @@ class Publisher:
     def publish_backlog(self) -> None:
         """Evaluations recorded but not committed (a crash or a git outage): commit them now."""
         for e in self.store.unpublished(self.run):
-            folder = Path(e["result_dir"])
+            folder = Path(e.result_dir)
             if not folder.exists():
-                self.log.warning("results folder missing; re-evaluating", epoch=e["epoch"])
-                self.store.forget_evaluation(e["checkpoint_id"])
+                self.log.warning("results folder missing; re-evaluating", epoch=e.epoch)
+                self.store.forget_evaluation(e.checkpoint_id)
                 continue
-            decisions = decisions_from_dicts(e["metrics"].get("decisions", []))
-            self._commit(e["checkpoint_id"], e["sha256"], e["epoch"], folder, e["metrics"], decisions)
+            self._commit(e.checkpoint_id, e.sha256, e.epoch, folder, e.metrics, e.decisions)

@@ -6,13 +6,13 @@ Standard library only: loading a history is cheap and never imports numpy or mat
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from watcher.decide import EpochRecord
+from watcher.rules import Decision
 from watcher.store import Store
 
 # An epoch counts as "green" (right background) at this background_match_rate: the
@@ -45,7 +45,7 @@ class RunHistory:
     reviews: dict[int, dict[str, Any]] = field(default_factory=dict)
     images: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     result_dirs: dict[int, Path] = field(default_factory=dict)
-    decisions: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    decisions: dict[int, list[Decision]] = field(default_factory=dict)
     max_epochs_known: int | None = None  # baselines: how many epochs the run had
     stated_outcomes: dict[str, Any] = field(default_factory=dict)  # baselines: the plan's words
 
@@ -107,18 +107,15 @@ class RunHistory:
 
 def load_run(store: Store, name: str) -> RunHistory:
     """One run from a state store; the latest evaluation of an epoch wins."""
-    row = store.run_row(name) or {}
-    params = json.loads(row.get("params_json") or "{}")
-    history = RunHistory(name=name, params=params, kind="store", source=str(store.path),
-                         status=row.get("status"))
+    row = store.run_row(name)
+    history = RunHistory(name=name, params=row.params if row else {}, kind="store",
+                         source=str(store.path), status=row.status if row else None)
     for ev in store.evaluations(name):
-        epoch = int(ev["epoch"])
-        metrics = ev["metrics"] or {}
-        history.epochs[epoch] = dict(metrics.get("aggregate") or {})
-        history.images[epoch] = list(metrics.get("images") or [])
-        history.result_dirs[epoch] = Path(ev["result_dir"])
+        history.epochs[ev.epoch] = dict(ev.aggregate)
+        history.images[ev.epoch] = list(ev.metrics.get("images") or [])
+        history.result_dirs[ev.epoch] = Path(ev.result_dir)
     for d in store.decisions(name):
-        history.decisions.setdefault(int(d["epoch"]), []).append(d)
+        history.decisions.setdefault(d.epoch, []).append(d.decision)
     for r in store.reviews(name):
         history.reviews[int(r["epoch"])] = {k: r[k] for k in ("visual", "style", "prompt", "notes")}
     return history

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from watcher.config import WatchConfig
 from watcher.report.baselines import load_baselines
 from watcher.report.history import RunHistory, load_run
-from watcher.rules import Rule, decisions_from_dicts
+from watcher.rules import Rule
 from watcher.store import Store
 
 THUMB = 256                      # px of the 512 px sample in a contact sheet
@@ -165,7 +165,7 @@ def grid_image(run: RunHistory, cells: int = 24) -> Image.Image:
             d.text((12, y + 30), bg, fill=RIGHT if rate >= 0.5 else WRONG, font=small)
         if score is not None:
             d.text((12, y + 48), f"score {score:.1f}/10", fill=MUTED, font=small)
-        if any(d.stops for d in decisions_from_dicts(run.decisions.get(epoch, []))):
+        if any(d.stops for d in run.decisions.get(epoch, [])):
             d.text((12, y + 66), "stop decided", fill=WRONG, font=label_font)
         for j, prompt in enumerate(prompts):
             x = left + j * (cell + gap)
@@ -271,7 +271,7 @@ def curves_figure(run: RunHistory, baselines: Sequence[RunHistory] = (), rules: 
             top.step(list(g), [v * 100 for v in g.values()], where="mid", linestyle=(0, (4, 3)),
                      color=tone, alpha=0.8, zorder=1, label=f"baseline {base.name}: background")
     stops = [e for e in sorted(run.decisions)
-             if any(d.stops for d in decisions_from_dicts(run.decisions[e]))]
+             if any(d.stops for d in run.decisions[e])]
     if stops:
         for ax in (top, bottom):
             ax.axvline(stops[0], color="#c62828", linestyle="-.", linewidth=1.2, alpha=0.8,

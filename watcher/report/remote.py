@@ -15,6 +15,7 @@ from typing import Any
 
 from watcher.report.history import RunHistory
 from watcher.report.runs import RunRecord
+from watcher.rules import Decision
 
 READ_KEY_ENV = "SUPABASE_READ_KEY"
 PAGE_SIZE = 1000  # Supabase's default max-rows: a page never asks for more than it returns
@@ -114,8 +115,8 @@ def records_from_rows(runs: Sequence[Mapping[str, Any]],
         metrics = row.get("metrics") or {}
         record.history.epochs[epoch] = dict(metrics.get("aggregate") or {})
         record.history.images[epoch] = list(metrics.get("images") or [])
-        decided = [dict(d, epoch=epoch) for d in metrics.get("decisions") or [] if isinstance(d, dict)]
-        if decided:  # the same fields the state store's decisions table holds
+        decided = [Decision.from_dict(d) for d in metrics.get("decisions") or [] if isinstance(d, dict)]
+        if decided:  # the same decisions the state store's decisions table holds
             record.history.decisions[epoch] = decided
         record.decisions[epoch] = str(row.get("decision") or "continue")
         if row.get("git_commit"):

@@ -21,7 +21,7 @@ from watcher.report.hypotheses import Hypothesis, hypotheses
 from watcher.report.pictures import write_run_pictures
 from watcher.report.plan import CriterionResult, finished, plan_criteria, verdict_of
 from watcher.report.rootcause import Finding, root_cause
-from watcher.rules import Rule, decision_word, decisions_from_dicts
+from watcher.rules import Rule, decision_word
 from watcher.store import Store
 
 ICON = {"met": "✅ met", "not met": "❌ not met", "pending": "⏳ pending",
@@ -51,8 +51,8 @@ def _epochs(run: RunHistory) -> list[str]:
     for e in run.evaluated:
         a = run.epochs[e]
         ds = run.decisions.get(e, [])
-        word = decision_word(decisions_from_dicts(ds)) if ds else "-"
-        if any(d["outcome"] == "marked" for d in ds):
+        word = decision_word(ds) if ds else "-"
+        if any(d.marked for d in ds):
             word += " (candidate)"
         rate = run.value(e, "background_match_rate")
         lines.append(f"| {e} | {_f(rate, '.0%') if rate is not None else '-'} | {_f(a.get('background_hex'))} | "

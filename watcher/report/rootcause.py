@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from watcher.report.history import GREEN_RATE, RunHistory
-from watcher.rules import Decision
 
 ON_TIME_EPOCH = 4          # the plan: green background by epoch 3-4
 SCORE_DROP = 0.2           # an overall_score fall that counts (1-10 scale)
@@ -178,11 +177,10 @@ def _trend(run: RunHistory) -> list[Finding]:
 
 def _stopped(run: RunHistory) -> list[Finding]:
     for epoch in sorted(run.decisions):
-        stops = [d for d in run.decisions[epoch] if Decision.from_dict(d).stops]
+        stops = [d for d in run.decisions[epoch] if d.stops]
         if stops:
-            return [Finding("stopped", "info", (epoch,),
-                            f"stopped at epoch {epoch}: {stops[0]['message']}",
-                            {"criterion": stops[0]["criterion"]})]
+            return [Finding("stopped", "info", (epoch,), f"stopped at epoch {epoch}: {stops[0].message}",
+                            {"criterion": stops[0].criterion})]
     return []
 
 

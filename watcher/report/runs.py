@@ -31,11 +31,11 @@ class RunRecord:
 def _epoch_words(store: Store, run: str) -> dict[int, str]:
     """Each evaluated epoch's decision word, from the decisions its evaluation recorded (the
     same word the daemon sent to Supabase)."""
-    from watcher.rules import decision_word, decisions_from_dicts
+    from watcher.rules import decision_word
 
     words: dict[int, str] = {}
     for ev in store.evaluations(run):  # the latest evaluation of an epoch wins
-        words[int(ev["epoch"])] = decision_word(decisions_from_dicts(ev["metrics"].get("decisions")))
+        words[ev.epoch] = decision_word(ev.decisions)
     return words
 
 
@@ -49,9 +49,9 @@ def load_store_records(path: Path) -> list[RunRecord]:
     with Store(path) as store:
         host = recorded(store.conn)
         for name in run_names(store):
-            row = store.run_row(name) or {}
-            commits = {int(e["epoch"]): e["git_commit"] for e in store.evaluations(name) if e["git_commit"]}
-            out.append(RunRecord(history=load_run(store, name), verdict=row.get("verdict"),
+            row = store.run_row(name)
+            commits = {e.epoch: e.git_commit for e in store.evaluations(name) if e.git_commit}
+            out.append(RunRecord(history=load_run(store, name), verdict=row.verdict if row else None,
                                  decisions=_epoch_words(store, name), host=dict(host), commits=commits))
     return out
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from watcher.commands._common import load
 from watcher.commands.review import MAX_NOTES, enqueue_review, review_row
+from watcher.rules import Decision
 from watcher.store import Store
 
 SCORE_FIELDS = ("visual", "style", "prompt")
@@ -81,8 +82,7 @@ def history(src: RunSource) -> Any:
         run = load_run(store, src.name)
     if not run.params:
         run.params = src.cfg.params()
-    # The pages read decisions and reviews as plain mappings, whatever the store returns.
-    run.decisions = {e: [plain(d) for d in ds] for e, ds in run.decisions.items()}
+    # The pages read reviews as plain mappings, whatever the store returns.
     run.reviews = {e: plain(r) for e, r in run.reviews.items()}
     return run
 
@@ -96,7 +96,7 @@ def plain(row: Any) -> dict[str, Any]:
     return dict(vars(row))
 
 
-def epoch_outcome(decisions: list[dict[str, Any]]) -> str | None:
+def epoch_outcome(decisions: list[Decision]) -> str | None:
     """An epoch's decision (stop / alert / continue) as `epochwatch status` reports it."""
     from watcher.commands.status import _epoch_decision
 
@@ -152,7 +152,7 @@ def save_review(src: RunSource, epoch: int, visual: float, style: float, prompt:
     if store is None:
         raise ServeError(f"no state database at {src.state_db}: has the daemon run yet?")
     with store:
-        evaluated = {e["epoch"] for e in store.evaluations(src.name)}
+        evaluated = {e.epoch for e in store.evaluations(src.name)}
         if epoch not in evaluated:
             raise ServeError(f"epoch {epoch} of {src.name} has no evaluation")
         store.save_review(src.name, epoch, visual, style, prompt, notes)
