@@ -53,8 +53,8 @@ min_interval_s = 0.0
 
 def _trainer_running(db: Path) -> bool:
     with Store(db) as s:
-        t = s.trainer(RUN) or {}
-    return t.get("state") == "running"
+        t = s.trainer(RUN)
+    return t is not None and t.state == "running"
 
 
 @pytest.mark.chaos
@@ -98,23 +98,23 @@ def test_slow_file_crash_mid_write_and_hostile_input(
         with Store(db) as s:
             trainer = s.trainer(RUN)
             checkpoints = {Path(c.path).name: c for c in s.checkpoints(RUN)}
-            rejected = {Path(r["path"]).name: r for r in s.rejected(RUN)}
+            rejected = {Path(r.path).name: r for r in s.rejected(RUN)}
             run_row = s.run_row(RUN)
-        assert trainer["state"] == "crashed" and trainer["exit_code"] == 1, trainer
-        assert run_row["status"] == "failed", run_row
+        assert trainer is not None and trainer.state == "crashed" and trainer.exit_code == 1, trainer
+        assert run_row is not None and run_row.status == "failed", run_row
         # The slowly written epoch 1 was evaluated once, never taken for a broken file.
         slow = checkpoints["e2e_lora-000001.safetensors"]
         assert slow.status == "evaluated" and slow.attempts == 1, slow
         assert "e2e_lora-000001.safetensors" not in rejected
         # The truncated epoch 3: refused as incomplete once the trainer was gone.
         truncated = rejected.pop("e2e_lora-000003.safetensors")
-        assert "incomplete when the trainer ended" in truncated["reason"], truncated
+        assert "incomplete when the trainer ended" in truncated.reason, truncated
         # Every hostile file: one error record with a clear one-line reason.
         stored = {_as_stored(n): n for n in expected}
         for name, row in rejected.items():
-            assert name in stored, f"unexpected refusal of {name!r}: {row['reason']}"
-            assert expected[stored[name]] in row["reason"], (name, row["reason"])
-            assert "\n" not in row["reason"]
+            assert name in stored, f"unexpected refusal of {name!r}: {row.reason}"
+            assert expected[stored[name]] in row.reason, (name, row.reason)
+            assert "\n" not in row.reason
         assert sorted(stored) == sorted(rejected), set(stored) ^ set(rejected)
         # The misfit LoRA reached the pipeline's checks and failed there, unevaluated.
         bad = checkpoints.pop(misfit)

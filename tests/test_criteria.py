@@ -199,15 +199,18 @@ def test_decisions_round_trip_through_the_store(tmp_path: Path) -> None:
     decisions = decide(PLAN_RULES, history, 4)
     with Store(tmp_path / "state.db") as store:
         for d in decisions:
-            store.save_decision("run", 4, 7, d.to_dict())
+            store.save_decision("run", 4, 7, d)
         stored = store.decisions("run", 4)
-    assert [s["criterion"] for s in stored] == [d.criterion for d in decisions]
-    gate = next(s for s in stored if s["criterion"] == GATE)
-    assert (gate["outcome"], gate["action"], gate["value"], gate["threshold"]) == \
-        ("fail", "stop", 0.25, 0.5)
-    assert gate["evidence"]["series"] == [[1, 0.0], [2, 0.0], [3, 0.0], [4, 0.25]]
-    rebuilt = [Decision(**{k: s[k] for k in Decision.__dataclass_fields__}) for s in stored]
-    assert rebuilt == decisions
+    assert [(s.run, s.epoch, s.checkpoint_id) for s in stored] == [("run", 4, 7)] * len(decisions)
+    assert [s.decision.criterion for s in stored] == [d.criterion for d in decisions]
+    gate = next(s.decision for s in stored if s.decision.criterion == GATE)
+    assert (gate.outcome, gate.action, gate.value, gate.threshold) == ("fail", "stop", 0.25, 0.5)
+    assert gate.evidence["series"] == [[1, 0.0], [2, 0.0], [3, 0.0], [4, 0.25]]
+    assert [s.decision for s in stored] == decisions  # typed from the rule to the database and back
+    # the row's dict: the table's columns, evidence parsed and last
+    assert list(stored[0].to_dict()) == ["id", "run", "epoch", "checkpoint_id", "criterion", "metric",
+                                         "value", "comparison", "threshold", "outcome", "action",
+                                         "message", "created_at", "evidence"]
 
 
 def test_rule_from_config_and_validation() -> None:
@@ -304,9 +307,9 @@ def test_decisions_round_trip_through_json_the_state_db_and_a_supabase_row(tmp_p
     assert [Decision.from_dict(d) for d in row["metrics"]["decisions"]] == decisions
     with Store(tmp_path / "state.db") as store:
         for d in decisions:
-            store.save_decision("R", 4, None, d.to_dict())
-        stored = {d["criterion"]: d for d in store.decisions("R", 4)}
-    gate = Decision.from_dict(stored[GATE])
+            store.save_decision("R", 4, None, d)
+        stored = {d.decision.criterion: d.decision for d in store.decisions("R", 4)}
+    gate = stored[GATE]
     assert gate == by_name(decisions)[GATE] and gate.stops and gate.alert_kind == "stop_decision"
     osc = by_name(decisions)[STABLE]
     assert osc.outcome == "fail" and osc.alert_kind == "oscillation"  # by mode, not by name

@@ -3,6 +3,7 @@ grace period then SIGKILL, the identity checks against pid reuse, and exit cause
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -251,7 +252,8 @@ def test_stop_through_the_state_database_record(
     with Store(tmp_path / "state.db") as store:
         store.set_trainer("run", **trainer.record())
         row = store.trainer("run")
-        assert stop_from_record({**row, "start_time": None}, 1).outcome == "refused"
+        assert row is not None and row.pid == trainer.pid and row.pgid == trainer.pgid
+        assert stop_from_record(dataclasses.replace(row, start_time=None), 1).outcome == "refused"
         assert stop_from_record(None, 1).outcome == "refused"
         assert trainer.poll() is None
         result = stop_from_record(row, grace_s=20)

@@ -97,7 +97,7 @@ def add_run(store: Store, results: Path, name: str, epochs: Sequence[dict[str, A
         metrics["decisions"] = [d.to_dict() for d in decisions]
         store.save_evaluation(ck, epoch, json.loads(json.dumps(metrics)), str(folder))
         for d in decisions:
-            store.save_decision(name, epoch, ck.id, d.to_dict())
+            store.save_decision(name, epoch, ck.id, d)
 
 
 # Known histories (overall score 1-10, background match rate 0-1).

@@ -59,13 +59,13 @@ def add_epoch(config: Path, epoch: int, avatars: tuple[int, ...] = (0, 70)) -> N
         sha = hashlib.sha256(f"{RUN}:{epoch}".encode()).hexdigest()
         ck, _ = store.add_checkpoint(RUN, str(cfg.output_dir / f"e2e_lora-{epoch:06d}.safetensors"),
                                      epoch, sha, 1000 + epoch, "session", {"ss_epoch": str(epoch)})
-        history = [EpochRecord(e["epoch"], e["metrics"]["aggregate"]) for e in store.evaluations(RUN)]
+        history = [EpochRecord(e.epoch, e.aggregate) for e in store.evaluations(RUN)]
         history.append(EpochRecord(epoch, metrics["aggregate"]))
         decisions = decide(rules, history, epoch)
         metrics["decisions"] = [d.to_dict() for d in decisions]
         store.save_evaluation(ck, epoch, metrics, str(final))
         for d in decisions:
-            store.save_decision(RUN, epoch, ck.id, d.to_dict())
+            store.save_decision(RUN, epoch, ck.id, d)
 
 
 def free_port() -> int:

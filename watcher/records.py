@@ -169,7 +169,7 @@ class TrainerRow(_Row):
     pid: int | None = None
     pgid: int | None = None
     start_time: float | None = None  # process start time (psutil create_time)
-    command_json: str | None = None
+    command: list[str] | None = None  # the argv it was started with
     cwd: str | None = None
     log_path: str | None = None
     state: str = "unknown"  # starting | running | exited | stopped | killed | crashed
@@ -180,7 +180,9 @@ class TrainerRow(_Row):
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> TrainerRow:
-        return cls(**dict(row))
+        fields = dict(row)
+        command = fields.pop("command_json")
+        return cls(**fields, command=json.loads(command) if command else None)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from watcher.records import Evaluation
 from watcher.rules import Decision
 from watcher.store import Store
 
@@ -78,11 +79,10 @@ def decision_alert_states(store: Store, run: str) -> dict[str, str]:
         "WHERE run=? AND channel='alert'", (run,)).fetchall() if k}
 
 
-def alerting_decisions(evaluations: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+def alerting_decisions(evaluations: list[Evaluation]) -> list[tuple[int, Decision]]:
     """(epoch, decision) for each recorded decision that calls for an alert
     (`Decision.alert_kind`, the daemon's own reading)."""
-    return [(e["epoch"], d) for e in evaluations for d in e["metrics"].get("decisions", [])
-            if Decision.from_dict(d).alert_kind is not None]
+    return [(e.epoch, d) for e in evaluations for d in e.decisions if d.alert_kind is not None]
 
 
 def check_ledger(config: Any, expected: dict[int, str], services: Any | None = None,
@@ -112,11 +112,12 @@ def check_ledger(config: Any, expected: dict[int, str], services: Any | None = N
         assert ck.epoch == epoch and ck.status == "evaluated", (epoch, ck)
     commit_of: dict[int, str] = {}
     for epoch, sha in expected.items():
-        rows = [e for e in evaluations if e["sha256"] == sha]
+        rows = [e for e in evaluations if e.sha256 == sha]
         assert len(rows) == 1, f"epoch {epoch}: {len(rows)} evaluation rows"
-        assert rows[0]["git_commit"], f"epoch {epoch}: evaluation without a commit"
-        commit_of[epoch] = rows[0]["git_commit"]
-    assert len(evaluations) == len(expected), [e["epoch"] for e in evaluations]
+        commit = rows[0].git_commit
+        assert commit, f"epoch {epoch}: evaluation without a commit"
+        commit_of[epoch] = commit
+    assert len(evaluations) == len(expected), [e.epoch for e in evaluations]
 
     # (b) git: exactly one commit per epoch, carrying that checkpoint, and nothing else
     commits = git_commits(config.results_repo)
@@ -133,23 +134,23 @@ def check_ledger(config: Any, expected: dict[int, str], services: Any | None = N
     # Anything else is the run's final report: once the run is over, exactly one.
     others = [c for c in commits if c not in epoch_commits]
     assert all(c["trailer"] == f"report:{run}" for c in others), [c["subject"] for c in others]
-    final = (run_row or {}).get("status") in ("stopped", "finished", "failed")
+    final = run_row is not None and run_row.status in ("stopped", "finished", "failed")
     assert len(others) == (1 if final else 0), (run_row, [c["subject"] for c in others])
     report.report_commits = len(others)
 
     # (d) every decision was acted on: a failed stop rule has its stop request (the first
     # one stands for later epochs), a failed stop or alert rule its alert, delivered
     fails = alerting_decisions(evaluations)
-    asked = [r["epoch"] for r in stop_requests if r["epoch"] is not None]
+    asked = [r.epoch for r in stop_requests if r.epoch is not None]
     for epoch, d in fails:
-        if Decision.from_dict(d).stops:
+        if d.stops:
             assert any(a <= epoch for a in asked), f"epoch {epoch}: stop decision without a stop request"
     report.decisions_acted = len(fails)
     if services is None:
         return report
     for epoch, d in fails:
-        assert alert_states.get(f"{d['criterion']}:{epoch}") == "delivered", \
-            (epoch, d["criterion"], alert_states)
+        assert alert_states.get(f"{d.criterion}:{epoch}") == "delivered", \
+            (epoch, d.criterion, alert_states)
     # (c) Supabase: one row per (run, epoch) naming that checkpoint and commit; each content
     # applied once (a repeat only when a kill fell between the delivery and its record)
     assert outbox.get("supabase", {}).get("pending", 0) == 0, outbox
@@ -163,7 +164,7 @@ def check_ledger(config: Any, expected: dict[int, str], services: Any | None = N
     # The run's row says what the state database says (a restart must not undo the end).
     remote = services.run_row(run)
     assert run_row is not None and remote is not None, (run_row, remote)
-    assert remote == (run_row["status"], run_row["verdict"], run_row["best_epoch"]), (remote, run_row)
+    assert remote == (run_row.status, run_row.verdict, run_row.best_epoch), (remote, run_row)
     api = services.api
     seen: dict[tuple[int, str], float] = {}
     for (table, row), at in zip(api.applied, api.applied_at, strict=True):

@@ -141,7 +141,8 @@ def state_of(db: Path, run: str) -> dict[str, Any]:
     if not db.exists():
         return {"daemon": {}, "checkpoints": {}}
     with Store(db) as s:
-        return {"daemon": s.daemon(run) or {},
+        d = s.daemon(run)
+        return {"daemon": d.to_dict() if d else {},
                 "checkpoints": {c.id: (c.epoch, c.status) for c in s.checkpoints(run)}}
 
 
@@ -171,11 +172,11 @@ def outbox_settled(db: Path, run: str, channels: tuple[str, ...]) -> bool:
         alerts = decision_alert_states(s, run)
         evaluations = s.evaluations(run)
     if "supabase" in channels and any(
-            not any(k.startswith(f"{EPOCHS_TABLE}:{run}:{e['epoch']}:") for k in supabase_keys)
+            not any(k.startswith(f"{EPOCHS_TABLE}:{run}:{e.epoch}:") for k in supabase_keys)
             for e in evaluations):
         return False
     return "alert" not in channels or all(
-        f"{d['criterion']}:{epoch}" in alerts for epoch, d in alerting_decisions(evaluations))
+        f"{d.criterion}:{epoch}" in alerts for epoch, d in alerting_decisions(evaluations))
 
 
 def status_json(config: Path, env: dict[str, str], timeout: float = 120) -> tuple[dict[str, Any], float]:
