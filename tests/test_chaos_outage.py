@@ -162,12 +162,12 @@ def _all_committed(db: Path, run: str) -> bool:
 def _last_event(db: Path, run: str) -> int:
     with Store(db) as s:
         events = s.events(run, limit=1)
-    return int(events[0]["id"]) if events else 0
+    return events[0].id if events else 0
 
 
 def _error_since(db: Path, run: str, after: int, text: str) -> bool:
     with Store(db) as s:
-        return any(e["id"] > after and text in e["message"] for e in s.events(run, "error", 100))
+        return any(e.id > after and text in e.message for e in s.events(run, "error", 100))
 
 
 @pytest.mark.chaos
@@ -244,15 +244,15 @@ def test_full_disk_read_only_repository_and_index_lock(
             errors = [e for e in s.events(run, level="error", limit=1000)]
         # The faulty epochs were retried: evaluated again, or their commit made later.
         for epoch in (2, 3):
-            assert attempts[epoch] >= 2 or any(e["kind"] == "git_commit_failed" and e["epoch"] == epoch
+            assert attempts[epoch] >= 2 or any(e.kind == "git_commit_failed" and e.epoch == epoch
                                                for e in errors), (epoch, attempts, errors)
-        kinds = sorted({str(e["kind"]) for e in errors})
-        assert all("\n" not in str(e["message"]) for e in errors)
+        kinds = sorted({e.kind for e in errors})
+        assert all("\n" not in e.message for e in errors)
         # Every fault was announced: the alerts name the reason in one line.
         bodies = " ".join(f"{a.get('title')} {a.get('message')}" for a in svc.delivered_alerts())
         assert "No space left on device" in bodies and "Read-only file system" in bodies, bodies
         if lock_s > 60:
-            assert any(e["kind"] == "git_commit_failed" and "index.lock" in str(e["message"])
+            assert any(e.kind == "git_commit_failed" and "index.lock" in e.message
                        for e in errors), errors
         report = check_ledger(load_config(config), expected, svc)
         assert report.duplicate_deliveries == 0

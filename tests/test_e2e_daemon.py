@@ -49,8 +49,8 @@ def _run(root: Path, model: Path, kill_mid_evaluation: bool) -> dict[str, Any]:
         rc = stop(daemon)
     assert rc == 0, (root / "daemon.log").read_text()[-3000:]
     with Store(db) as s:
-        aggregates = {e["epoch"]: e["metrics"]["aggregate"] for e in s.evaluations(RUN)}
-        commits = {e["epoch"]: e["git_commit"] for e in s.evaluations(RUN)}
+        aggregates = {e.epoch: e.aggregate for e in s.evaluations(RUN)}
+        commits = {e.epoch: e.git_commit for e in s.evaluations(RUN)}
     return {"status": status, "aggregates": aggregates, "commits": commits, "kills": kills,
             "subjects": commit_subjects(root / "results"), "root": root}
 

@@ -69,20 +69,22 @@ def test_stop_path_stops_the_whole_group_before_the_last_epoch(tmp_path: Path, t
         requests = s.stop_requests(RUN)
         decisions = s.decisions(RUN, epoch=4)
         run_row = s.run_row(RUN)
-    assert trainer["state"] in ("stopped", "killed"), trainer
-    assert len(requests) == 1 and requests[0]["epoch"] == 4
-    assert requests[0]["result"].startswith(("terminated", "killed")), requests
-    stop = next(d for d in decisions if d["criterion"] == "green_background_by_epoch_4")
-    assert stop["outcome"] == "fail" and stop["action"] == "stop" and stop["value"] == 0.0
-    assert run_row["status"] == "stopped" and run_row["verdict"] == "failure"
+    assert trainer is not None and trainer.state in ("stopped", "killed"), trainer
+    assert len(requests) == 1 and requests[0].epoch == 4
+    assert (requests[0].result or "").startswith(("terminated", "killed")), requests
+    stop = next(d.decision for d in decisions if d.decision.criterion == "green_background_by_epoch_4")
+    assert stop.outcome == "fail" and stop.action == "stop" and stop.value == 0.0 and stop.stops
+    assert run_row is not None and run_row.status == "stopped" and run_row.verdict == "failure"
     # Nothing was written after the stop, and the trainer never reached its last epoch.
     out = tmp_path / "output"
     assert not (out / "e2e_lora.safetensors").exists()
-    handled = requests[0]["handled_at"]
+    handled = requests[0].handled_at
+    assert handled is not None
     late = [p.name for p in out.iterdir() if p.stat().st_mtime > handled + 0.5]
     assert late == []
     # The whole group is gone: the wrapper and its simtrain child, no orphans.
-    assert not psutil.pid_exists(trainer["pid"]) or psutil.Process(trainer["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert trainer.pid is not None
+    assert not psutil.pid_exists(trainer.pid) or psutil.Process(trainer.pid).status() == psutil.STATUS_ZOMBIE
     assert _leftovers(config) == []
     assert "stop requested at epoch 4" in log
 
@@ -96,9 +98,9 @@ def test_continue_path_runs_to_the_final_file(tmp_path: Path, tiny_model_dir: Pa
         evaluations = s.evaluations(RUN)
         assert s.stop_requests(RUN) == []
         run_row = s.run_row(RUN)
-    assert trainer["state"] == "exited" and trainer["exit_code"] == 0
-    assert [e["epoch"] for e in evaluations] == list(range(1, 11))
-    assert evaluations[-1]["path"].endswith(os.sep + "e2e_lora.safetensors")
-    assert all(e["git_commit"] for e in evaluations)
-    assert run_row["status"] == "finished"
+    assert trainer is not None and trainer.state == "exited" and trainer.exit_code == 0
+    assert [e.epoch for e in evaluations] == list(range(1, 11))
+    assert evaluations[-1].path.endswith(os.sep + "e2e_lora.safetensors")
+    assert all(e.git_commit for e in evaluations)
+    assert run_row is not None and run_row.status == "finished"
     assert _leftovers(config) == []

@@ -44,16 +44,16 @@ def test_epochs_through_the_path_stop_at_the_epoch_4_gate(tmp_path: Path) -> Non
         gate = next(d for d in outcomes[3].decisions if d.criterion == GATE)
         assert gate.outcome == "fail" and gate.stops and gate.alert_kind == "stop_decision"
         (request,) = path.store.stop_requests("PATH_RUN")
-        assert request["epoch"] == 4 and request["reason"].startswith(f"{GATE}: background_match_rate 0 < 0.5")
-        assert path.store.run_row("PATH_RUN")["status"] == "stopping"
+        assert request.epoch == 4 and request.reason.startswith(f"{GATE}: background_match_rate 0 < 0.5")
+        assert path.store.run_status("PATH_RUN") == "stopping"
         assert "stop_decision" in alert_kinds(path)
         assert len(pipeline.loaded) == 4
         log = subprocess.run(["git", "-C", str(path.cfg.results_repo), "log", "--format=%s"],
                              capture_output=True, text=True, check=True).stdout.splitlines()
         assert log[0].startswith("PATH_RUN epoch 4: bg 0/2 right") and "STOP (" in log[0]
         assert len(log) == 4
-        stored = path.store.evaluations("PATH_RUN")[-1]["metrics"]["decisions"]
-        assert [d["criterion"] for d in stored] == [d.criterion for d in outcomes[3].decisions]
+        assert path.store.evaluations("PATH_RUN")[-1].decisions == outcomes[3].decisions
+        assert [r.decision for r in path.store.decisions("PATH_RUN", 4)] == outcomes[3].decisions
     finally:
         path.close()
 
@@ -109,7 +109,7 @@ on_missing = "stop"
         # The source has no more epochs: the run ends as the daemon would end it, once.
         assert path.end_run(last_epoch_done=False) == "stopped"
         run = path.store.run_row("PATH_RUN")
-        assert (run["status"], run["verdict"]) == ("stopped", "failure")
+        assert run is not None and (run.status, run.verdict) == ("stopped", "failure")
         assert path.end_run(last_epoch_done=False) is None  # announced already
         assert alert_kinds(path).count("run_finished") == 1
     finally:
@@ -139,7 +139,7 @@ def test_the_daemon_in_process_settles_evaluates_and_stops_at_epoch_4(tmp_path: 
     with Store(cfg.state_db) as store:
         assert [c.status for c in store.checkpoints("LOOP_RUN")] == ["evaluated"] * 4
         (request,) = store.stop_requests("LOOP_RUN")
-        assert request["epoch"] == 4 and request["reason"].startswith(GATE)
+        assert request.epoch == 4 and request.reason.startswith(GATE)
         (refused,) = store.rejected("LOOP_RUN")
-        assert refused["path"].endswith("-000005.safetensors")
-        assert store.daemon("LOOP_RUN")["state"] == "stopped"
+        assert refused.path.endswith("-000005.safetensors")
+        assert store.daemon_state("LOOP_RUN") == "stopped"

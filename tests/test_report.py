@@ -62,7 +62,7 @@ def test_report_of_a_successful_run(tmp_path: Path) -> None:
     assert "| SD15_PERFECT | unknown | 7 | 9.0 | 9.0 | success |" in text
     # the verdict is recorded for the cross-run analysis
     row = store.run_row(RUN)
-    assert row is not None and (row["verdict"], row["best_epoch"]) == ("success", 9)
+    assert row is not None and (row.verdict, row.best_epoch) == ("success", 9)
     # the same store gives the same file (no clock in it)
     assert write_report(cfg, store).read_text() == text
     store.close()
@@ -157,7 +157,8 @@ def test_report_command_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "verdict: partial so far (5 of 10 epochs); best epoch: 5"
     with Store(cfg.state_db) as store:
-        assert store.run_row(RUN)["verdict"] is None  # recorded once the run is over
+        row = store.run_row(RUN)
+        assert row is not None and row.verdict is None  # recorded once the run is over
     assert [Path(p).name for p in out[1:]] == ["grid.png", "curves.png", "report.md"]
     assert all(Path(p).is_file() for p in out[1:])
 
@@ -249,5 +250,6 @@ def test_a_stopped_run_misses_the_targets_it_never_reached(tmp_path: Path) -> No
     assert "➖ not measurable | the background was never right" in _row(text, "Background stays right")
     assert "➖ not measurable | the run ended at epoch 4, before epoch 7" in _row(text, "Hair colours")
     assert "**Verdict: FAILURE**\n" in text  # no "so far": the run is over
-    assert store.run_row(RUN)["verdict"] == "failure"
+    row = store.run_row(RUN)
+    assert row is not None and row.verdict == "failure"
     store.close()

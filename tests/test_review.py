@@ -42,15 +42,15 @@ def test_review_is_saved_and_queued_for_supabase(config: Path, capsys: pytest.Ca
         [review] = store.reviews(RUN)
         assert (review["epoch"], review["visual"], review["style"], review["prompt"]) == (3, 7.0, 6.5, 8.0)
         assert review["notes"] == "crown clear, background green"
-        [item] = [i for i in store.due("supabase") if i["payload"].get("table") == "epoch_reviews"]
-        row = item["payload"]["row"]
-        assert item["payload"]["on_conflict"] == "run_name,epoch"
+        [item] = [i for i in store.due("supabase") if i.payload.get("table") == "epoch_reviews"]
+        row = item.payload["row"]
+        assert item.payload["on_conflict"] == "run_name,epoch"
         assert (row["run_name"], row["epoch"], row["overall_score"]) == (RUN, 3, pytest.approx(7.1667, abs=1e-4))
         # the same review again is not queued twice; a corrected one is
         assert _review(config, 3, 7.0, 6.5, 8.0, "crown clear, background green") == 0
-        assert len([i for i in store.due("supabase") if i["payload"].get("table") == "epoch_reviews"]) == 1
+        assert len([i for i in store.due("supabase") if i.payload.get("table") == "epoch_reviews"]) == 1
         assert _review(config, 3, 7.5, 6.5, 8.0) == 0
-        reviews = [i for i in store.due("supabase") if i["payload"].get("table") == "epoch_reviews"]
+        reviews = [i for i in store.due("supabase") if i.payload.get("table") == "epoch_reviews"]
         assert len(reviews) == 2 and store.reviews(RUN)[0]["visual"] == 7.5
 
 

@@ -152,8 +152,8 @@ def test_reviews_are_stored_like_epochwatch_review_and_calibrate_at_five(server:
     assert _post_review(server, 4, form, cookie)[0] == 303
     assert _reviews(run_config)[4] == (9.0, 8.0, 10.0, "best so far")
     with Store(load_config(run_config).state_db) as store:
-        queued = [i["payload"]["row"] for i in store.due("supabase")
-                  if i["payload"].get("table") == "epoch_reviews"]
+        queued = [i.payload["row"] for i in store.due("supabase")
+                  if i.payload.get("table") == "epoch_reviews"]
     assert {"run_name": RUN, "epoch": 4, "visual_score": 9.0, "style_score": 8.0,
             "prompt_score": 10.0, "notes": "best so far"}.items() <= queued[-1].items()
     assert main(["review", "--config", str(run_config), "--epoch", "2", "--visual", "4",

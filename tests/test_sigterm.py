@@ -43,7 +43,7 @@ def test_sigterm_mid_evaluation_exits_cleanly_and_the_next_start_completes(
     with Store(db) as s:
         statuses = {c.epoch: c.status for c in s.checkpoints(RUN)}
         assert s.evaluations(RUN) == []
-        assert s.daemon(RUN)["state"] == "stopped"
+        assert s.daemon_state(RUN) == "stopped"
     assert statuses[1] == "pending"  # consistent: nothing half-done is recorded
     run_dir = tmp_path / "results" / "runs" / RUN
     assert not any(p.name.endswith(".tmp") for p in run_dir.glob("*")), list(run_dir.glob("*"))
