@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,7 +125,7 @@ PLAN_RULES: tuple[Rule, ...] = (
 )
 
 
-def check_rules(rules: Any) -> None:
+def check_rules(rules: Iterable[Rule]) -> None:
     """Rule names key the stored decisions, so they must be unique."""
     seen: set[str] = set()
     for rule in rules:
@@ -194,12 +194,12 @@ class Decision:
                    evidence=dict(d.get("evidence") or {}))
 
 
-def decisions_from_dicts(items: Any) -> list[Decision]:
+def decisions_from_dicts(items: Iterable[Mapping[str, Any]] | None) -> list[Decision]:
     """Stored decisions (dicts) back as Decisions."""
     return [Decision.from_dict(d) for d in items or []]
 
 
-def decision_word(decisions: Any) -> str:
+def decision_word(decisions: Iterable[Decision]) -> str:
     """One word for an epoch's decisions: stop | alert | continue."""
     if any(d.stops for d in decisions):
         return "stop"

@@ -402,7 +402,7 @@ class Store:
 
     def decisions(self, run: str, epoch: int | None = None) -> list[DecisionRow]:
         q = "SELECT * FROM decisions WHERE run=?"
-        args: tuple[Any, ...] = (run,)
+        args: tuple[str | int, ...] = (run,)
         if epoch is not None:
             q += " AND epoch=?"
             args += (epoch,)
@@ -543,7 +543,7 @@ class Store:
 
     def events(self, run: str, level: str | None = None, limit: int = 50) -> list[Event]:
         q = "SELECT * FROM events WHERE run=?"
-        args: tuple[Any, ...] = (run,)
+        args: tuple[str | int, ...] = (run,)
         if level:
             q += " AND level=?"
             args += (level,)

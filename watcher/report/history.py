@@ -99,7 +99,7 @@ class RunHistory:
         epoch = max(scores, key=lambda e: (scores[e], -e))
         return epoch, scores[epoch]
 
-    def records(self) -> list[Any]:
+    def records(self) -> list[EpochRecord]:
         """The epochs as `watcher.criteria.EpochRecord`s."""
 
         return [EpochRecord(epoch=e, metrics=m) for e, m in sorted(self.epochs.items())]

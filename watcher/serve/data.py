@@ -12,12 +12,18 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watcher.commands._common import load
 from watcher.commands.review import MAX_NOTES, enqueue_review, review_row
-from watcher.rules import Decision
+from watcher.config import WatchConfig
+from watcher.rules import Decision, Rule
 from watcher.store import Store
+
+if TYPE_CHECKING:  # the report modules are imported when a page needs them
+    from watcher.report.calibration import Calibration
+    from watcher.report.history import RunHistory
+    from watcher.report.plan import CriterionResult
 
 SCORE_FIELDS = ("visual", "style", "prompt")
 
@@ -32,7 +38,7 @@ class RunSource:
 
     name: str
     config_path: Path
-    cfg: Any
+    cfg: WatchConfig
 
     @property
     def state_db(self) -> Path:
@@ -71,7 +77,7 @@ def run_state(src: RunSource) -> dict[str, Any] | None:
         return collect(src.cfg, store)
 
 
-def history(src: RunSource) -> Any:
+def history(src: RunSource) -> RunHistory:
     """The run's `RunHistory` (aggregates, images, decisions, reviews), or an empty one."""
     from watcher.report.history import RunHistory, load_run
 
@@ -103,7 +109,7 @@ def epoch_outcome(decisions: list[Decision]) -> str | None:
     return _epoch_decision(decisions)
 
 
-def plan_table(run: Any) -> list[Any]:
+def plan_table(run: RunHistory) -> list[CriterionResult]:
     """The plan's success criteria judged on the history (`report.plan.plan_criteria`)."""
     from watcher.report.baselines import load_baselines
     from watcher.report.plan import plan_criteria
@@ -112,13 +118,13 @@ def plan_table(run: Any) -> list[Any]:
     return plan_criteria(run, root_cause(run), load_baselines())
 
 
-def verdict(src: RunSource, run: Any) -> dict[str, Any]:
+def verdict(src: RunSource, run: RunHistory) -> dict[str, Any]:
     from watcher.report.plan import verdict_of
 
     return verdict_of(run, rules(src))
 
 
-def calibration(run: Any) -> tuple[int, list[Any]]:
+def calibration(run: RunHistory) -> tuple[int, list[Calibration]]:
     """(reviewed epochs, calibrations); the list stays empty below MIN_REVIEWS."""
     from watcher.report.calibration import calibrate
 
@@ -159,8 +165,6 @@ def save_review(src: RunSource, epoch: int, visual: float, style: float, prompt:
         enqueue_review(store, src.name, epoch, review_row(src.name, epoch, visual, style, prompt, notes))
 
 
-def rules(src: RunSource) -> list[Any]:
-    """The config's criteria as `watcher.criteria.Rule`s."""
-    from watcher.criteria import Rule
-
+def rules(src: RunSource) -> list[Rule]:
+    """The config's criteria as `watcher.rules.Rule`s."""
     return [Rule.from_config(c) for c in src.cfg.criteria]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from watcher.serve import data
 from watcher.serve.curves import curves_svg
+
+if TYPE_CHECKING:
+    from watcher.report.history import RunHistory
 
 METRIC_ROWS = (("background_match_rate", "bg match", ".2f"), ("color_accuracy", "colour", ".1f"),
                ("style_quality", "style q.", ".1f"), ("visual_score", "visual", ".1f"),
@@ -33,7 +36,7 @@ def run_url(src: data.RunSource) -> str:
     return f"/run/{quote(src.name, safe='')}"
 
 
-def _calibration(run: Any) -> dict[str, Any]:
+def _calibration(run: RunHistory) -> dict[str, Any]:
     n, fits = data.calibration(run)
     return {"reviewed": n, "needed": data.min_reviews(), "fits": fits}
 
@@ -80,7 +83,7 @@ def _swatches(image: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def images(src: data.RunSource, run: Any, epoch: int) -> list[dict[str, Any]]:
+def images(src: data.RunSource, run: RunHistory, epoch: int) -> list[dict[str, Any]]:
     out = []
     for img in run.images.get(epoch, []):
         out.append({
@@ -96,7 +99,7 @@ def images(src: data.RunSource, run: Any, epoch: int) -> list[dict[str, Any]]:
     return out
 
 
-def decision(run: Any, epoch: int) -> dict[str, Any]:
+def decision(run: RunHistory, epoch: int) -> dict[str, Any]:
     ds = run.decisions.get(epoch, [])
     return {"outcome": data.epoch_outcome(ds), "criteria": ds}
 
