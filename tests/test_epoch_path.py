@@ -106,6 +106,12 @@ on_missing = "stop"
             "SELECT payload_json FROM outbox WHERE channel='alert' ORDER BY id DESC").fetchone()
         assert json.loads(row[0])["title"] == "Cannot judge gate: PATH_RUN epoch 2"
         assert [c.status for c in path.store.checkpoints("PATH_RUN")] == ["evaluated"] * 2
+        # The source has no more epochs: the run ends as the daemon would end it, once.
+        assert path.end_run(last_epoch_done=False) == "stopped"
+        run = path.store.run_row("PATH_RUN")
+        assert (run["status"], run["verdict"]) == ("stopped", "failure")
+        assert path.end_run(last_epoch_done=False) is None  # announced already
+        assert alert_kinds(path).count("run_finished") == 1
     finally:
         path.close()
 
