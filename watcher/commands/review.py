@@ -1,4 +1,4 @@
-"""`epochwatch review --config FILE --epoch N --visual V --style S --prompt P [--notes T]`:
+"""`epochwatch review -c FILE --epoch N --visual V --style S --prompt-score P [--notes T]`:
 record a person's 1-10 scores for an evaluated epoch (state store + Supabase outbox)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from argparse import Namespace
 from datetime import datetime, timezone
 from typing import Any
@@ -49,8 +50,23 @@ def enqueue_review(store: Store, run: str, epoch: int, row: dict[str, Any]) -> b
     return store.enqueue(run, "supabase", f"review:{run}:{epoch}:{digest}", payload)
 
 
+def _prompt_score(args: Namespace) -> float:
+    """--prompt-score, or the old spelling --prompt (still accepted, with a note)."""
+    old = getattr(args, "prompt_deprecated", None)
+    new = getattr(args, "prompt_score", None)
+    if old is not None:
+        if new is not None:
+            raise CommandError("give --prompt-score only (--prompt is its old spelling)")
+        print("epochwatch review: note: --prompt is deprecated; use --prompt-score", file=sys.stderr)
+        return _score("prompt-score", old)
+    if new is None:
+        raise CommandError("--prompt-score P is required (the prompt's score, 1-10)")
+    return _score("prompt-score", new)
+
+
 def run(args: Namespace) -> int:
-    visual, style, prompt = (_score(n, getattr(args, n)) for n in ("visual", "style", "prompt"))
+    visual, style = (_score(n, getattr(args, n)) for n in ("visual", "style"))
+    prompt = _prompt_score(args)
     if args.epoch < 0:
         raise CommandError(f"--epoch must be 0 or more, not {args.epoch}")
     notes = " ".join(str(args.notes).split())
