@@ -69,6 +69,8 @@ def load_rgb(path: str | Path, min_side: int = 1) -> np.ndarray:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(f"refused as a decompression bomb: {exc}") from None
+    except PermissionError:
+        raise ImageLoadError("permission denied (cannot read the file)") from None
     except UnidentifiedImageError:
         raise ImageLoadError("not an image (format not recognised)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -81,12 +81,16 @@ def run(args: Namespace) -> int:
         if args.epoch not in evaluated:
             have = ", ".join(map(str, evaluated)) or "none yet"
             raise CommandError(f"epoch {args.epoch} of {name} has no evaluation (evaluated: {have})")
+        earlier = store.review_history(name, args.epoch)
         store.save_review(name, args.epoch, visual, style, prompt, notes)
         enqueue_review(store, name, args.epoch, review_row(name, args.epoch, visual, style, prompt, notes))
 
         history = load_run(store, name)
     print(f"review saved: {name} epoch {args.epoch}: visual {visual:g}, style {style:g}, "
           f"prompt {prompt:g}")
+    if earlier:  # kept, not replaced: the latest counts
+        print(f"{len(earlier)} earlier review(s) of epoch {args.epoch} kept (this one counts): "
+              + "; ".join(f"{r['visual']:g}/{r['style']:g}/{r['prompt']:g}" for r in earlier))
     fits = calibrate(history)
     if not fits:
         print(f"{len(history.reviews)} reviewed epoch(s); calibration starts at {MIN_REVIEWS}")

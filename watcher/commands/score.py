@@ -35,12 +35,10 @@ def check_cells(cells: int) -> int:
 
 
 def _manifest_path(raw: str, manifest: Path) -> Path:
-    """Relative paths are taken from the manifest's folder, else from the working folder."""
-    path = Path(raw)
-    if path.is_absolute():
-        return path
-    beside = manifest.parent / path
-    return beside if beside.exists() or not path.exists() else path
+    """Relative paths are taken from the manifest's folder (never the working folder: the
+    same manifest means the same images wherever it is run from)."""
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else manifest.parent / path
 
 
 def read_manifest(manifest: str, default_prompt: str) -> list[Job]:

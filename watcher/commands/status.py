@@ -96,8 +96,19 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
         "stop_requests": store.stop_requests(run),
         "rejected": store.rejected(run),
         "outbox": store.outbox_counts(run),
+        "reviews": _reviews(store, run),
         "results": {"repo": str(cfg.results_repo), "dir": str(cfg.run_results_dir)},
     }
+
+
+def _reviews(store: Store, run: str) -> list[dict[str, Any]]:
+    """Each reviewed epoch's latest review (the one that counts) with the earlier ones."""
+    by_epoch: dict[int, list[dict[str, Any]]] = {}
+    for r in store.review_history(run):
+        by_epoch.setdefault(r["epoch"], []).append(
+            {"visual": r["visual"], "style": r["style"], "prompt": r["prompt"], "notes": r["notes"],
+             "reviewed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created_at"]))})
+    return [{"epoch": e, **rs[-1], "earlier": rs[:-1][::-1]} for e, rs in sorted(by_epoch.items())]
 
 
 def _fmt(value: Any, spec: str = ".1f") -> str:
@@ -130,14 +141,25 @@ def render(s: dict[str, Any]) -> str:
             f"{_fmt(e['color_accuracy']):>6} {_fmt(e['style_quality']):>6} {_fmt(e['overall_score']):>5}  "
             f"{e['decision'] or '-'}"
         )
+    for r in s["reviews"]:
+        earlier = f" ({len(r['earlier'])} earlier)" if r["earlier"] else ""
+        notes = f": {r['notes']}" if r["notes"] else ""
+        lines.append(f"review    epoch {r['epoch']}: visual {r['visual']:g}, style {r['style']:g}, "
+                     f"prompt {r['prompt']:g}{earlier}{notes}")
     return "\n".join(lines)
 
 
 def run(args: Namespace) -> int:
-    cfg = load(args.config)
-    if not cfg.state_db.exists():
-        raise CommandError(f"no state database at {cfg.state_db}: has the daemon run yet?")
-    with Store(cfg.state_db) as store:
-        s = collect(cfg, store)
+    try:
+        cfg = load(args.config)
+        if not cfg.state_db.exists():
+            raise CommandError(f"no state database at {cfg.state_db}: has the daemon run yet?")
+        with Store(cfg.state_db) as store:
+            s = collect(cfg, store)
+    except CommandError as exc:
+        if not args.json:
+            raise
+        print(json.dumps({"error": str(exc)}))  # --json prints JSON, whatever happened
+        return 2
     print(json.dumps(s, default=str) if args.json else render(s))
     return 0
