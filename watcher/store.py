@@ -563,6 +563,15 @@ class Store:
             out.setdefault(r["channel"], {})[r["status"]] = r["n"]
         return out
 
+    def set_sinks(self, run: str, sinks: dict[str, bool]) -> None:
+        """Which delivery channels the run's daemon has enabled (for `status`)."""
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                          (f"sinks:{run}", json.dumps(sinks, sort_keys=True)))
+
+    def sinks(self, run: str) -> dict[str, bool] | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (f"sinks:{run}",)).fetchone()
+        return None if row is None else dict(json.loads(row["value"]))
+
     # ---- events and reviews ----------------------------------------------------------------
     def add_event(self, run: str, level: str, kind: str, message: str, epoch: int | None = None) -> None:
         self.conn.execute(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from argparse import Namespace
 from typing import Any
@@ -95,10 +96,27 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
         if errors else None,
         "stop_requests": store.stop_requests(run),
         "rejected": store.rejected(run),
-        "outbox": store.outbox_counts(run),
+        **_outbox(cfg, store, run),
         "reviews": _reviews(store, run),
         "results": {"repo": str(cfg.results_repo), "dir": str(cfg.run_results_dir)},
     }
+
+
+# outbox channel -> the sink that delivers it
+_CHANNEL_SINK = {"supabase": "supabase", "storage": "supabase", "alert": "alerts", "git": "git"}
+
+
+def _outbox(cfg: WatchConfig, store: Store, run: str) -> dict[str, Any]:
+    """The enabled sinks (as the daemon recorded them, else as this environment says) and
+    the outbox counts of those only: a sink that is off has nothing to report."""
+    sinks = store.sinks(run)
+    if sinks is None:  # no daemon has recorded them yet
+        sinks = {"supabase": cfg.supabase.enabled and bool(os.environ.get("SUPABASE_URL")),
+                 "alerts": bool(os.environ.get("EPOCHWATCH_ALERT_URLS", "").strip()),
+                 "git": bool(cfg.results.remote)}
+    counts = store.outbox_counts(run)
+    return {"sinks": sinks,
+            "outbox": {ch: n for ch, n in counts.items() if sinks.get(_CHANNEL_SINK.get(ch, ch), True)}}
 
 
 def _reviews(store: Store, run: str) -> list[dict[str, Any]]:
@@ -133,6 +151,11 @@ def render(s: dict[str, Any]) -> str:
     if s["last_error"]:
         lines.append(f"last error {s['last_error']['kind']}: {s['last_error']['message']}")
     lines.append(f"results   {s['results']['dir']}")
+    on = [name for name, enabled in s["sinks"].items() if enabled]
+    parts = [f"{ch} " + ", ".join(f"{n} {state}" for state, n in sorted(c.items()))
+             for ch, c in sorted(s["outbox"].items())]
+    lines.append("outbox    " + ("; ".join(parts) if parts and on else
+                                 "nothing queued" if on else "no sink enabled (git commits only)"))
     lines.append("")
     lines.append(f"{'epoch':>5}  {'status':<10} {'bg match':>8} {'colour':>6} {'style':>6} {'score':>5}  decision")
     for e in s["epochs"]:
