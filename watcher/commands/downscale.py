@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                                      "its output would be overwritten")
             if source.exists() and target.exists() and source.resolve() == target.resolve():
                 raise ImageLoadError("the output would overwrite the input; choose another --out-dir")
-            rgb = load_rgb(source, min_side=cells)
+            rgb = load_rgb(source, cells=cells)
             grid = recover_grid(rgb, cells)
             _write_png_atomically(grid.cells, target, mode)
         except ImageLoadError as exc:

@@ -75,7 +75,7 @@ def score_job(job: Job, cells: int) -> dict[str, Any]:
     if job.error is not None or job.path is None:
         return {"image": job.image, "error": job.error or "no image"}
     try:
-        rgb = load_rgb(job.path, min_side=cells)
+        rgb = load_rgb(job.path, cells=cells)
     except ImageLoadError as exc:
         return {"image": job.image, "error": str(exc)}
     from evaluators import score_image
