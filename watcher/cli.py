@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from watcher.cliparser import build_parser
 
-__all__ = ["CommandError", "build_parser", "main"]
+__all__ = ["CommandError", "Interrupted", "build_parser", "main"]
 
 # subcommand -> module exposing run(args) -> int
 HANDLERS: dict[str, str] = {
@@ -41,6 +41,14 @@ class CommandError(Exception):
     """A failure reported to the user as one line on stderr, exit status 2."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a batch: "interrupted after N of M <noun>", exit status 130."""
+
+    def __init__(self, done: int, total: int, noun: str) -> None:
+        super().__init__(f"interrupted after {done} of {total} {noun}")
+        self.done, self.total, self.noun = done, total, noun
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # Idle OpenMP threads sleep instead of spinning: the daemon shares the host with the
     # trainer, and on a busy CPU spinning threads made generation ~10x slower (measured).
@@ -53,7 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"epochwatch {args.command}: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(f"epochwatch {args.command}: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
+        print(f"epochwatch {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _quiet_broken_pipe()

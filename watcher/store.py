@@ -602,9 +602,10 @@ class Store:
     def review_history(self, run: str, epoch: int | None = None) -> list[dict[str, Any]]:
         """Every review saved, oldest first (of one epoch, or of all)."""
         q, args = "SELECT * FROM review_history WHERE run=?", (run,)
+        args_t: tuple[Any, ...] = args
         if epoch is not None:
-            q, args = q + " AND epoch=?", (run, epoch)
-        return [dict(r) for r in self.conn.execute(q + " ORDER BY epoch, id", args).fetchall()]
+            q, args_t = q + " AND epoch=?", (run, epoch)
+        return [dict(r) for r in self.conn.execute(q + " ORDER BY epoch, id", args_t).fetchall()]
 
     def reviews(self, run: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM reviews WHERE run=? ORDER BY epoch", (run,)).fetchall()

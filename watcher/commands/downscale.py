@@ -20,6 +20,7 @@ from evaluators import recover_grid
 from watcher.cli import CommandError
 from watcher.commands._images import ImageLoadError, load_rgb
 from watcher.commands.score import check_cells
+from watcher.progress import Batch
 
 
 def _umask() -> int:
@@ -55,29 +56,33 @@ def run(args: argparse.Namespace) -> int:
     mode = 0o666 & ~_umask()
     failures = 0
     claimed: dict[str, str] = {}
-    for image in args.images:
-        source = Path(image)
-        target = out_dir / f"{source.stem}.png"
-        try:
-            if target.name in claimed:
-                raise ImageLoadError(f"same output name {target.name} as {claimed[target.name]}; "
-                                     "its output would be overwritten")
-            if source.exists() and target.exists() and source.resolve() == target.resolve():
-                raise ImageLoadError("the output would overwrite the input; choose another --out-dir")
-            rgb = load_rgb(source, cells=cells)
-            grid = recover_grid(rgb, cells)
-            _write_png_atomically(grid.cells, target, mode)
-        except ImageLoadError as exc:
-            failures += 1
-            print(f"epochwatch downscale: {image}: {exc}", file=sys.stderr)
-            continue
-        except OSError as exc:
-            failures += 1
-            print(f"epochwatch downscale: {image}: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
-            continue
-        claimed[target.name] = image
-        print(f"{image} -> {target} ({cells}x{cells}, pitch {grid.pitch_x:.2f}x{grid.pitch_y:.2f} px, "
-              f"offset {grid.offset_x:.1f},{grid.offset_y:.1f})")
+    with Batch(len(args.images), "images", "downscaling") as batch:
+        for image in args.images:
+            source = Path(image)
+            target = out_dir / f"{source.stem}.png"
+            try:
+                if target.name in claimed:
+                    raise ImageLoadError(f"same output name {target.name} as {claimed[target.name]}; "
+                                         "its output would be overwritten")
+                if source.exists() and target.exists() and source.resolve() == target.resolve():
+                    raise ImageLoadError("the output would overwrite the input; choose another --out-dir")
+                rgb = load_rgb(source, cells=cells)
+                grid = recover_grid(rgb, cells)
+                _write_png_atomically(grid.cells, target, mode)
+            except ImageLoadError as exc:
+                failures += 1
+                print(f"epochwatch downscale: {image}: {exc}", file=sys.stderr)
+                batch.advance()
+                continue
+            except OSError as exc:
+                failures += 1
+                print(f"epochwatch downscale: {image}: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+                batch.advance()
+                continue
+            claimed[target.name] = image
+            print(f"{image} -> {target} ({cells}x{cells}, pitch {grid.pitch_x:.2f}x{grid.pitch_y:.2f} px, "
+                  f"offset {grid.offset_x:.1f},{grid.offset_y:.1f})")
+            batch.advance()
     if failures:
         print(f"epochwatch downscale: {failures} of {len(args.images)} images failed", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ from pathlib import Path
 from watcher.cli import CommandError
 from watcher.commands._common import load
 from watcher.criteria import Rule
+from watcher.progress import Batch
 from watcher.report.history import load_run
 from watcher.report.plan import finished, verdict_of
 from watcher.report.report import write_report
@@ -23,18 +24,22 @@ def run(args: Namespace) -> int:
     with Store(cfg.state_db) as store:
         if store.run_row(cfg.run.name) is None:
             raise CommandError(f"run {cfg.run.name} is not in {cfg.state_db}")
-        path = write_report(cfg, store)
-
-        run_history = load_run(store, cfg.run.name)
+        with Batch(2, "steps", "writing the report") as batch:
+            path = write_report(cfg, store)
+            batch.advance()
+            run_history = load_run(store, cfg.run.name)
+            paths = [path.parent / name for name in ("grid.png", "curves.png", "report.md")]
+            committed = _commit(cfg.results_repo, [p for p in paths if p.exists()], cfg.run.name,
+                                verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria])["verdict"])
+            batch.advance()
     verdict = verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria])
     so_far = "" if finished(run_history) or verdict["verdict"] == "pending" else (
         f" so far ({len(run_history.epochs)} of {run_history.max_epochs or '?'} epochs)")
     best = verdict["best_epoch"]
     print(f"verdict: {verdict['verdict']}{so_far}; best epoch: {'-' if best is None else best}")
-    paths = [path.parent / name for name in ("grid.png", "curves.png", "report.md")]
     for p in paths:
         print(p)
-    print(_commit(cfg.results_repo, [p for p in paths if p.exists()], cfg.run.name, verdict["verdict"]))
+    print(committed)
     return 0
 
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watcher.cli import CommandError
+from watcher.cli import CommandError, Interrupted
 from watcher.commands._images import ImageLoadError, load_rgb
+from watcher.progress import Batch
 
 MAX_CELLS = 512
 
@@ -151,21 +152,28 @@ def run(args: argparse.Namespace) -> int:
     scored: list[dict[str, Any]] = []
     failures = 0
     warned: set[str] = set()
-    for job in jobs:
-        if job.error is None and job.prompt not in warned:
-            warned.add(job.prompt)        # once per prompt, however many images use it
-            warning = prompt_warning(job.prompt)
-            if warning:
-                print(f"epochwatch score: warning: {warning}", file=sys.stderr)
-        result = score_job(job, cells)
-        if "error" in result:
-            failures += 1
-            if not args.json:
-                print(f"epochwatch score: {result['image']}: {result['error']}", file=sys.stderr)
-        else:
-            scored.append(result)
-        if args.json:
-            print(json.dumps(result), flush=True)
+    try:
+        with Batch(len(jobs), "images", "scoring", json_mode=args.json) as batch:
+            for job in jobs:
+                if job.error is None and job.prompt not in warned:
+                    warned.add(job.prompt)        # once per prompt, however many images use it
+                    warning = prompt_warning(job.prompt)
+                    if warning:
+                        print(f"epochwatch score: warning: {warning}", file=sys.stderr)
+                result = score_job(job, cells)
+                if "error" in result:
+                    failures += 1
+                    if not args.json:
+                        print(f"epochwatch score: {result['image']}: {result['error']}", file=sys.stderr)
+                else:
+                    scored.append(result)
+                if args.json:
+                    print(json.dumps(result), flush=True)
+                batch.advance()
+    except Interrupted:
+        if not args.json and scored:
+            print_table(scored)  # what was scored before Ctrl-C is not thrown away
+        raise
     if not args.json and scored:
         print_table(scored)
     if failures:
