@@ -9,6 +9,7 @@ last line. Every ratio is measured within this one run, on this machine.
     trainer_latency_p50_s    trainer source: last sample PNG complete -> evaluation started
     trainer_daemon_rss_mb    trainer source: the daemon's largest RSS (no model loaded)
     replay_images_per_s      `epochwatch replay` over 40 stand-in images, commits included
+    score_peak_rss_mb_cells256  `epochwatch score` of a 512 px image at --cells 256 (the most it accepts)
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from bench.bench_daemon import measure_daemon
 from bench.bench_pipeline import measure_warm_vs_cold
 from bench.bench_samples import measure_replay, measure_trainer_source
 from bench.bench_score import measure_score_vs_floor
+from bench.bench_score_memory import measure_score_memory
 
 KEYS = ("score_vs_floor", "warm_vs_cold", "detect_latency_p50_s", "idle_cpu_percent",
         "rss_growth_mb_per_epoch", "trainer_latency_p50_s", "trainer_daemon_rss_mb",
-        "replay_images_per_s")
+        "replay_images_per_s", "score_peak_rss_mb_cells256")
 
 
 def main() -> dict[str, Any]:
@@ -44,11 +46,13 @@ def main() -> dict[str, Any]:
                                            "rss_growth_mb_per_epoch")})
     samples = {**measure_trainer_source(), **measure_replay()}
     figures.update({k: samples[k] for k in ("trainer_latency_p50_s", "trainer_daemon_rss_mb",
-                                           "replay_images_per_s")})
-    details = {"score": score, "warm_vs_cold": warm, "daemon": daemon, "samples": samples}
-    print(f"{'figure':<26} {'value':>10}")
+                                           "replay_images_per_s", "score_peak_rss_mb_cells256")})
+    memory = measure_score_memory()
+    figures["score_peak_rss_mb_cells256"] = memory["score_peak_rss_mb_cells256"]
+    details = {"score": score, "score_memory": memory, "warm_vs_cold": warm, "daemon": daemon, "samples": samples}
+    print(f"{'figure':<28} {'value':>10}")
     for key in KEYS:
-        print(f"{key:<26} {figures[key]:>10}")
+        print(f"{key:<28} {figures[key]:>10}")
     print("details: " + json.dumps(details, default=str))
     figures.update({
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",

@@ -66,24 +66,41 @@ class Palette:
         return int(self.counts.shape[0])
 
 
-def _candidate_pairs(lab: np.ndarray, threshold: float) -> np.ndarray:
-    """(M, 2) index pairs that may be within `threshold` in CIEDE2000: a k-d tree in plain
-    Lab, each colour searching a radius that grows with its chroma. CIEDE2000 shrinks chroma
-    differences of saturated colours: over a million sampled sRGB pairs under 6 apart, the
-    Lab distance was at most 1.8x CIEDE2000 below chroma 20 and 7.2x at any chroma; the
-    radius, threshold x min(PREFILTER_FACTOR, 2 + 0.15 C), stays above both."""
+PAIR_BUDGET = 1_000_000  # candidate pairs held at once (~100 MB with CIEDE2000's temporaries)
+
+
+def _close_pairs(lab: np.ndarray, threshold: float, budget: int = PAIR_BUDGET) -> np.ndarray:
+    """(M, 2) index pairs i < j with CIEDE2000 below `threshold`.
+
+    Candidates come from a k-d tree in plain Lab, each colour searching a radius that grows
+    with its chroma. CIEDE2000 shrinks chroma differences of saturated colours: over a million
+    sampled sRGB pairs under 6 apart, the Lab distance was at most 1.8x CIEDE2000 below chroma
+    20 and 7.2x at any chroma; the radius, threshold x min(PREFILTER_FACTOR, 2 + 0.15 C), stays
+    above both. Colours are taken in chunks of about `budget` candidates, each filtered before
+    the next: a noisy image has tens of thousands of colours and billions of candidates, which
+    held at once took 20 GB."""
     from scipy.spatial import cKDTree
 
     chroma = np.hypot(lab[:, 1], lab[:, 2])
     radii = threshold * np.minimum(PREFILTER_FACTOR, 2.0 + 0.15 * chroma)
-    found = cKDTree(lab).query_ball_point(lab, r=radii)
-    lengths = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
-    if not lengths.sum():
-        return np.empty((0, 2), dtype=np.int64)
-    first = np.repeat(np.arange(len(found)), lengths)
-    second = np.concatenate([np.asarray(f, dtype=np.int64) for f in found])
-    keep = first < second
-    return np.stack([first[keep], second[keep]], axis=1)
+    tree = cKDTree(lab)
+    ends = np.cumsum(tree.query_ball_point(lab, r=radii, return_length=True))
+    kept: list[np.ndarray] = []
+    start = 0
+    while start < len(lab):
+        done = int(ends[start - 1]) if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, done + budget, side="right")))
+        found = tree.query_ball_point(lab[start:stop], r=radii[start:stop])
+        lengths = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
+        if lengths.sum():
+            first = np.repeat(np.arange(start, stop), lengths)
+            second = np.concatenate([np.asarray(f, dtype=np.int64) for f in found])
+            keep = first < second
+            first, second = first[keep], second[keep]
+            close = delta_e(lab[first], lab[second]) < threshold
+            kept.append(np.stack([first[close], second[close]], axis=1))
+        start = stop
+    return np.concatenate(kept) if kept else np.empty((0, 2), dtype=np.int64)
 
 
 def merge_palette(rgb_pixels: np.ndarray, lab_pixels: np.ndarray,
@@ -91,7 +108,7 @@ def merge_palette(rgb_pixels: np.ndarray, lab_pixels: np.ndarray,
     """Leader clustering in CIEDE2000: the most frequent remaining colour absorbs every
     remaining colour within `threshold` of it.
 
-    CIEDE2000 is computed once, for the candidate pairs of `_candidate_pairs`."""
+    CIEDE2000 is computed once, for the candidate pairs of `_close_pairs`."""
     from scipy.sparse import csr_matrix
 
     rgb_flat = np.asarray(rgb_pixels, dtype=np.uint8).reshape(-1, 3)
@@ -101,9 +118,7 @@ def merge_palette(rgb_pixels: np.ndarray, lab_pixels: np.ndarray,
     inverse = inverse.reshape(-1)
     uniq_lab = lab_flat[first]
     n = len(uniq)
-    pairs = _candidate_pairs(uniq_lab, threshold)
-    if len(pairs):
-        pairs = pairs[delta_e(uniq_lab[pairs[:, 0]], uniq_lab[pairs[:, 1]]) < threshold]
+    pairs = _close_pairs(uniq_lab, threshold)
     both = np.concatenate([pairs, pairs[:, ::-1]]) if len(pairs) else np.empty((0, 2), dtype=np.int64)
     adjacency = csr_matrix((np.ones(len(both), dtype=bool), (both[:, 0], both[:, 1])), shape=(n, n))
     cluster_of = np.full(n, -1, dtype=np.int64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,8 +24,10 @@ from typing import Any, TextIO
 from launcher.identity import identity_matches, process_alive
 from launcher.process import TrainerProcess, describe_exit, spawn, stop_from_record, trainer_state
 from watcher import logs
+from watcher.act import FINAL_RUN_STATES
 from watcher.cli import CommandError
 from watcher.config import WatchConfig
+from watcher.progress import Waiting
 from watcher.publish import alerts as alert_mod
 from watcher.publish.publisher import one_line_verdict
 from watcher.store import Store
@@ -54,6 +57,7 @@ class Launch:
         self.stopped_by_us = False
         self._announced: set[int] = set()
         self._terminate = False
+        self.waiting: Waiting | None = None
 
     def _on_term(self, signum: int, _frame: FrameType | None) -> None:
         # `systemctl stop` or Ctrl-C: stop the trainer gracefully (same identity checks as a
@@ -61,7 +65,17 @@ class Launch:
         self._terminate = True
 
     def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        if self.waiting is not None:
+            self.waiting.print(text, self.out)
+        else:
+            print(text, file=self.out, flush=True)
+
+    def _wait_note(self, what: str) -> None:
+        """The spinner's line (a terminal only): what the launcher is waiting for."""
+        if self.waiting is not None:
+            done = [e.epoch for e in self.store.evaluations(self.run_name)]
+            nxt = max(done, default=0) + self.cfg.save_every_n_epochs
+            self.waiting.update(what.format(epoch=min(nxt, self.cfg.max_train_epochs)))
 
     # ---- daemon ---------------------------------------------------------------------------------
     def start_daemon(self) -> None:
@@ -154,6 +168,14 @@ class Launch:
         self.start_daemon()
         self.wait_daemon_ready()
         trainer = self.start_trainer()
+        self.waiting = waiting = Waiting()
+        try:
+            return self._supervise(trainer)
+        finally:
+            waiting.stop()
+            self.waiting = None
+
+    def _supervise(self, trainer: TrainerProcess) -> int:
         rc = None
         while rc is None:
             rc = trainer.poll()
@@ -164,6 +186,7 @@ class Launch:
             self.announce_evaluations()
             self.check_daemon()
             if rc is None:
+                self._wait_note("trainer running; waiting for epoch {epoch}")
                 time.sleep(POLL_S)
         cause = describe_exit(rc)
         state = trainer_state(rc, self.stopped_by_us)
@@ -189,13 +212,54 @@ class Launch:
         kind = "trainer_crashed" if state == "crashed" else "trainer_exited"
         self._alert(kind, f"{time.time():.0f}", cause=cause, state=state)
 
+    def epochs_left(self) -> list[int]:
+        """Epochs whose checkpoint is in the output folder and that the daemon has not
+        finished (evaluated, failed or refused)."""
+        done = {c.epoch for c in self.store.checkpoints(self.run_name) if c.status in ("evaluated", "failed")}
+        refused = {Path(r.path).name for r in self.store.rejected(self.run_name)}
+        numbered = re.compile(re.escape(self.cfg.output_name) + r"-(\d+)\.safetensors")
+        left: set[int] = set()
+        folder = Path(self.cfg.output_dir)
+        for path in folder.glob("*.safetensors") if folder.is_dir() else ():
+            match = numbered.fullmatch(path.name)
+            epoch = int(match.group(1)) if match else (
+                self.cfg.max_train_epochs if path.name == f"{self.cfg.output_name}.safetensors" else None)
+            if epoch is not None and epoch not in done and path.name not in refused:
+                left.add(epoch)
+        return sorted(left)
+
+    def _run_over(self) -> bool:
+        status = self.store.run_status(self.run_name)
+        busy = any(c.status in ("pending", "evaluating") for c in self.store.checkpoints(self.run_name))
+        return status in FINAL_RUN_STATES and not busy
+
+    def wait_for_external_daemon(self, timeout_s: float = DAEMON_DRAIN_TIMEOUT_S) -> None:
+        """EPOCHWATCH_DAEMON=external: wait (bounded) until the daemon service has finished
+        the epochs already written, as with a daemon of our own, so their verdicts are told."""
+        deadline = time.time() + timeout_s
+        while (left := self.epochs_left()) and time.time() < deadline:
+            if self._run_over():  # a stop was decided: later epochs are not judged
+                return
+            if not _daemon_alive(self.store, self.run_name):
+                self.say(f"daemon: the external daemon is not running; epoch(s) "
+                         f"{', '.join(map(str, left))} not evaluated yet")
+                return
+            self.announce_evaluations()
+            self._wait_note(f"waiting for the daemon to finish epoch(s) {', '.join(map(str, left))}")
+            time.sleep(POLL_S)
+        if left:
+            self.say(f"daemon: epoch(s) {', '.join(map(str, left))} still not evaluated after "
+                     f"{timeout_s:.0f} s; see epochwatch status")
+
     def wait_for_daemon(self) -> None:
         if self.daemon is None:
+            self.wait_for_external_daemon()
             return
         deadline = time.time() + DAEMON_DRAIN_TIMEOUT_S
         while self.daemon.poll() is None and time.time() < deadline:
             self.announce_evaluations()
             self.check_daemon()
+            self._wait_note("trainer ended; the daemon is finishing")
             time.sleep(POLL_S)
         if self.daemon.poll() is None:
             self.say("daemon did not finish in time; stopping it")

@@ -185,12 +185,12 @@ def test_downscale_writes_n_by_n_pngs(images: dict[str, Path], tmp_path: Path,
     captured = capsys.readouterr()
     assert rc == 1
     assert f"epochwatch downscale: {images['text']}: not an image" in captured.err
-    assert sorted(p.name for p in out_dir.iterdir()) == ["green.png", "pink.jpg"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["green.png", "pink.png"]
     with Image.open(out_dir / "green.png") as im:
         assert im.format == "PNG" and im.size == (24, 24)
         cells = np.asarray(im.convert("RGB"))
-    with Image.open(out_dir / "pink.jpg") as im:
-        assert im.format == "PNG" and im.size == (24, 24)     # same name, PNG data
+    with Image.open(out_dir / "pink.png") as im:
+        assert im.format == "PNG" and im.size == (24, 24)     # pink.jpg -> pink.png
     truth = np.load(images["truth"])
     assert float((delta_e(to_lab(cells), to_lab(truth)) < 5).mean()) >= 0.98
 
@@ -206,7 +206,7 @@ def test_downscale_never_overwrites_inputs(images: dict[str, Path], tmp_path: Pa
     (twin / "green.png").write_bytes(original)
     rc = main(["downscale", str(images["green"]), str(twin / "green.png"), "--out-dir", str(tmp_path / "o"),
                "--cells", "16"])
-    assert rc == 1 and "same file name" in capsys.readouterr().err
+    assert rc == 1 and "same output name green.png" in capsys.readouterr().err
     with Image.open(tmp_path / "o" / "green.png") as im:
         assert im.size == (16, 16)
 

@@ -99,7 +99,7 @@ def test_candidate_boundary_marks_8_5() -> None:
     scores = [8.49, 8.5, (8.2 + 8.6 + 8.7) / 3, 9.0]
     history = [EpochRecord(e, {"overall_score": s}) for e, s in enumerate(scores, 1)]
     outcomes = [decide([rule], history, e)[0].outcome for e in range(1, 5)]
-    assert outcomes == ["pass", "marked", "marked", "marked"]
+    assert outcomes == ["unmarked", "marked", "marked", "marked"]
     assert decide([rule], history, 2)[0].action == "mark"
 
 

@@ -159,8 +159,9 @@ def test_report_command_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFix
     with Store(cfg.state_db) as store:
         row = store.run_row(RUN)
         assert row is not None and row.verdict is None  # recorded once the run is over
-    assert [Path(p).name for p in out[1:]] == ["grid.png", "curves.png", "report.md"]
-    assert all(Path(p).is_file() for p in out[1:])
+    assert [Path(p).name for p in out[1:4]] == ["grid.png", "curves.png", "report.md"]
+    assert all(Path(p).is_file() for p in out[1:4])
+    assert out[4] == f"not committed: {cfg.results_repo} is not a git repository"
 
 
 def test_review_prompts_are_diverse() -> None:

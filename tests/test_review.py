@@ -29,7 +29,7 @@ def config(tmp_path: Path) -> Path:
 
 def _review(config: Path, epoch: int, v: float, s: float, p: float, notes: str = "") -> int:
     return main(["review", "--config", str(config), "--epoch", str(epoch), "--visual", str(v),
-                 "--style", str(s), "--prompt", str(p), "--notes", notes])
+                 "--style", str(s), "--prompt-score", str(p), "--notes", notes])
 
 
 def test_review_is_saved_and_queued_for_supabase(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,10 +55,11 @@ def test_review_is_saved_and_queued_for_supabase(config: Path, capsys: pytest.Ca
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--epoch", "3", "--visual", "11", "--style", "5", "--prompt", "5"], "--visual must be a score from 1 to 10"),
-    (["--epoch", "3", "--visual", "5", "--style", "nan", "--prompt", "5"], "--style must be a score from 1 to 10"),
-    (["--epoch", "3", "--visual", "5", "--style", "5", "--prompt", "0"], "--prompt must be a score from 1 to 10"),
-    (["--epoch", "12", "--visual", "5", "--style", "5", "--prompt", "5"],
+    (["--epoch", "3", "--visual", "11", "--style", "5", "--prompt-score", "5"], "--visual must be a score from 1 to 10"),
+    (["--epoch", "3", "--visual", "5", "--style", "nan", "--prompt-score", "5"], "--style must be a score from 1 to 10"),
+    (["--epoch", "3", "--visual", "5", "--style", "5", "--prompt-score", "0"], "--prompt-score must be a score from 1 to 10"),
+    (["--epoch", "3", "--visual", "5", "--style", "5"], "--prompt-score P is required"),
+    (["--epoch", "12", "--visual", "5", "--style", "5", "--prompt-score", "5"],
      "epoch 12 of SD15_KEEP_TOKENS_3_EXPERIMENT has no evaluation (evaluated: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)"),
 ])
 def test_bad_reviews_are_refused(config: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
@@ -67,6 +68,16 @@ def test_bad_reviews_are_refused(config: Path, capsys: pytest.CaptureFixture[str
     assert message in err and err.count("\n") == 1
     with Store(load_config(config).state_db) as store:
         assert store.reviews(RUN) == []
+
+
+def test_the_old_prompt_spelling_still_works_with_a_note(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["review", "-c", str(config), "--epoch", "2", "--visual", "6", "--style", "5",
+                 "--prompt", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "--prompt is deprecated; use --prompt-score" in captured.err
+    assert "epoch 2: visual 6, style 5, prompt 4" in captured.out
+    with Store(load_config(config).state_db) as store:
+        assert [r["prompt"] for r in store.reviews(RUN)] == [4.0]
 
 
 def test_calibration_recovers_a_linear_relation() -> None:

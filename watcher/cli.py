@@ -1,17 +1,20 @@
 """The `epochwatch` command line.
 
-The parser is defined here in full (it is the fixed contract in ARCHITECTURE.md); each
+The parser (the fixed contract in ARCHITECTURE.md) lives in watcher/cliparser.py; each
 subcommand's work lives in `watcher.commands.<name>.run(args) -> int` and is imported only
 when that subcommand runs, so `status`, `score` and `downscale` never import torch.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 from collections.abc import Sequence
+
+from watcher.cliparser import build_parser
+
+__all__ = ["CommandError", "Interrupted", "build_parser", "main"]
 
 # subcommand -> module exposing run(args) -> int
 HANDLERS: dict[str, str] = {
@@ -38,107 +41,12 @@ class CommandError(Exception):
     """A failure reported to the user as one line on stderr, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="epochwatch",
-        description="Watch kohya-ss LoRA runs and decide, epoch by epoch, whether to continue.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+class Interrupted(Exception):
+    """Ctrl-C during a batch: "interrupted after N of M <noun>", exit status 130."""
 
-    p = sub.add_parser("score", help="score images against a prompt")
-    p.add_argument("images", nargs="*", metavar="IMAGE")
-    p.add_argument("--prompt", default="", help="prompt with hex codes, e.g. 'green background (#00ff00)'")
-    p.add_argument("--manifest", help="JSON Lines file of {\"image\": path, \"prompt\": text}")
-    p.add_argument("--cells", type=int, default=24, help="logical grid size N (default 24)")
-    p.add_argument("--json", action="store_true", help="one JSON object per image, one per line")
-
-    p = sub.add_parser("downscale", help="recover the logical pixel grid of images")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--cells", type=int, default=24)
-
-    p = sub.add_parser("demo", help="the whole loop on the embedded default (CPU, tiny model)")
-    p.add_argument("--workdir", default="demo-work")
-    p.add_argument("--setup-only", action="store_true", help="write DIR/config.toml and print its path")
-    p.add_argument("--replay", action="store_true",
-                   help="the continue path instead: replay 10 epochs of stand-in images (no torch)")
-
-    p = sub.add_parser("simtrain", help="stand-in trainer writing kohya-format LoRA epoch files")
-    p.add_argument("--config", required=True)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--interval", type=float, default=None, help="seconds per epoch")
-
-    p = sub.add_parser("watch", help="the daemon, in the foreground")
-    p.add_argument("--config", required=True)
-    p.add_argument("--once", action="store_true", help="process what is there, then exit")
-    # Used by `launch`: exit once the trainer has ended and every checkpoint is processed.
-    p.add_argument("--until-trainer-exits", action="store_true", help=argparse.SUPPRESS)
-
-    p = sub.add_parser("launch", help="start trainer and daemon, relay the stop decision, wait")
-    p.add_argument("--config", required=True)
-
-    p = sub.add_parser("status", help="the run's state")
-    p.add_argument("--config", required=True)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("evaluate", help="one-shot evaluation of one checkpoint")
-    p.add_argument("checkpoint")
-    p.add_argument("--config", required=True)
-
-    p = sub.add_parser("report", help="write report.md, grid.png, curves.png")
-    p.add_argument("--config", required=True)
-
-    p = sub.add_parser("analyze", help="cross-run analysis")
-    asub = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
-    source_help = ("state stores, or every run in Supabase (default: supabase when "
-                   "SUPABASE_URL is set and no --config/--store is given)")
-    a = asub.add_parser("correlations", help="tracked parameters against outcomes")
-    a.add_argument("--config", help="any run's config (locates the store); default: all stores given")
-    a.add_argument("--store", action="append", default=[], help="extra state databases")
-    a.add_argument("--source", choices=("local", "supabase"), help=source_help)
-    a = asub.add_parser("root-cause", help="findings from the epoch timeline")
-    a.add_argument("--config", help="the run's config (required for --source local)")
-    a.add_argument("--run", help="the run's name in Supabase (default: the config's run)")
-    a.add_argument("--source", choices=("local", "supabase"), help=source_help)
-    a = asub.add_parser("hypotheses", help="the next experiments")
-    a.add_argument("--config", help="the run's config (required for --source local)")
-    a.add_argument("--run", help="the run's name in Supabase (default: the config's run)")
-    a.add_argument("--source", choices=("local", "supabase"), help=source_help)
-    a.add_argument("--write-config", metavar="OUT.toml")
-
-    p = sub.add_parser("runs", help="every run, from state stores or Supabase")
-    p.add_argument("--config", action="append", default=[], help="a run's config (repeatable)")
-    p.add_argument("--source", choices=("local", "supabase"), default=None,
-                   help="default: local with --config, else supabase when SUPABASE_URL is set")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("baselines", help="the baseline runs of configs/baselines/")
-    bsub = p.add_subparsers(dest="baselines_action", required=True, metavar="ACTION")
-    b = bsub.add_parser("push", help="send them to Supabase once (needs the service key)")
-    b.add_argument("--dir", help="baselines folder (default: configs/baselines)")
-
-    p = sub.add_parser("review", help="record a person's scores for an epoch")
-    p.add_argument("--config", required=True)
-    p.add_argument("--epoch", type=int, required=True)
-    p.add_argument("--visual", type=float, required=True)
-    p.add_argument("--style", type=float, required=True)
-    p.add_argument("--prompt", type=float, required=True)
-    p.add_argument("--notes", default="")
-
-    p = sub.add_parser("replay", help="judge a past run's images epoch by epoch, as live")
-    p.add_argument("--config", required=True)
-    p.add_argument("--images", required=True, metavar="DIR",
-                   help="epoch_N/ (epoch-N, epochN, eN) folders, or kohya sample files")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("build-tiny-model", help="build the tiny SD1.5-shaped model offline")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
-
-    from watcher.serve.cli import add_parser as add_serve_parser
-
-    add_serve_parser(sub)
-    return parser
+    def __init__(self, done: int, total: int, noun: str) -> None:
+        super().__init__(f"interrupted after {done} of {total} {noun}")
+        self.done, self.total, self.noun = done, total, noun
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,8 +61,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"epochwatch {args.command}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except Interrupted as exc:
+        print(f"epochwatch {args.command}: {exc}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        print(f"epochwatch {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+
+
+def _quiet_broken_pipe() -> int:
+    """`epochwatch status | head -1`: the reader left; exit without a traceback, and keep
+    Python's final flush of stdout from printing one either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by the pipe
 
 
 if __name__ == "__main__":

@@ -476,7 +476,10 @@ def load_config(path: Path | str) -> WatchConfig:
         raise fail(("model",), "base is required (set model.base or run.kohya_config)")
     # A hub id stays as it is; a local path is relative to whoever named it.
     base_dir = base if raw.model.base is not None else trainer.cwd
-    if model.base is not None and (_looks_local(model.base) or (base_dir / model.base).exists()):
+    # "models/sd15" whose first folder exists here is a path too (else a missing model looks
+    # like a hub id, and a typo becomes a network attempt)
+    if model.base is not None and (_looks_local(model.base) or (base_dir / model.base).exists()
+                                   or (base_dir / Path(model.base).parts[0]).is_dir()):
         model = model.model_copy(update={"base": str(_absolute(base_dir, Path(model.base)))})
     sampling = sampling.model_copy(update={
         "prompts_file": _absolute(base, sampling.prompts_file) if sampling.prompts_file else None,

@@ -167,7 +167,8 @@ class _Judge:
             return self._missing()
         if self.rule.holds(self.value):
             return self.decision("marked", f"production candidate: {self.now()}")
-        return self.decision("pass", f"not a production candidate: {self.now()}")
+        # not "pass": a pass next to "not a candidate" read as a contradiction
+        return self.decision("unmarked", f"below the production-candidate mark: {self.now()}")
 
 
 def decide(rules: Sequence[Rule], history: Iterable[EpochRecord], epoch: int) -> list[Decision]:

@@ -165,7 +165,7 @@ class SamplePipeline:
             if not (path / "model_index.json").is_file():
                 raise PipelineError(f"{path}: not a diffusers model folder (no model_index.json)")
             return StableDiffusionPipeline.from_pretrained(
-                str(path), requires_safety_checker=False, **common
+                str(path), requires_safety_checker=False, local_files_only=True, **common
             )
         if path.suffix == ".safetensors" or looks_like_path(self.base):
             raise PipelineError(f"{path}: no such model file or folder")

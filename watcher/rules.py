@@ -26,7 +26,8 @@ NEGATED = {">=": "<", ">": "<=", "<=": ">", "<": ">=", "==": "!="}
 MODES = ("at", "by", "from", "oscillation", "candidate")
 ACTIONS = ("stop", "alert", "none", "mark")
 ON_MISSING = ("alert", "stop")
-OUTCOMES = ("pass", "fail", "pending", "marked", "cannot_judge")
+# unmarked: a candidate rule whose mark was not reached (nothing wrong, nothing marked)
+OUTCOMES = ("pass", "fail", "pending", "marked", "unmarked", "cannot_judge")
 VALUE_DECIMALS = 9
 # aggregate_epoch keys that are not numbers, so no rule can compare them with a threshold.
 _NOT_NUMERIC = frozenset({"background_hex", "issues", "issue_counts"})
@@ -148,7 +149,7 @@ class Decision:
     value: float | None
     comparison: str
     threshold: float
-    outcome: str  # pass | fail | pending | marked | cannot_judge
+    outcome: str  # pass | fail | pending | marked | unmarked | cannot_judge
     action: str  # what to do now: the rule's action on fail / marked, on_missing on cannot_judge
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)

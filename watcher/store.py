@@ -173,6 +173,19 @@ CREATE TABLE IF NOT EXISTS reviews (
     PRIMARY KEY (run, epoch)
 );
 
+-- Every review ever saved, append-only (reviews above holds the latest of each epoch).
+CREATE TABLE IF NOT EXISTS review_history (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    visual REAL NOT NULL,
+    style REAL NOT NULL,
+    prompt REAL NOT NULL,
+    notes TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS review_history_run ON review_history (run, epoch, id);
+
 CREATE TABLE IF NOT EXISTS daemon (
     run TEXT PRIMARY KEY,
     pid INTEGER,
@@ -202,6 +215,11 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.executescript(SCHEMA)
+        # a store from before review_history: its latest reviews become the first entries
+        self.conn.execute(
+            "INSERT INTO review_history (run, epoch, visual, style, prompt, notes, created_at) "
+            "SELECT r.run, r.epoch, r.visual, r.style, r.prompt, r.notes, r.created_at FROM reviews r "
+            "WHERE NOT EXISTS (SELECT 1 FROM review_history h WHERE h.run=r.run AND h.epoch=r.epoch)")
         self.conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
             (str(SCHEMA_VERSION),),
@@ -534,6 +552,15 @@ class Store:
             out.setdefault(r["channel"], {})[r["status"]] = r["n"]
         return out
 
+    def set_sinks(self, run: str, sinks: dict[str, bool]) -> None:
+        """Which delivery channels the run's daemon has enabled (for `status`)."""
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                          (f"sinks:{run}", json.dumps(sinks, sort_keys=True)))
+
+    def sinks(self, run: str) -> dict[str, bool] | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (f"sinks:{run}",)).fetchone()
+        return None if row is None else dict(json.loads(row["value"]))
+
     # ---- events and reviews ----------------------------------------------------------------
     def add_event(self, run: str, level: str, kind: str, message: str, epoch: int | None = None) -> None:
         self.conn.execute(
@@ -551,11 +578,23 @@ class Store:
         return [Event.from_row(r) for r in rows]
 
     def save_review(self, run: str, epoch: int, visual: float, style: float, prompt: float, notes: str) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO reviews (run, epoch, visual, style, prompt, notes, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run, epoch, visual, style, prompt, notes, now()),
-        )
+        """Append to the epoch's review history; the latest is the one that counts."""
+        row = (run, epoch, visual, style, prompt, notes, now())
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO review_history (run, epoch, visual, style, prompt, notes, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            c.execute(
+                "INSERT OR REPLACE INTO reviews (run, epoch, visual, style, prompt, notes, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+
+    def review_history(self, run: str, epoch: int | None = None) -> list[dict[str, Any]]:
+        """Every review saved, oldest first (of one epoch, or of all)."""
+        q, args = "SELECT * FROM review_history WHERE run=?", (run,)
+        args_t: tuple[Any, ...] = args
+        if epoch is not None:
+            q, args_t = q + " AND epoch=?", (run, epoch)
+        return [dict(r) for r in self.conn.execute(q + " ORDER BY epoch, id", args_t).fetchall()]
 
     def reviews(self, run: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM reviews WHERE run=? ORDER BY epoch", (run,)).fetchall()

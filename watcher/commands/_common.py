@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from watcher.cli import CommandError
 from watcher.config import ConfigError, WatchConfig, load_config
 
@@ -14,3 +17,42 @@ def load(path: str) -> WatchConfig:
         raise CommandError(str(exc)) from exc
     except FileNotFoundError as exc:
         raise CommandError(f"config file not found: {path}") from exc
+
+
+def _readable(path: Path) -> bool:
+    try:
+        if path.is_dir():
+            os.listdir(path)
+        else:
+            with open(path, "rb"):
+                pass
+    except PermissionError:
+        return False
+    return True
+
+
+def check_model(cfg: WatchConfig) -> None:
+    """Refuse a local `model.base` that is missing or unreadable, in one line, before any
+    slow import; a local model never reaches for the network (HF_HUB_OFFLINE)."""
+    base = cfg.model.base
+    if base is None or not Path(base).is_absolute():  # trainer-rendered samples, or a hub id
+        return
+    path = Path(base)
+    where = f"model.base {base}"
+    if not path.exists():
+        raise CommandError(f"{where}: no such model file or folder")
+    if path.is_file() and path.suffix != ".safetensors":
+        raise CommandError(f"{where}: not a .safetensors file or a diffusers model folder")
+    if not _readable(path):
+        raise CommandError(f"{where}: permission denied")
+    if path.is_file():
+        return
+    if not (path / "model_index.json").is_file():
+        raise CommandError(f"{where}: not a diffusers model folder (no model_index.json)")
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            if not _readable(Path(folder, name)):
+                raise CommandError(f"{where}: permission denied: {Path(folder, name)}")
+    # a diffusers folder holds everything: never ask the hub (huggingface_hub reads this
+    # when first imported, which has not happened yet in this process)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_PIXELS = 64_000_000   # 8000 x 8000; a 512 px sample is 0.26 megapixels
+MIN_CELL_PX = 2           # a logical pixel must cover at least 2 x 2 image pixels
 COMPOSITE_OVER = (255, 255, 255)
 
 
@@ -46,8 +47,10 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
-def load_rgb(path: str | Path, min_side: int = 1) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of the image's first frame, or ImageLoadError."""
+def load_rgb(path: str | Path, cells: int = 1) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of the image's first frame, or ImageLoadError; the image must hold
+    `cells` x `cells` cells of at least MIN_CELL_PX pixels (finer grids cost memory and mean
+    nothing: a 512 px sample holds at most 256)."""
     file = Path(path)
     if not file.exists():
         raise ImageLoadError("no such file")
@@ -69,12 +72,17 @@ def load_rgb(path: str | Path, min_side: int = 1) -> np.ndarray:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(f"refused as a decompression bomb: {exc}") from None
+    except PermissionError:
+        raise ImageLoadError("permission denied (cannot read the file)") from None
     except UnidentifiedImageError:
         raise ImageLoadError("not an image (format not recognised)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ImageLoadError(f"truncated or corrupt image: {reason}") from None
     height, width = rgb.shape[:2]
-    if min(height, width) < min_side:
-        raise ImageLoadError(f"image is {width}x{height} px, smaller than the {min_side}-cell grid")
+    if min(height, width) < cells * MIN_CELL_PX:
+        most = min(height, width) // MIN_CELL_PX
+        raise ImageLoadError(
+            f"image is {width}x{height} px, smaller than the {cells}-cell grid at {MIN_CELL_PX} px a cell "
+            + (f"(--cells {most} at most)" if most else "(too small to score)"))
     return np.ascontiguousarray(rgb)

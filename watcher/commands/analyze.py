@@ -116,7 +116,7 @@ def root_cause(args: Namespace) -> int:
     return 0
 
 
-def _write_config(cfg: WatchConfig, run: RunHistory, items: list[Any], out: Path) -> None:
+def _write_config(cfg: WatchConfig, run: RunHistory, items: list[Any], out: Path, force: bool = False) -> None:
     from watcher.report.kohyaedit import KohyaEditError, edit_kohya_config
 
     source = cfg.run.kohya_config
@@ -127,6 +127,8 @@ def _write_config(cfg: WatchConfig, run: RunHistory, items: list[Any], out: Path
         raise CommandError("no hypothesis changes the kohya config (the ones listed need data work)")
     if out.resolve() == Path(source).resolve():
         raise CommandError(f"--write-config would overwrite this run's own kohya config {source}")
+    if out.exists() and not force:
+        raise CommandError(f"{out} exists; add --force to overwrite it")
     skipped = [h.title for h in items[: items.index(chosen)]]
     old = {k: cfg.kohya.get(k) for k in chosen.changes}
     header = [f"Next experiment after {run.name}: {chosen.title} "
@@ -165,7 +167,7 @@ def hypotheses(args: Namespace) -> int:
     if args.write_config:
         if cfg is None:
             raise CommandError("--write-config needs --config FILE (the run's kohya config)")
-        _write_config(cfg, run, items, Path(args.write_config))
+        _write_config(cfg, run, items, Path(args.write_config), force=bool(getattr(args, "force", False)))
     return 0
 
 

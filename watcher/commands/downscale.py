@@ -1,5 +1,6 @@
-"""`epochwatch downscale`: recover the logical pixel grid; writes DIR/<same file name>, an
-N x N PNG (PNG data even when the name ends in .jpg, as the contract says).
+"""`epochwatch downscale`: recover the logical pixel grid; writes DIR/<same name>.png, an
+N x N PNG (`photo.jpg` becomes `photo.png`: PNG data under a .jpg name surprised people),
+with the permissions the process umask gives any new file.
 
 A bad image gets a one-line error, the others are still written, the exit status is 1.
 An output never overwrites its own input or another input's output. Never imports torch.
@@ -19,15 +20,23 @@ from evaluators import recover_grid
 from watcher.cli import CommandError
 from watcher.commands._images import ImageLoadError, load_rgb
 from watcher.commands.score import check_cells
+from watcher.progress import Batch
 
 
-def _write_png_atomically(cells_rgb: np.ndarray, target: Path) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_png_atomically(cells_rgb: np.ndarray, target: Path, mode: int) -> None:
     from PIL import Image
 
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             Image.fromarray(cells_rgb).save(handle, format="PNG")
+        os.chmod(tmp, mode)  # mkstemp makes 0600; a plain new file gets 0666 less the umask
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -44,31 +53,36 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(f"cannot create --out-dir {out_dir}: {exc.strerror or exc}") from None
 
-
+    mode = 0o666 & ~_umask()
     failures = 0
     claimed: dict[str, str] = {}
-    for image in args.images:
-        source = Path(image)
-        target = out_dir / source.name
-        try:
-            if source.name in claimed:
-                raise ImageLoadError(f"same file name as {claimed[source.name]}; its output would be overwritten")
-            if source.exists() and target.exists() and source.resolve() == target.resolve():
-                raise ImageLoadError("the output would overwrite the input; choose another --out-dir")
-            rgb = load_rgb(source, min_side=cells)
-            grid = recover_grid(rgb, cells)
-            _write_png_atomically(grid.cells, target)
-        except ImageLoadError as exc:
-            failures += 1
-            print(f"epochwatch downscale: {image}: {exc}", file=sys.stderr)
-            continue
-        except OSError as exc:
-            failures += 1
-            print(f"epochwatch downscale: {image}: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
-            continue
-        claimed[source.name] = image
-        print(f"{image} -> {target} ({cells}x{cells}, pitch {grid.pitch_x:.2f}x{grid.pitch_y:.2f} px, "
-              f"offset {grid.offset_x:.1f},{grid.offset_y:.1f})")
+    with Batch(len(args.images), "images", "downscaling") as batch:
+        for image in args.images:
+            source = Path(image)
+            target = out_dir / f"{source.stem}.png"
+            try:
+                if target.name in claimed:
+                    raise ImageLoadError(f"same output name {target.name} as {claimed[target.name]}; "
+                                         "its output would be overwritten")
+                if source.exists() and target.exists() and source.resolve() == target.resolve():
+                    raise ImageLoadError("the output would overwrite the input; choose another --out-dir")
+                rgb = load_rgb(source, cells=cells)
+                grid = recover_grid(rgb, cells)
+                _write_png_atomically(grid.cells, target, mode)
+            except ImageLoadError as exc:
+                failures += 1
+                print(f"epochwatch downscale: {image}: {exc}", file=sys.stderr)
+                batch.advance()
+                continue
+            except OSError as exc:
+                failures += 1
+                print(f"epochwatch downscale: {image}: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+                batch.advance()
+                continue
+            claimed[target.name] = image
+            print(f"{image} -> {target} ({cells}x{cells}, pitch {grid.pitch_x:.2f}x{grid.pitch_y:.2f} px, "
+                  f"offset {grid.offset_x:.1f},{grid.offset_y:.1f})")
+            batch.advance()
     if failures:
         print(f"epochwatch downscale: {failures} of {len(args.images)} images failed", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from watcher import logs
 from watcher.cli import CommandError
-from watcher.commands._common import load
+from watcher.commands._common import check_model, load
 
 
 def run(args: Namespace) -> int:
@@ -25,6 +25,7 @@ def run(args: Namespace) -> int:
     from watcher.settle import NotReady, Rejected, inspect_checkpoint
 
     cfg = load(args.config)
+    check_model(cfg)
     logs.configure()
     path = Path(args.checkpoint)
     if not path.is_file():

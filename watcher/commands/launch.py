@@ -10,11 +10,12 @@ from argparse import Namespace
 
 from launcher.launch import Launch
 from watcher import logs
-from watcher.commands._common import load
+from watcher.commands._common import check_model, load
 
 
 def run(args: Namespace) -> int:
     cfg = load(args.config)
+    check_model(cfg)
     logs.configure()
     for warning in cfg.warnings:  # e.g. the trainer does not sample every epoch
         print(f"epochwatch launch: warning: {warning}", file=sys.stderr)

@@ -23,6 +23,7 @@ from watcher.cli import CommandError
 from watcher.commands._common import load
 from watcher.commands.status import _epoch_decision
 from watcher.config import WatchConfig
+from watcher.progress import Batch
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.samples.layout import LayoutError, ReplayEpoch, ReplayLayout, scan
 from watcher.samples.source import identity, open_images, trainer_prompts
@@ -59,7 +60,8 @@ def find_layout(cfg: WatchConfig, images: str) -> ReplayLayout:
         raise CommandError(str(exc)) from None
 
 
-def replay(cfg: WatchConfig, layout: ReplayLayout) -> tuple[list[EpochLine], dict[str, Any]]:
+def replay(cfg: WatchConfig, layout: ReplayLayout,
+           batch: Batch | None = None) -> tuple[list[EpochLine], dict[str, Any]]:
     """Judge every epoch of `layout` as the daemon would; (one line per epoch, the run).
 
     When every epoch is already judged (same images) and the run is over, nothing is opened
@@ -78,7 +80,11 @@ def replay(cfg: WatchConfig, layout: ReplayLayout) -> tuple[list[EpochLine], dic
             return lines, _fill(store, cfg.run.name, lines)
     path = EpochPath.open(cfg)
     try:
-        lines = [_judge(path, ep, idents.get(ep.epoch)) for ep in layout.epochs]
+        lines = []
+        for ep in layout.epochs:  # each judged epoch is committed before the next starts
+            lines.append(_judge(path, ep, idents.get(ep.epoch)))
+            if batch is not None:
+                batch.advance()
         if lines:
             path.end_run(last_epoch_done=True)  # a past run: it is over, stopped or not
         summary = _fill(path.store, cfg.run.name, lines)
@@ -188,7 +194,8 @@ def run(args: Namespace) -> int:
     for warning in cfg.warnings:
         print(f"epochwatch replay: warning: {warning}", file=sys.stderr)
     layout = find_layout(cfg, args.images)
-    lines, summary = replay(cfg, layout)
+    with Batch(len(layout.epochs), "epochs", "replaying", json_mode=args.json) as batch:
+        lines, summary = replay(cfg, layout, batch)
     if args.json:
         print(json.dumps({**summary, "images": str(layout.folder), "layout": layout.kind,
                           "problems": layout.problems, "epochs": [ln.to_dict() for ln in lines]}))

@@ -1,12 +1,15 @@
-"""`epochwatch report --config FILE`: report.md, grid.png and curves.png for the run."""
+"""`epochwatch report --config FILE`: report.md, grid.png and curves.png for the run,
+committed to the results repository when they changed (or a line saying why not)."""
 
 from __future__ import annotations
 
 from argparse import Namespace
+from pathlib import Path
 
 from watcher.cli import CommandError
 from watcher.commands._common import load
 from watcher.criteria import Rule
+from watcher.progress import Batch
 from watcher.report.history import load_run
 from watcher.report.plan import finished, verdict_of
 from watcher.report.report import write_report
@@ -21,14 +24,41 @@ def run(args: Namespace) -> int:
     with Store(cfg.state_db) as store:
         if store.run_row(cfg.run.name) is None:
             raise CommandError(f"run {cfg.run.name} is not in {cfg.state_db}")
-        path = write_report(cfg, store)
-
-        run_history = load_run(store, cfg.run.name)
+        with Batch(2, "steps", "writing the report") as batch:
+            path = write_report(cfg, store)
+            batch.advance()
+            run_history = load_run(store, cfg.run.name)
+            paths = [path.parent / name for name in ("grid.png", "curves.png", "report.md")]
+            committed = _commit(cfg.results_repo, [p for p in paths if p.exists()], cfg.run.name,
+                                verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria])["verdict"])
+            batch.advance()
     verdict = verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria])
     so_far = "" if finished(run_history) or verdict["verdict"] == "pending" else (
         f" so far ({len(run_history.epochs)} of {run_history.max_epochs or '?'} epochs)")
     best = verdict["best_epoch"]
     print(f"verdict: {verdict['verdict']}{so_far}; best epoch: {'-' if best is None else best}")
-    for name in ("grid.png", "curves.png", "report.md"):
-        print(path.parent / name)
+    for p in paths:
+        print(p)
+    print(committed)
     return 0
+
+
+def _commit(repo_path: Path, paths: list[Path], run: str, verdict: str) -> str:
+    """Commit the report if it changed; one line saying what happened."""
+    import git
+
+    from watcher.publish.gitrepo import GitPublishError, ResultsRepo
+
+    try:
+        with git.Repo(repo_path) as repo:
+            rel = [str(p.resolve().relative_to(repo_path.resolve())) for p in paths]
+            if not repo.git.status("--porcelain", "--", *rel).strip():
+                last = repo.git.log("-n", "1", "--format=%h", "--", *rel).strip()
+                return f"unchanged since commit {last}" if last else "not committed: nothing to commit"
+        sha = ResultsRepo(repo_path).commit_paths(paths, f"{run} report: {verdict}",
+                                                  "Report written by epochwatch report.", f"report:{run}")
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return f"not committed: {repo_path} is not a git repository"
+    except (git.GitCommandError, GitPublishError, ValueError) as exc:
+        return f"not committed: {' '.join(str(exc).split())}"
+    return f"committed {sha[:7]} in {repo_path}"

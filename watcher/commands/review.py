@@ -1,4 +1,4 @@
-"""`epochwatch review --config FILE --epoch N --visual V --style S --prompt P [--notes T]`:
+"""`epochwatch review -c FILE --epoch N --visual V --style S --prompt-score P [--notes T]`:
 record a person's 1-10 scores for an evaluated epoch (state store + Supabase outbox)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 from argparse import Namespace
 from datetime import datetime, timezone
 from typing import Any
@@ -49,8 +50,23 @@ def enqueue_review(store: Store, run: str, epoch: int, row: dict[str, Any]) -> b
     return store.enqueue(run, "supabase", f"review:{run}:{epoch}:{digest}", payload)
 
 
+def _prompt_score(args: Namespace) -> float:
+    """--prompt-score, or the old spelling --prompt (still accepted, with a note)."""
+    old = getattr(args, "prompt_deprecated", None)
+    new = getattr(args, "prompt_score", None)
+    if old is not None:
+        if new is not None:
+            raise CommandError("give --prompt-score only (--prompt is its old spelling)")
+        print("epochwatch review: note: --prompt is deprecated; use --prompt-score", file=sys.stderr)
+        return _score("prompt-score", old)
+    if new is None:
+        raise CommandError("--prompt-score P is required (the prompt's score, 1-10)")
+    return _score("prompt-score", new)
+
+
 def run(args: Namespace) -> int:
-    visual, style, prompt = (_score(n, getattr(args, n)) for n in ("visual", "style", "prompt"))
+    visual, style = (_score(n, getattr(args, n)) for n in ("visual", "style"))
+    prompt = _prompt_score(args)
     if args.epoch < 0:
         raise CommandError(f"--epoch must be 0 or more, not {args.epoch}")
     notes = " ".join(str(args.notes).split())
@@ -65,12 +81,16 @@ def run(args: Namespace) -> int:
         if args.epoch not in evaluated:
             have = ", ".join(map(str, evaluated)) or "none yet"
             raise CommandError(f"epoch {args.epoch} of {name} has no evaluation (evaluated: {have})")
+        earlier = store.review_history(name, args.epoch)
         store.save_review(name, args.epoch, visual, style, prompt, notes)
         enqueue_review(store, name, args.epoch, review_row(name, args.epoch, visual, style, prompt, notes))
 
         history = load_run(store, name)
     print(f"review saved: {name} epoch {args.epoch}: visual {visual:g}, style {style:g}, "
           f"prompt {prompt:g}")
+    if earlier:  # kept, not replaced: the latest counts
+        print(f"{len(earlier)} earlier review(s) of epoch {args.epoch} kept (this one counts): "
+              + "; ".join(f"{r['visual']:g}/{r['style']:g}/{r['prompt']:g}" for r in earlier))
     fits = calibrate(history)
     if not fits:
         print(f"{len(history.reviews)} reviewed epoch(s); calibration starts at {MIN_REVIEWS}")

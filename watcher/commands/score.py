@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watcher.cli import CommandError
+from watcher.cli import CommandError, Interrupted
 from watcher.commands._images import ImageLoadError, load_rgb
+from watcher.progress import Batch
 
 MAX_CELLS = 512
 
@@ -35,12 +36,10 @@ def check_cells(cells: int) -> int:
 
 
 def _manifest_path(raw: str, manifest: Path) -> Path:
-    """Relative paths are taken from the manifest's folder, else from the working folder."""
-    path = Path(raw)
-    if path.is_absolute():
-        return path
-    beside = manifest.parent / path
-    return beside if beside.exists() or not path.exists() else path
+    """Relative paths are taken from the manifest's folder (never the working folder: the
+    same manifest means the same images wherever it is run from)."""
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else manifest.parent / path
 
 
 def read_manifest(manifest: str, default_prompt: str) -> list[Job]:
@@ -77,7 +76,7 @@ def score_job(job: Job, cells: int) -> dict[str, Any]:
     if job.error is not None or job.path is None:
         return {"image": job.image, "error": job.error or "no image"}
     try:
-        rgb = load_rgb(job.path, min_side=cells)
+        rgb = load_rgb(job.path, cells=cells)
     except ImageLoadError as exc:
         return {"image": job.image, "error": str(exc)}
     from evaluators import score_image
@@ -153,21 +152,28 @@ def run(args: argparse.Namespace) -> int:
     scored: list[dict[str, Any]] = []
     failures = 0
     warned: set[str] = set()
-    for job in jobs:
-        if job.error is None and job.prompt not in warned:
-            warned.add(job.prompt)        # once per prompt, however many images use it
-            warning = prompt_warning(job.prompt)
-            if warning:
-                print(f"epochwatch score: warning: {warning}", file=sys.stderr)
-        result = score_job(job, cells)
-        if "error" in result:
-            failures += 1
-            if not args.json:
-                print(f"epochwatch score: {result['image']}: {result['error']}", file=sys.stderr)
-        else:
-            scored.append(result)
-        if args.json:
-            print(json.dumps(result), flush=True)
+    try:
+        with Batch(len(jobs), "images", "scoring", json_mode=args.json) as batch:
+            for job in jobs:
+                if job.error is None and job.prompt not in warned:
+                    warned.add(job.prompt)        # once per prompt, however many images use it
+                    warning = prompt_warning(job.prompt)
+                    if warning:
+                        print(f"epochwatch score: warning: {warning}", file=sys.stderr)
+                result = score_job(job, cells)
+                if "error" in result:
+                    failures += 1
+                    if not args.json:
+                        print(f"epochwatch score: {result['image']}: {result['error']}", file=sys.stderr)
+                else:
+                    scored.append(result)
+                if args.json:
+                    print(json.dumps(result), flush=True)
+                batch.advance()
+    except Interrupted:
+        if not args.json and scored:
+            print_table(scored)  # what was scored before Ctrl-C is not thrown away
+        raise
     if not args.json and scored:
         print_table(scored)
     if failures:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from argparse import Namespace
 from typing import Any
@@ -97,9 +98,37 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
         if errors else None,
         "stop_requests": [r.to_dict() for r in store.stop_requests(run)],
         "rejected": [r.to_dict() for r in store.rejected(run)],
-        "outbox": store.outbox_counts(run),
+        **_outbox(cfg, store, run),
+        "reviews": _reviews(store, run),
         "results": {"repo": str(cfg.results_repo), "dir": str(cfg.run_results_dir)},
     }
+
+
+# outbox channel -> the sink that delivers it
+_CHANNEL_SINK = {"supabase": "supabase", "storage": "supabase", "alert": "alerts", "git": "git"}
+
+
+def _outbox(cfg: WatchConfig, store: Store, run: str) -> dict[str, Any]:
+    """The enabled sinks (as the daemon recorded them, else as this environment says) and
+    the outbox counts of those only: a sink that is off has nothing to report."""
+    sinks = store.sinks(run)
+    if sinks is None:  # no daemon has recorded them yet
+        sinks = {"supabase": cfg.supabase.enabled and bool(os.environ.get("SUPABASE_URL")),
+                 "alerts": bool(os.environ.get("EPOCHWATCH_ALERT_URLS", "").strip()),
+                 "git": bool(cfg.results.remote)}
+    counts = store.outbox_counts(run)
+    return {"sinks": sinks,
+            "outbox": {ch: n for ch, n in counts.items() if sinks.get(_CHANNEL_SINK.get(ch, ch), True)}}
+
+
+def _reviews(store: Store, run: str) -> list[dict[str, Any]]:
+    """Each reviewed epoch's latest review (the one that counts) with the earlier ones."""
+    by_epoch: dict[int, list[dict[str, Any]]] = {}
+    for r in store.review_history(run):
+        by_epoch.setdefault(r["epoch"], []).append(
+            {"visual": r["visual"], "style": r["style"], "prompt": r["prompt"], "notes": r["notes"],
+             "reviewed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created_at"]))})
+    return [{"epoch": e, **rs[-1], "earlier": rs[:-1][::-1]} for e, rs in sorted(by_epoch.items())]
 
 
 def _fmt(value: Any, spec: str = ".1f") -> str:
@@ -124,6 +153,11 @@ def render(s: dict[str, Any]) -> str:
     if s["last_error"]:
         lines.append(f"last error {s['last_error']['kind']}: {s['last_error']['message']}")
     lines.append(f"results   {s['results']['dir']}")
+    on = [name for name, enabled in s["sinks"].items() if enabled]
+    parts = [f"{ch} " + ", ".join(f"{n} {state}" for state, n in sorted(c.items()))
+             for ch, c in sorted(s["outbox"].items())]
+    lines.append("outbox    " + ("; ".join(parts) if parts and on else
+                                 "nothing queued" if on else "no sink enabled (git commits only)"))
     lines.append("")
     lines.append(f"{'epoch':>5}  {'status':<10} {'bg match':>8} {'colour':>6} {'style':>6} {'score':>5}  decision")
     for e in s["epochs"]:
@@ -132,14 +166,25 @@ def render(s: dict[str, Any]) -> str:
             f"{_fmt(e['color_accuracy']):>6} {_fmt(e['style_quality']):>6} {_fmt(e['overall_score']):>5}  "
             f"{e['decision'] or '-'}"
         )
+    for r in s["reviews"]:
+        earlier = f" ({len(r['earlier'])} earlier)" if r["earlier"] else ""
+        notes = f": {r['notes']}" if r["notes"] else ""
+        lines.append(f"review    epoch {r['epoch']}: visual {r['visual']:g}, style {r['style']:g}, "
+                     f"prompt {r['prompt']:g}{earlier}{notes}")
     return "\n".join(lines)
 
 
 def run(args: Namespace) -> int:
-    cfg = load(args.config)
-    if not cfg.state_db.exists():
-        raise CommandError(f"no state database at {cfg.state_db}: has the daemon run yet?")
-    with Store(cfg.state_db) as store:
-        s = collect(cfg, store)
+    try:
+        cfg = load(args.config)
+        if not cfg.state_db.exists():
+            raise CommandError(f"no state database at {cfg.state_db}: has the daemon run yet?")
+        with Store(cfg.state_db) as store:
+            s = collect(cfg, store)
+    except CommandError as exc:
+        if not args.json:
+            raise
+        print(json.dumps({"error": str(exc)}))  # --json prints JSON, whatever happened
+        return 2
     print(json.dumps(s, default=str) if args.json else render(s))
     return 0

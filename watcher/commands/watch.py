@@ -5,12 +5,13 @@ from __future__ import annotations
 from argparse import Namespace
 
 from watcher import logs
-from watcher.commands._common import load
+from watcher.commands._common import check_model, load
 from watcher.daemon import Daemon
 
 
 def run(args: Namespace) -> int:
     cfg = load(args.config)
+    check_model(cfg)
     logs.configure()
     for warning in cfg.warnings:  # e.g. the trainer does not sample every epoch
         logs.get_logger(run=cfg.run.name).warning("config warning", detail=warning)

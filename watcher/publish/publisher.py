@@ -73,6 +73,9 @@ class Publisher:
             git=repo if cfg.results.remote else None,
             backoff_max_s=cfg.supabase.retry_max_s,
         ) if cfg.results.remote else None
+        store.set_sinks(self.run, {"supabase": self.worker.supabase is not None,
+                                   "alerts": self.worker.alerts is not None,
+                                   "git": self.pusher is not None})
         self._host: dict[str, Any] | None = None
 
     @property

@@ -42,7 +42,8 @@ class RunHistory:
     source: str = ""
     status: str | None = None
     notes: str = ""
-    reviews: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reviews: dict[int, dict[str, Any]] = field(default_factory=dict)  # the latest of each epoch
+    review_history: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # all, oldest first
     images: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     result_dirs: dict[int, Path] = field(default_factory=dict)
     decisions: dict[int, list[Decision]] = field(default_factory=dict)
@@ -118,6 +119,9 @@ def load_run(store: Store, name: str) -> RunHistory:
         history.decisions.setdefault(d.epoch, []).append(d.decision)
     for r in store.reviews(name):
         history.reviews[int(r["epoch"])] = {k: r[k] for k in ("visual", "style", "prompt", "notes")}
+    for r in store.review_history(name):
+        history.review_history.setdefault(int(r["epoch"]), []).append(
+            {k: r[k] for k in ("visual", "style", "prompt", "notes", "created_at")})
     return history
 
 

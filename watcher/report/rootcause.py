@@ -45,8 +45,9 @@ def _background(run: RunHistory) -> list[Finding]:
     last = max(rates)
     if first is None:
         best = max(rates, key=lambda e: (rates[e], -e))
-        hexes = [run.epochs[e].get("background_hex") for e in rates if run.epochs[e].get("background_hex")]
-        common = max(set(hexes), key=hexes.count) if hexes else None
+        hexes = [str(run.epochs[e]["background_hex"]) for e in rates if run.epochs[e].get("background_hex")]
+        # sorted first: a tie between colours resolves the same way every time
+        common = max(sorted(set(hexes)), key=hexes.count) if hexes else None
         ev = {"best_rate": rates[best], "best_epoch": best, "background_hex": common,
               "evaluated": sorted(rates)}
         if last < ON_TIME_EPOCH:

@@ -14,12 +14,16 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser("serve", help="the run page and review form in a browser")
-    p.add_argument("--config", required=True, action="append", metavar="FILE",
+    p = sub.add_parser("serve", help="the run page and review form in a browser",
+                       description="The run page and review form in a browser.",
+                       epilog="example:\n  epochwatch serve -c watcher.toml --port 8765",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", required=True, action="append", metavar="FILE",
                    help="a run's config; repeat for several runs")
     p.add_argument("--host", default=DEFAULT_HOST,
                    help="address to bind (default 127.0.0.1; any other needs EPOCHWATCH_SERVE_TOKEN)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, metavar="PORT",
+                   help="TCP port, 1-65535 (default 8765)")
     return p
 
 

@@ -118,6 +118,7 @@ def epoch_page(src: data.RunSource, epoch: int) -> dict[str, Any] | None:
         "aggregate": [(label, fmt(agg.get(k), spec)) for k, label, spec in METRIC_ROWS],
         "issues": agg.get("issues") or [], "images": images(src, run, epoch),
         "decision": decision(run, epoch), "review": run.reviews.get(epoch),
+        "earlier_reviews": run.review_history.get(epoch, [])[:-1][::-1],  # newest first
         "calibration": _calibration(run),
     }
 
