@@ -46,9 +46,9 @@ def test_reviews_keep_their_history(config: Path, capsys: pytest.CaptureFixture[
     assert "1 earlier review(s) of epoch 3 kept (this one counts): 7/5/6" in out
     cfg = load_config(config)
     with Store(cfg.state_db) as store:
-        assert [r["visual"] for r in store.reviews(RUN)] == [4.0]           # the latest counts
+        assert [r.visual for r in store.reviews(RUN)] == [4.0]           # the latest counts
         history = store.review_history(RUN, 3)
-        assert [(r["visual"], r["notes"]) for r in history] == [(7.0, "first look"), (4.0, "on a second look, muddy")]
+        assert [(r.visual, r.notes) for r in history] == [(7.0, "first look"), (4.0, "on a second look, muddy")]
     assert main(["status", "-c", str(config), "--json"]) == 0
     [review] = json.loads(capsys.readouterr().out)["reviews"]
     assert (review["epoch"], review["visual"], review["notes"]) == (3, 4.0, "on a second look, muddy")
@@ -63,9 +63,9 @@ def test_a_store_from_before_the_history_keeps_its_reviews(config: Path) -> None
         store.conn.execute("DROP TABLE review_history")
         store.conn.execute("INSERT INTO reviews VALUES (?, 2, 8, 7, 6, 'old', 1.0)", (RUN,))
     with Store(cfg.state_db) as store:
-        assert [(r["epoch"], r["notes"]) for r in store.review_history(RUN)] == [(2, "old")]
+        assert [(r.epoch, r.notes) for r in store.review_history(RUN)] == [(2, "old")]
         store.save_review(RUN, 2, 3, 3, 3, "new")
-        assert [r["notes"] for r in store.review_history(RUN, 2)] == ["old", "new"]
+        assert [r.notes for r in store.review_history(RUN, 2)] == ["old", "new"]
 
 
 def test_serve_shows_earlier_reviews(config: Path) -> None:

@@ -40,8 +40,8 @@ def test_review_is_saved_and_queued_for_supabase(config: Path, capsys: pytest.Ca
     cfg = load_config(config)
     with Store(cfg.state_db) as store:
         [review] = store.reviews(RUN)
-        assert (review["epoch"], review["visual"], review["style"], review["prompt"]) == (3, 7.0, 6.5, 8.0)
-        assert review["notes"] == "crown clear, background green"
+        assert (review.epoch, review.visual, review.style, review.prompt) == (3, 7.0, 6.5, 8.0)
+        assert review.notes == "crown clear, background green"
         [item] = [i for i in store.due("supabase") if i.payload.get("table") == "epoch_reviews"]
         row = item.payload["row"]
         assert item.payload["on_conflict"] == "run_name,epoch"
@@ -51,7 +51,7 @@ def test_review_is_saved_and_queued_for_supabase(config: Path, capsys: pytest.Ca
         assert len([i for i in store.due("supabase") if i.payload.get("table") == "epoch_reviews"]) == 1
         assert _review(config, 3, 7.5, 6.5, 8.0) == 0
         reviews = [i for i in store.due("supabase") if i.payload.get("table") == "epoch_reviews"]
-        assert len(reviews) == 2 and store.reviews(RUN)[0]["visual"] == 7.5
+        assert len(reviews) == 2 and store.reviews(RUN)[0].visual == 7.5
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -77,7 +77,7 @@ def test_the_old_prompt_spelling_still_works_with_a_note(config: Path, capsys: p
     assert "--prompt is deprecated; use --prompt-score" in captured.err
     assert "epoch 2: visual 6, style 5, prompt 4" in captured.out
     with Store(load_config(config).state_db) as store:
-        assert [r["prompt"] for r in store.reviews(RUN)] == [4.0]
+        assert [r.prompt for r in store.reviews(RUN)] == [4.0]
 
 
 def test_calibration_recovers_a_linear_relation() -> None:

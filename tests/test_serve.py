@@ -117,7 +117,7 @@ def _post_review(server: str, epoch: int, form: dict[str, str], cookie: str | No
 
 def _reviews(config: Path) -> dict[int, tuple[float, float, float, str]]:
     with Store(load_config(config).state_db) as store:
-        return {r["epoch"]: (r["visual"], r["style"], r["prompt"], r["notes"]) for r in store.reviews(RUN)}
+        return {r.epoch: (r.visual, r.style, r.prompt, r.notes) for r in store.reviews(RUN)}
 
 
 def test_review_form_needs_its_csrf_token(server: str, run_config: Path) -> None:

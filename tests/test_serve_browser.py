@@ -68,7 +68,7 @@ def test_watch_a_run_and_review_an_epoch_with_the_keyboard(tmp_path: Path) -> No
 
     with Store(load_config(config).state_db) as store:
         [review] = store.reviews(RUN)
-    assert (review["epoch"], review["visual"], review["style"], review["prompt"]) == (3, 7.0, 6.0, 8.0)
+    assert (review.epoch, review.visual, review.style, review.prompt) == (3, 7.0, 6.0, 8.0)
     status = json.loads(subprocess.run(
         serve_cmd(config)[:3] + ["status", "--config", str(config), "--json"],
         capture_output=True, text=True, check=True).stdout)

@@ -16,7 +16,8 @@ from watcher.store import Store
 RECORDS = {"runs": records.RunRow, "checkpoints": records.Checkpoint,
            "rejected_files": records.RejectedFile, "trainer": records.TrainerRow,
            "daemon": records.DaemonRow, "stop_requests": records.StopRequest,
-           "outbox": records.OutboxItem, "events": records.Event}
+           "outbox": records.OutboxItem, "events": records.Event, "reviews": records.Review,
+           "review_history": records.Review}
 
 
 def test_same_content_is_one_checkpoint_and_epochs_come_in_order(tmp_path: Path) -> None:
@@ -81,6 +82,8 @@ def test_records_hold_every_column_of_their_table(tmp_path: Path) -> None:
             fields = {f.name for f in dataclasses.fields(record)}
             if table == "checkpoints":  # timings kept for benches, read by SQL there
                 columns -= {"started_at", "finished_at"}
+            if table == "review_history":  # a surrogate key only: entries are kept in its order
+                columns -= {"id"}
             assert fields == columns, (table, fields ^ columns)
 
 
@@ -116,6 +119,10 @@ def test_rows_come_back_typed(tmp_path: Path) -> None:
         s.add_event("R", "error", "boom", "it broke", epoch=2)
         [event] = s.events("R", level="error")
         assert (event.kind, event.message, event.epoch) == ("boom", "it broke", 2)
+        s.save_review("R", 3, 7.0, 6.0, 8.0, "first")
+        s.save_review("R", 3, 5.0, 6.0, 8.0, "second")
+        assert [(r.epoch, r.visual, r.notes) for r in s.reviews("R")] == [(3, 5.0, "second")]
+        assert [r.notes for r in s.review_history("R", 3)] == ["first", "second"]
 
 
 def test_evaluations_carry_their_decisions(tmp_path: Path) -> None:

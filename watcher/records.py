@@ -250,3 +250,22 @@ class Event(_Row):
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Event:
         return cls(**dict(row))
+
+
+@dataclass(frozen=True)
+class Review(_Row):
+    """A person's scores of one epoch (1-10) and notes: a row of `reviews` (the latest of each
+    epoch) or of `review_history` (every one saved; its surrogate id is not kept)."""
+
+    run: str
+    epoch: int
+    visual: float
+    style: float
+    prompt: float
+    notes: str
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Review:
+        return cls(run=row["run"], epoch=row["epoch"], visual=row["visual"], style=row["style"],
+                   prompt=row["prompt"], notes=row["notes"], created_at=row["created_at"])

@@ -27,6 +27,7 @@ from watcher.records import (
     Event,
     OutboxItem,
     RejectedFile,
+    Review,
     RunRow,
     StopRequest,
     TrainerRow,
@@ -588,14 +589,14 @@ class Store:
                 "INSERT OR REPLACE INTO reviews (run, epoch, visual, style, prompt, notes, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
 
-    def review_history(self, run: str, epoch: int | None = None) -> list[dict[str, Any]]:
+    def review_history(self, run: str, epoch: int | None = None) -> list[Review]:
         """Every review saved, oldest first (of one epoch, or of all)."""
-        q, args = "SELECT * FROM review_history WHERE run=?", (run,)
-        args_t: tuple[Any, ...] = args
+        q = "SELECT * FROM review_history WHERE run=?"
+        args: tuple[str | int, ...] = (run,)
         if epoch is not None:
-            q, args_t = q + " AND epoch=?", (run, epoch)
-        return [dict(r) for r in self.conn.execute(q + " ORDER BY epoch, id", args_t).fetchall()]
+            q, args = q + " AND epoch=?", (run, epoch)
+        return [Review.from_row(r) for r in self.conn.execute(q + " ORDER BY epoch, id", args).fetchall()]
 
-    def reviews(self, run: str) -> list[dict[str, Any]]:
+    def reviews(self, run: str) -> list[Review]:
         rows = self.conn.execute("SELECT * FROM reviews WHERE run=? ORDER BY epoch", (run,)).fetchall()
-        return [dict(r) for r in rows]
+        return [Review.from_row(r) for r in rows]

@@ -90,7 +90,7 @@ def run(args: Namespace) -> int:
           f"prompt {prompt:g}")
     if earlier:  # kept, not replaced: the latest counts
         print(f"{len(earlier)} earlier review(s) of epoch {args.epoch} kept (this one counts): "
-              + "; ".join(f"{r['visual']:g}/{r['style']:g}/{r['prompt']:g}" for r in earlier))
+              + "; ".join(f"{r.visual:g}/{r.style:g}/{r.prompt:g}" for r in earlier))
     fits = calibrate(history)
     if not fits:
         print(f"{len(history.reviews)} reviewed epoch(s); calibration starts at {MIN_REVIEWS}")

@@ -125,9 +125,9 @@ def _reviews(store: Store, run: str) -> list[dict[str, Any]]:
     """Each reviewed epoch's latest review (the one that counts) with the earlier ones."""
     by_epoch: dict[int, list[dict[str, Any]]] = {}
     for r in store.review_history(run):
-        by_epoch.setdefault(r["epoch"], []).append(
-            {"visual": r["visual"], "style": r["style"], "prompt": r["prompt"], "notes": r["notes"],
-             "reviewed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["created_at"]))})
+        by_epoch.setdefault(r.epoch, []).append(
+            {"visual": r.visual, "style": r.style, "prompt": r.prompt, "notes": r.notes,
+             "reviewed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.created_at))})
     return [{"epoch": e, **rs[-1], "earlier": rs[:-1][::-1]} for e, rs in sorted(by_epoch.items())]
 
 

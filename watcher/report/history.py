@@ -118,10 +118,12 @@ def load_run(store: Store, name: str) -> RunHistory:
     for d in store.decisions(name):
         history.decisions.setdefault(d.epoch, []).append(d.decision)
     for r in store.reviews(name):
-        history.reviews[int(r["epoch"])] = {k: r[k] for k in ("visual", "style", "prompt", "notes")}
+        history.reviews[r.epoch] = {"visual": r.visual, "style": r.style, "prompt": r.prompt,
+                                    "notes": r.notes}
     for r in store.review_history(name):
-        history.review_history.setdefault(int(r["epoch"]), []).append(
-            {k: r[k] for k in ("visual", "style", "prompt", "notes", "created_at")})
+        history.review_history.setdefault(r.epoch, []).append(
+            {"visual": r.visual, "style": r.style, "prompt": r.prompt, "notes": r.notes,
+             "created_at": r.created_at})
     return history
 
 
