@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import asdict, dataclass
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 from watcher.rules import Decision, decisions_from_dicts
 
@@ -32,9 +32,17 @@ class EpochMetrics(TypedDict):
     timing: dict[str, float]
 
 
+_R = TypeVar("_R", bound="_Row")
+
+
 @dataclass(frozen=True)
 class _Row:
-    """`to_dict`: the record as the row's dict (dataclass fields in column order)."""
+    """`from_row` for a record whose fields are its table's columns, as they are; `to_dict`:
+    the record as the row's dict (dataclass fields in column order)."""
+
+    @classmethod
+    def from_row(cls: type[_R], row: sqlite3.Row) -> _R:
+        return cls(**dict(row))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,11 +103,6 @@ class RejectedFile(_Row):
     mtime: float | None
     reason: str
     created_at: float
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RejectedFile:
-        return cls(id=row["id"], run=row["run"], path=row["path"], size=row["size"],
-                   mtime=row["mtime"], reason=row["reason"], created_at=row["created_at"])
 
 
 @dataclass(frozen=True)
@@ -194,10 +197,6 @@ class DaemonRow(_Row):
     state: str | None = None  # starting | idle | evaluating | stopped
     gpu_memory_bytes: int | None = None
 
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> DaemonRow:
-        return cls(**dict(row))
-
 
 @dataclass(frozen=True)
 class StopRequest(_Row):
@@ -208,10 +207,6 @@ class StopRequest(_Row):
     requested_at: float
     handled_at: float | None
     result: str | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> StopRequest:
-        return cls(**dict(row))
 
 
 @dataclass(frozen=True)
@@ -247,10 +242,6 @@ class Event(_Row):
     message: str
     created_at: float
 
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Event:
-        return cls(**dict(row))
-
 
 @dataclass(frozen=True)
 class Review(_Row):
@@ -267,5 +258,6 @@ class Review(_Row):
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Review:
-        return cls(run=row["run"], epoch=row["epoch"], visual=row["visual"], style=row["style"],
-                   prompt=row["prompt"], notes=row["notes"], created_at=row["created_at"])
+        fields = dict(row)
+        fields.pop("id", None)  # review_history's
+        return cls(**fields)
