@@ -103,6 +103,7 @@ class Launch:
             if self.daemon is not None and self.daemon.poll() is not None:
                 raise CommandError(f"the daemon exited with {self.daemon.returncode} before it was "
                                    f"ready; see {Path(self.cfg.state_db).parent / 'daemon.log'}")
+            self._wait_note("the daemon is loading the model")
             time.sleep(POLL_S)
         raise CommandError(f"the daemon was not ready after {DAEMON_READY_TIMEOUT_S:.0f} s")
 
@@ -165,12 +166,11 @@ class Launch:
         self.store.ensure_run(self.run_name, config_path=str(self.cfg.path), params=self.cfg.params())
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
-        self.start_daemon()
-        self.wait_daemon_ready()
-        trainer = self.start_trainer()
-        self.waiting = waiting = Waiting()
+        self.waiting = waiting = Waiting()  # a spinner on a terminal, nothing elsewhere
         try:
-            return self._supervise(trainer)
+            self.start_daemon()
+            self.wait_daemon_ready()
+            return self._supervise(self.start_trainer())
         finally:
             waiting.stop()
             self.waiting = None

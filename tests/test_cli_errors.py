@@ -93,6 +93,13 @@ def test_a_missing_kohya_config_and_a_bad_prompt_file(tmp_path: Path) -> None:
         _one_line(_cli(command, "-c", str(bad)), command, "prompts.toml: invalid TOML")
 
 
+def test_an_unreadable_config_is_named_as_such(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    config.chmod(0)
+    _one_line(_cli("status", "-c", str(config), prefix=NO_DAC), "status", f"{config}: cannot read config file: Permission denied")
+    _one_line(_cli("status", "-c", str(tmp_path)), "status", "cannot read config file: Is a directory")
+
+
 def _early_reader_exit(argv: list[str]) -> subprocess.CompletedProcess[str]:
     """Run with stdout a pipe whose reader has already gone (as `| head -1` does)."""
     read, write = os.pipe()

@@ -81,7 +81,9 @@ def test_serve_shows_earlier_reviews(config: Path) -> None:
 def test_status_json_is_json_without_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path)
     assert main(["status", "-c", str(config), "--json"]) == 2
-    assert "no state database" in json.loads(capsys.readouterr().out)["error"]
+    captured = capsys.readouterr()
+    assert "no state database" in json.loads(captured.out)["error"]
+    assert captured.err.startswith("epochwatch status: no state database")  # the contract's one line
     assert main(["status", "-c", str(tmp_path / "missing.toml"), "--json"]) == 2
     assert "config file not found" in json.loads(capsys.readouterr().out)["error"]
 

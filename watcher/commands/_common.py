@@ -19,6 +19,7 @@ def load(path: str) -> WatchConfig:
         raise CommandError(f"config file not found: {path}") from exc
 
 
+
 def _readable(path: Path) -> bool:
     try:
         if path.is_dir():

@@ -182,9 +182,8 @@ def run(args: Namespace) -> int:
         with Store(cfg.state_db) as store:
             s = collect(cfg, store)
     except CommandError as exc:
-        if not args.json:
-            raise
-        print(json.dumps({"error": str(exc)}))  # --json prints JSON, whatever happened
-        return 2
+        if args.json:  # --json prints JSON whatever happened; the reason is on stderr too
+            print(json.dumps({"error": str(exc)}), flush=True)
+        raise
     print(json.dumps(s, default=str) if args.json else render(s))
     return 0
