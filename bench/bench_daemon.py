@@ -84,16 +84,19 @@ def _write_epoch(model: Path, out_dir: Path, epoch: int) -> float:
     return time.time()
 
 
-def _wait_published(db: Path, epoch: int, timeout: float = 120) -> None:
-    """Until the epoch is committed and the daemon is back to idle: the next file then
-    measures detection latency, not the queueing behind the previous epoch's publishing."""
+def wait_published(db: Path, epoch: int, run: str = RUN, timeout: float = 120) -> float:
+    """Until the epoch is committed and the daemon is back to idle (the next file then
+    measures detection latency, not the queueing behind the previous epoch's publishing);
+    returns the time its evaluation started."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if db.exists():
             with Store(db) as s:
-                done = any(e["epoch"] == epoch and e["git_commit"] for e in s.evaluations(RUN))
-                if done and (s.daemon(RUN) or {}).get("state") == "idle":
-                    return
+                done = any(e["epoch"] == epoch and e["git_commit"] for e in s.evaluations(run))
+                if done and (s.daemon(run) or {}).get("state") == "idle":
+                    ck = next(c for c in s.checkpoints(run) if c.epoch == epoch)
+                    row = s.conn.execute("SELECT started_at FROM checkpoints WHERE id=?", (ck.id,))
+                    return float(row.fetchone()[0])
         time.sleep(0.05)
     raise TimeoutError(f"epoch {epoch} was never published")
 
@@ -125,7 +128,7 @@ def measure_daemon(epochs: int = 20, idle_s: float = 30.0) -> dict[str, Any]:
         latencies, rss = [], []
         for epoch in range(1, epochs + 1):
             t_complete = _write_epoch(model, out_dir, epoch)
-            _wait_published(db, epoch)
+            wait_published(db, epoch)
             with Store(db) as s:
                 ck = next(c for c in s.checkpoints(RUN) if c.epoch == epoch)
                 started = s.conn.execute("SELECT started_at FROM checkpoints WHERE id=?", (ck.id,)).fetchone()[0]

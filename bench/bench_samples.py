@@ -24,46 +24,16 @@ from typing import Any
 
 import psutil
 
+from bench.bench_daemon import wait_published
 from watcher.samples import demo_set
 from watcher.store import Store
+from watcher.testing import write_trainer_source_config
 
 RUN = "BENCH_SAMPLES"
 
 
 def _config(root: Path, prompts: Path) -> Path:
-    config = root / "config.toml"
-    config.write_text(f"""
-[run]
-name = "{RUN}"
-output_dir = "output"
-output_name = "demo_lora"
-max_train_epochs = 100
-state_dir = "state"
-
-[sampling]
-source = "trainer"
-prompts_file = "{prompts}"
-
-[results]
-repo = "results"
-dir = "runs"
-""")
-    return config
-
-
-def _wait(db: Path, epoch: int, timeout: float = 120) -> float:
-    """Until the epoch is committed and the daemon idle; returns its evaluation start."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if db.exists():
-            with Store(db) as s:
-                done = any(e["epoch"] == epoch and e["git_commit"] for e in s.evaluations(RUN))
-                if done and (s.daemon(RUN) or {}).get("state") == "idle":
-                    ck = next(c for c in s.checkpoints(RUN) if c.epoch == epoch)
-                    row = s.conn.execute("SELECT started_at FROM checkpoints WHERE id=?", (ck.id,))
-                    return float(row.fetchone()[0])
-        time.sleep(0.05)
-    raise TimeoutError(f"epoch {epoch} was never published")
+    return write_trainer_source_config(root, prompts, name=RUN, epochs=100)
 
 
 def measure_trainer_source(epochs: int = 10) -> dict[str, Any]:
@@ -89,7 +59,7 @@ def measure_trainer_source(epochs: int = 10) -> dict[str, Any]:
             look = demo_set.DEMO_STORY[(epoch - 1) % len(demo_set.DEMO_STORY)]
             demo_set.write_epoch(sample, epoch, look, layout="kohya")  # PIL writes in place
             t_complete = time.time()
-            latencies.append(_wait(db, epoch) - t_complete)
+            latencies.append(wait_published(db, epoch, RUN) - t_complete)
             rss.append(proc.memory_info().rss / 2**20)
     finally:
         daemon.send_signal(signal.SIGTERM)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.spatial import cKDTree
-from skimage.color import deltaE_ciede2000, rgb2lab
+
+# scipy and scikit-image are imported inside the functions that use them: together they cost
+# about 0.23 s at start-up (python -X importtime), and every config load parses its prompts
+# through this module (hex_to_rgb), so `status` would pay for them without scoring anything.
 
 # Two colours closer than this (CIEDE2000) count as the same colour when palettes are built.
 MERGE_DELTA_E = 4.0
@@ -35,11 +36,15 @@ def to_lab(rgb: np.ndarray) -> np.ndarray:
     arr = np.asarray(rgb)
     if arr.dtype != np.uint8:
         arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    from skimage.color import rgb2lab
+
     return rgb2lab(arr)
 
 
 def delta_e(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     """CIEDE2000 between broadcastable Lab arrays (..., 3)."""
+    from skimage.color import deltaE_ciede2000
+
     a, b = np.broadcast_arrays(np.asarray(lab1, dtype=float), np.asarray(lab2, dtype=float))
     return np.asarray(deltaE_ciede2000(a, b), dtype=float)
 
@@ -74,6 +79,8 @@ def _close_pairs(lab: np.ndarray, threshold: float, budget: int = PAIR_BUDGET) -
     above both. Colours are taken in chunks of about `budget` candidates, each filtered before
     the next: a noisy image has tens of thousands of colours and billions of candidates, which
     held at once took 20 GB."""
+    from scipy.spatial import cKDTree
+
     chroma = np.hypot(lab[:, 1], lab[:, 2])
     radii = threshold * np.minimum(PREFILTER_FACTOR, 2.0 + 0.15 * chroma)
     tree = cKDTree(lab)
@@ -102,6 +109,8 @@ def merge_palette(rgb_pixels: np.ndarray, lab_pixels: np.ndarray,
     remaining colour within `threshold` of it.
 
     CIEDE2000 is computed once, for the candidate pairs of `_close_pairs`."""
+    from scipy.sparse import csr_matrix
+
     rgb_flat = np.asarray(rgb_pixels, dtype=np.uint8).reshape(-1, 3)
     lab_flat = np.asarray(lab_pixels, dtype=float).reshape(-1, 3)
     uniq, first, inverse, counts = np.unique(

@@ -14,7 +14,6 @@ are not used.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -208,10 +207,11 @@ def classify_lab(lab: np.ndarray, exclude_self: bool = False) -> list[str]:
         if chroma[q] < NEUTRAL_CHROMA and queries[q, 0] <= BLACK_L:
             out.append("black")
             continue
-        votes: Counter[str] = Counter()
+        votes: dict[str, float] = {}
         for j in idx:
-            votes[str(table.category[j])] += float(table.weight[j]) / (1.0 + float(row[j]))
-        out.append(votes.most_common(1)[0][0])
+            name = str(table.category[j])
+            votes[name] = votes.get(name, 0.0) + float(table.weight[j]) / (1.0 + float(row[j]))
+        out.append(max(votes, key=votes.__getitem__))  # ties: the first voted, as Counter did
     return out
 
 

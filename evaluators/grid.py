@@ -175,7 +175,7 @@ def fixed_lines(axis: AxisGrid, length: int, cells: int) -> np.ndarray:
 
 
 def _track_lines(peaks: np.ndarray, weights: np.ndarray, pitch: float, phase: float,
-                 length: int) -> np.ndarray:
+                 length: int) -> tuple[np.ndarray, np.ndarray]:
     """Grid lines from before the image to after it: each predicted one pitch after the
     previous line, snapped to the strongest edge peak within SNAP pitch (uneven cells)."""
     # Weak peaks are noise or JPEG block edges (every 8 px), not cell boundaries.
@@ -280,6 +280,8 @@ def _sample_positions(lines: np.ndarray, length: int) -> np.ndarray:
 def sample_cells(rgb: np.ndarray, grid_x: AxisGrid, grid_y: AxisGrid) -> tuple[np.ndarray, np.ndarray]:
     """Robust colour (median) and inner deviation of every measured cell."""
     height, width = rgb.shape[:2]
+    if grid_x.lines is None or grid_y.lines is None:
+        raise ValueError("sample_cells needs measured grid lines")
     xs = _sample_positions(grid_x.lines, width)
     ys = _sample_positions(grid_y.lines, height)
     rows, cols = len(ys), len(xs)

@@ -410,7 +410,7 @@ def test_a_rule_no_prompt_can_judge_is_refused(tmp_path: Path) -> None:
 
 def test_colour_match_settings_are_validated(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, "a.toml", MINIMAL)).evaluation.scoring_kwargs() == {
-        "colour_match": "category", "exact_delta_e": 10.0}
+        "colour_match": "category", "exact_threshold": 10.0}
     cfg = load_config(write(tmp_path, "b.toml", MINIMAL + (
         '[evaluation]\ncolour_match = "exact"\nexact_delta_e = 5.5\n')))
     assert (cfg.evaluation.colour_match, cfg.evaluation.exact_delta_e) == ("exact", 5.5)

@@ -118,6 +118,10 @@ def test_scoring_imports_no_torch_and_touches_no_files(tmp_path: Path) -> None:
     code = (
         "import sys, builtins, numpy as np\n"
         "import evaluators, watcher.commands.score, watcher.commands.downscale\n"
+        "img = np.zeros((96, 96, 3), np.uint8); img[40:60, 40:60] = 200\n"
+        # A first call loads what the evaluators load once (scipy/skimage on first use, the
+        # colour-name table); scoring itself, the second call, must touch no file.
+        "evaluators.score_image(img, 'red hair (#ff0000), green background (#0f0)')\n"
         "real_open = builtins.open\n"
         "def no_open(*a, **k): raise AssertionError(f'evaluators opened {a[0]!r}')\n"
         "builtins.open = no_open\n"

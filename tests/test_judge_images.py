@@ -159,3 +159,18 @@ def test_offsets_of_a_third_to_half_a_cell_never_shift_the_subject(fraction: flo
                                  origin_x=fraction * 512 / 24, origin_y=fraction * 512 / 24)
     got = score_image(draw(truth, params, rng), "").cells
     assert float((delta_e(to_lab(got), to_lab(truth)) < 5).mean()) >= 0.98
+
+
+def test_the_runs_colour_match_setting_reaches_the_daemons_scoring(tmp_path) -> None:
+    """`[evaluation] colour_match` / `exact_delta_e` from a config change what the daemon's one
+    scoring call (watcher.evaluate.score_sample) decides."""
+    from watcher.config import EvaluationConfig
+    from watcher.evaluate import score_sample
+
+    image = render(recipe(bg="#41e066"))
+    prompt = "pixel art portrait, solid green background (#00ff00)"
+    category = score_sample(image, prompt, EvaluationConfig())
+    exact = score_sample(image, prompt, EvaluationConfig(colour_match="exact", exact_delta_e=8.0))
+    loose = score_sample(image, prompt, EvaluationConfig(colour_match="exact", exact_delta_e=12.0))
+    assert category.background_match is True
+    assert exact.background_match is False and loose.background_match is True

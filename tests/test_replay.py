@@ -19,6 +19,7 @@ from tests.httpstub import HttpStub
 from tests.pg import PostgrestStandIn, apply_migrations
 from watcher.samples import demo_set
 from watcher.samples.demo_set import EpochLook
+from watcher.testing import write_trainer_source_config
 
 # Pink until epoch 4 (the stop), green at 5-6, pink again at 7 (oscillation), clean after.
 STOP_STORY = (
@@ -31,31 +32,9 @@ KEY = "service-role-key-0123456789abcdef"
 
 
 def write_config(root: Path, prompts: Path) -> Path:
-    config = root / "config.toml"
-    config.write_text(f"""
-[run]
-name = "REPLAY_STOP_AT_4"
-output_dir = "output"
-output_name = "demo_lora"
-max_train_epochs = 10
-state_dir = "state"
-
-[model]
-base = "not-used"
-
-[sampling]
-source = "trainer"
-prompts_file = "{prompts}"
-review_epochs = []
-
-[results]
-repo = "results"
-dir = "runs"
-
-[alerts]
-min_interval_s = 0.0
-""")
-    return config
+    return write_trainer_source_config(
+        root, prompts, name="REPLAY_STOP_AT_4", sampling="review_epochs = []",
+        tables='[model]\nbase = "not-used"\n\n[alerts]\nmin_interval_s = 0.0\n')
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

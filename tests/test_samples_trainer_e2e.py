@@ -13,6 +13,7 @@ from pathlib import Path
 from tests.test_replay import STOP_STORY, git_log
 from watcher.samples import demo_set
 from watcher.samples.names import sample_name
+from watcher.testing import write_trainer_source_config
 
 SUBJECTS = demo_set.DEMO_SUBJECTS[:2]
 
@@ -22,7 +23,9 @@ from watcher.samples import demo_set
 from tests.test_replay import STOP_STORY
 out, interval = sys.argv[1], float(sys.argv[2])
 for epoch, look in enumerate(STOP_STORY, 1):
-    time.sleep(interval)  # "training"
+    # "training"; after epoch 4 (the stop rule's epoch) an epoch takes 60 s, so a loaded
+    # machine cannot let the stand-in finish before the daemon has judged epoch 4
+    time.sleep(interval if epoch <= 4 else 60)
     demo_set.write_epoch(out, epoch, look, subjects=demo_set.DEMO_SUBJECTS[:2], layout="kohya")
     print(f"epoch {epoch} sampled", flush=True)
 """
@@ -31,35 +34,11 @@ for epoch, look in enumerate(STOP_STORY, 1):
 def write_config(root: Path, trainer: list[str] | None = None) -> Path:
     prompts = demo_set.write_prompts(root / "prompts.txt", SUBJECTS)
     command = ", ".join(json.dumps(a) for a in trainer or [])
-    config = root / "config.toml"
-    config.write_text(f"""
-[run]
-name = "TRAINER_SAMPLES"
-output_dir = "output"
-output_name = "demo_lora"
-max_train_epochs = 10
-state_dir = "state"
-expected_epoch_minutes = 1.0
-
-[sampling]
-source = "trainer"
-prompts_file = "{prompts}"
-set_timeout_s = 30
-
-[results]
-repo = "results"
-dir = "runs"
-
-[trainer]
-command = [{command}]
-cwd = "."
-stop_grace_s = 5.0
-
-[daemon]
-rescan_interval_s = 0.5
-settle_interval_s = 0.1
-""")
-    return config
+    return write_trainer_source_config(
+        root, prompts, name="TRAINER_SAMPLES", run="expected_epoch_minutes = 1.0",
+        sampling="set_timeout_s = 30",
+        tables=f'[trainer]\ncommand = [{command}]\ncwd = "."\nstop_grace_s = 5.0\n\n'
+               "[daemon]\nrescan_interval_s = 0.5\nsettle_interval_s = 0.1\n")
 
 
 def query(db: Path, sql: str) -> list[tuple]:

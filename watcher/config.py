@@ -147,7 +147,7 @@ class EvaluationConfig(_Model):
 
     def scoring_kwargs(self) -> dict[str, Any]:
         """What the evaluators' scoring functions take from this section."""
-        return {"colour_match": self.colour_match, "exact_delta_e": self.exact_delta_e}
+        return {"colour_match": self.colour_match, "exact_threshold": self.exact_delta_e}
 
 
 class ResultsConfig(_Model):

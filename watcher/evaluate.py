@@ -77,9 +77,8 @@ class EpochEvaluation:
 
 
 def score_sample(rgb: np.ndarray, prompt: str, evaluation: EvaluationConfig) -> ImageScore:
-    """The one place the daemon calls the image evaluators. `evaluation.scoring_kwargs()`
-    (colour_match, exact_delta_e) joins this call once `score_image` takes them."""
-    return score_image(rgb, prompt, evaluation.cells)
+    """The one place the daemon calls the image evaluators, with the run's colour judging."""
+    return score_image(rgb, prompt, evaluation.cells, **evaluation.scoring_kwargs())
 
 
 def _caption(index: int, seed: int, entry: dict[str, Any]) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 
-SECRET_ENV = ("SUPABASE_KEY", "SUPABASE_SERVICE_ROLE_KEY", "EPOCHWATCH_ALERT_URLS")
+SECRET_ENV = ("SUPABASE_KEY", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_READ_KEY",
+              "EPOCHWATCH_ALERT_URLS", "EPOCHWATCH_SERVE_TOKEN")
 ALERT_URLS_ENV = "EPOCHWATCH_ALERT_URLS"
 _URL_CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^\s/@]+@")
 _ANY_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]+", re.IGNORECASE)

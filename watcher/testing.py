@@ -158,3 +158,32 @@ stop_grace_s = 3.0
 {criteria}
 """)
     return config
+
+
+def write_trainer_source_config(root: Path, prompts: Path, *, name: str, epochs: int = 10,
+                                run: str = "", sampling: str = "", tables: str = "") -> Path:
+    """A watcher config that judges the trainer's own samples (`[sampling] source = "trainer"`,
+    the demo set's output_name): `run` and `sampling` add keys to those tables, `tables` adds
+    whole tables ([trainer], [daemon], [alerts], ...)."""
+    config = root / "config.toml"
+    config.write_text(f"""
+[run]
+name = "{name}"
+output_dir = "output"
+output_name = "demo_lora"
+max_train_epochs = {epochs}
+state_dir = "state"
+{run}
+
+[sampling]
+source = "trainer"
+prompts_file = "{prompts}"
+{sampling}
+
+[results]
+repo = "results"
+dir = "runs"
+
+{tables}
+""")
+    return config

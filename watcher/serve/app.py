@@ -106,6 +106,10 @@ class Guard:
         await response(scope, receive, send)
 
 
+class UnknownRun(LookupError):
+    """A URL names a run this server does not serve (answered 404 by one handler)."""
+
+
 def create_app(sources: list[data.RunSource], *, token: str | None = None,
                csrf: Csrf | None = None) -> Starlette:
     runs = {s.name: s for s in sources}
@@ -116,11 +120,14 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
     def source(request: Request) -> data.RunSource:
         name = request.path_params["run"]
         if name not in runs:
-            raise LookupError(f"no run {name!r} served here")
+            raise UnknownRun(f"no run {name!r} served here")
         return runs[name]
 
     def not_found(message: str) -> Response:
         return PlainTextResponse(message, 404)
+
+    async def unknown_run(request: Request, exc: Exception) -> Response:
+        return not_found(str(exc))  # source() raised it: the URL names a run not served here
 
     def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         return templates.TemplateResponse(request, name, {"runs": list(runs.values()), **context},
@@ -132,24 +139,15 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
         return render(request, "index.html", {})
 
     async def run_page(request: Request) -> Response:
-        try:
-            src = source(request)
-        except LookupError as exc:
-            return not_found(str(exc))
+        src = source(request)
         return render(request, "run.html", {"src": src, "live": await run_in_threadpool(pages.live, src)})
 
     async def run_live(request: Request) -> Response:
-        try:
-            src = source(request)
-        except LookupError as exc:
-            return not_found(str(exc))
+        src = source(request)
         return render(request, "_live.html", {"src": src, "live": await run_in_threadpool(pages.live, src)})
 
     async def run_json(request: Request) -> Response:
-        try:
-            src = source(request)
-        except LookupError as exc:
-            return not_found(str(exc))
+        src = source(request)
         state = await run_in_threadpool(data.run_state, src)
         return Response(json.dumps(state, default=str), media_type="application/json")
 
@@ -167,17 +165,11 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
         return response
 
     async def epoch_page(request: Request) -> Response:
-        try:
-            src = source(request)
-        except LookupError as exc:
-            return not_found(str(exc))
+        src = source(request)
         return await epoch_response(request, src, request.path_params["epoch"])
 
     async def review(request: Request) -> Response:
-        try:
-            src = source(request)
-        except LookupError as exc:
-            return not_found(str(exc))
+        src = source(request)
         epoch = request.path_params["epoch"]
         origin = request.headers.get("origin")
         form = await request.form()
@@ -186,18 +178,17 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
         if not csrf.check(request.cookies.get(CSRF_COOKIE), str(form.get("csrf") or "")):
             return PlainTextResponse("refused: missing or wrong CSRF token; reload the page", 403)
         try:
-            scores = [data.score(k, str(form.get(k) or "")) for k in data.SCORE_FIELDS]
-            await run_in_threadpool(data.save_review, src, epoch, *scores, str(form.get("notes") or ""))
+            visual, style, prompt = (data.score(k, str(form.get(k) or "")) for k in data.SCORE_FIELDS)
+            notes = str(form.get("notes") or "")
+            await run_in_threadpool(data.save_review, src, epoch, visual, style, prompt, notes)
         except data.ServeError as exc:
             return await epoch_response(request, src, epoch, 400, str(exc))
         return RedirectResponse(f"{pages.run_url(src)}/epoch/{epoch}?saved=1", 303)
 
     async def compare(request: Request) -> Response:
+        src = source(request)
         try:
-            src = source(request)
             a, b = int(request.query_params.get("a", "")), int(request.query_params.get("b", ""))
-        except LookupError as exc:
-            return not_found(str(exc))
         except ValueError:
             return PlainTextResponse("compare needs two epochs: ?a=N&b=M", 400)
         page = await run_in_threadpool(pages.compare_page, src, a, b)
@@ -206,11 +197,9 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
         return render(request, "compare.html", {"src": src, "page": page})
 
     async def files(request: Request) -> Response:
+        src = source(request)
         try:
-            src = source(request)
             path = safe_file(src.results_dir, request.path_params["path"])
-        except LookupError as exc:
-            return not_found(str(exc))
         except SecurityError as exc:
             return not_found(f"refused: {exc}")
         return FileResponse(path)
@@ -226,4 +215,5 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
         Route("/run/{run}/files/{path:path}", files),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(Guard, token=token)])
+    return Starlette(routes=routes, middleware=[Middleware(Guard, token=token)],
+                     exception_handlers={UnknownRun: unknown_run})

@@ -77,7 +77,7 @@ def _palette_png(image: Image.Image, colours: int = 256, block: int = 4, solid: 
     order = order[:UI_COLOURS] + order[UI_COLOURS:][::-1]
     exact = [int(values[i]) for i in order][: colours - 32]
     fill = colours - len(exact)
-    cut = image.quantize(fill, method=Image.Quantize.MEDIANCUT).getpalette()[: fill * 3]
+    cut = (image.quantize(fill, method=Image.Quantize.MEDIANCUT).getpalette() or [])[: fill * 3]
     palette = [c for v in exact for c in ((v >> 16) & 255, (v >> 8) & 255, v & 255)] + cut
     holder = Image.new("P", (1, 1))
     holder.putpalette(palette + [0] * (768 - len(palette)))
