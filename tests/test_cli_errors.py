@@ -123,3 +123,16 @@ def test_broken_pipes_exit_quietly(tmp_path: Path) -> None:
                  ["score", *map(str, pngs), "--cells", "8", "--prompt", "green background"]):
         proc = _early_reader_exit(argv)
         assert proc.returncode == 141 and proc.stderr.strip() == "", (argv, proc.stderr)
+
+
+def test_replay_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    from watcher.samples import demo_set
+    from watcher.samples.demo_set import EpochLook
+    from watcher.testing import write_trainer_source_config
+
+    images = demo_set.build(tmp_path / "past", story=(EpochLook(0, 1.0, 3.0, 0.03),) * 2,
+                            subjects=demo_set.DEMO_SUBJECTS[:1])
+    config = write_trainer_source_config(tmp_path, demo_set.prompts_file(images), name="PIPE",
+                                         sampling="review_epochs = []", tables='[model]\nbase = "not-used"\n')
+    proc = _early_reader_exit(["replay", "-c", str(config), "--images", str(images)])
+    assert proc.returncode == 141 and "Traceback" not in proc.stderr, proc.stderr

@@ -103,3 +103,40 @@ def test_quiet_when_stderr_is_not_a_terminal(images: list[Path]) -> None:
     proc = subprocess.run([sys.executable, "-m", "watcher", "score", *map(str, images[:3]), "--prompt", "green background"], capture_output=True,
                           text=True, cwd=REPO, env=_env(), timeout=60)
     assert proc.returncode == 0 and proc.stderr == "" and proc.stdout.count("img00") == 3
+
+
+def _python_in_pty(code: str, env: dict[str, str]) -> str:
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=follower,
+                            stderr=follower, cwd=REPO, env=env)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert proc.wait(60) == 0, shown.decode(errors="replace")
+    return shown.decode(errors="replace")
+
+
+WAIT = ("import sys, time\n"
+        "from watcher.progress import Waiting\n"
+        "w = Waiting()\n"
+        "for _ in range(4):\n"
+        "    w.update('trainer running; waiting for epoch 1')\n"
+        "    time.sleep(0.1)\n"
+        "w.print('epoch  1: bg 0/2 right -> continue', sys.stdout)\n"
+        "w.stop()\n")
+
+
+def test_the_launchers_wait_shows_a_spinner_on_a_terminal_only() -> None:
+    shown = _python_in_pty(WAIT, _env())
+    assert "trainer running; waiting for epoch 1: 0 s" in shown
+    assert "epoch  1: bg 0/2 right -> continue" in shown
+    quiet = _python_in_pty(WAIT, _env(INVOCATION_ID="0123456789abcdef"))
+    assert "waiting for epoch" not in quiet and "epoch  1: bg 0/2 right -> continue" in quiet
