@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,8 @@ def _umask() -> int:
     return mask
 
 
-def _write_png_atomically(cells_rgb: np.ndarray, target: Path, mode: int) -> None:
+def _write_png_atomically(cells_rgb: np.ndarray, target: Path, mode: int,
+                          written: Callable[[], None]) -> None:
     from PIL import Image
 
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -37,7 +40,14 @@ def _write_png_atomically(cells_rgb: np.ndarray, target: Path, mode: int) -> Non
         with os.fdopen(fd, "wb") as handle:
             Image.fromarray(cells_rgb).save(handle, format="PNG")
         os.chmod(tmp, mode)  # mkstemp makes 0600; a plain new file gets 0666 less the umask
-        os.replace(tmp, target)
+        # Ctrl-C held back between the rename and the count, so "interrupted after N" is
+        # exactly the number of files in place.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            os.replace(tmp, target)
+            written()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -68,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                     raise ImageLoadError("the output would overwrite the input; choose another --out-dir")
                 rgb = load_rgb(source, cells=cells)
                 grid = recover_grid(rgb, cells)
-                _write_png_atomically(grid.cells, target, mode)
+                _write_png_atomically(grid.cells, target, mode, batch.advance)
             except ImageLoadError as exc:
                 failures += 1
                 print(f"epochwatch downscale: {image}: {exc}", file=sys.stderr)
@@ -82,7 +92,6 @@ def run(args: argparse.Namespace) -> int:
             claimed[target.name] = image
             print(f"{image} -> {target} ({cells}x{cells}, pitch {grid.pitch_x:.2f}x{grid.pitch_y:.2f} px, "
                   f"offset {grid.offset_x:.1f},{grid.offset_y:.1f})")
-            batch.advance()
     if failures:
         print(f"epochwatch downscale: {failures} of {len(args.images)} images failed", file=sys.stderr)
         return 1
