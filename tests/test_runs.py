@@ -151,3 +151,20 @@ def test_baselines_survive_the_trip_through_supabase_rows(
     assert main(["baselines", "push"]) == 2
     assert capsys.readouterr().err.strip() == ("epochwatch baselines: Supabase is not configured: "
                                                "set SUPABASE_URL and SUPABASE_KEY (service key)")
+
+
+def test_a_run_in_two_stores_is_refused_by_runs_and_analyze(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("a.db", "b.db"):
+        _store(tmp_path / name, "TWICE", {1: (1.0, 8.0, [])})
+    stores = [str(tmp_path / "a.db"), str(tmp_path / "b.db")]
+    assert main(["analyze", "correlations", "--source", "local",
+                 "--store", stores[0], "--store", stores[1]]) == 2
+    err = capsys.readouterr().err
+    assert "run TWICE is in two stores" in err and "a.db" in err and "b.db" in err
+    from watcher.commands.runs import local_records
+
+    with pytest.raises(Exception, match=r"run TWICE is in two stores \(.*a\.db, .*b\.db\)"):
+        local_records([], stores)
+    # one store named twice is read once, not refused
+    assert [r.history.name for r in local_records([], [stores[0], stores[0]])] == ["TWICE"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from watcher.cli import CommandError
 from watcher.config import ConfigError, WatchConfig, load_config
@@ -57,3 +59,23 @@ def check_model(cfg: WatchConfig) -> None:
     # a diffusers folder holds everything: never ask the hub (huggingface_hub reads this
     # when first imported, which has not happened yet in this process)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+Run = TypeVar("Run")
+
+
+def runs_of_stores(paths: Iterable[Path], read: Callable[[Path], list[Run]],
+                   name: Callable[[Run], str], missing_hint: str = "") -> list[Run]:
+    """Every run of the state databases given (each read once), refusing a run name found in
+    two of them: `runs` and `analyze` would otherwise silently show one of the two."""
+    found: dict[str, tuple[Run, Path]] = {}
+    for path in dict.fromkeys(p.resolve() for p in paths):
+        try:
+            runs = read(path)
+        except FileNotFoundError as exc:
+            raise CommandError(f"{exc}{missing_hint}") from None
+        for run in runs:
+            if name(run) in found:
+                raise CommandError(f"run {name(run)} is in two stores ({found[name(run)][1]}, {path})")
+            found[name(run)] = (run, path)
+    return [run for run, _ in found.values()]

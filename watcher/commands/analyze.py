@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.cli import CommandError
-from watcher.commands._common import load
+from watcher.commands._common import load, runs_of_stores
 from watcher.config import WatchConfig
 from watcher.report.baselines import BaselineError, load_baselines
 from watcher.report.history import RunHistory, load_run, load_store
@@ -75,18 +75,9 @@ def _local_runs(args: Namespace) -> list[RunHistory]:
         paths.insert(0, load(args.config).state_db)
     if not paths:
         raise CommandError("give --config FILE or at least one --store state.db")
-    runs: dict[str, RunHistory] = {}
-    for path in dict.fromkeys(p.resolve() for p in paths):
-        try:
-            stored = load_store(path)
-        except FileNotFoundError as exc:
-            raise CommandError(str(exc)) from None
-        for run in stored:
-            if run.name in runs:
-                raise CommandError(f"run {run.name} is in two stores ({runs[run.name].source}, {path})")
-            runs[run.name] = run
-    every = sorted(runs.values(), key=lambda r: r.name)
-    return every + sorted((b for b in _baselines() if b.name not in runs), key=lambda r: r.name)
+    every = sorted(runs_of_stores(paths, load_store, lambda r: r.name), key=lambda r: r.name)
+    names = {r.name for r in every}
+    return every + sorted((b for b in _baselines() if b.name not in names), key=lambda r: r.name)
 
 
 def _the_run(args: Namespace) -> tuple[WatchConfig | None, RunHistory]:

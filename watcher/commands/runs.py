@@ -9,7 +9,7 @@ from argparse import Namespace
 from pathlib import Path
 
 from watcher.cli import CommandError
-from watcher.commands._common import load
+from watcher.commands._common import load, runs_of_stores
 from watcher.report.runs import (
     RunRecord,
     load_store_records,
@@ -33,18 +33,8 @@ def local_records(configs: list[str], stores: list[str] | None = None) -> list[R
     paths = [load(c).state_db for c in configs] + [Path(s) for s in stores or []]
     if not paths:
         raise CommandError("give --config FILE (or set SUPABASE_URL and a key for --source supabase)")
-    records: dict[str, RunRecord] = {}
-    for path in dict.fromkeys(p.resolve() for p in paths):
-        try:
-            found = load_store_records(path)
-        except FileNotFoundError as exc:
-            raise CommandError(f"{exc}: has the daemon run yet?") from None
-        for record in found:
-            name = record.history.name
-            if name in records:
-                raise CommandError(f"run {name} is in two stores ({records[name].history.source}, {path})")
-            records[name] = record
-    return list(records.values())
+    return runs_of_stores(paths, load_store_records, lambda r: r.history.name,
+                          ": has the daemon run yet?")
 
 
 def supabase_records() -> list[RunRecord]:
