@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_report_support import KEEP_TOKENS_3_PARAMS, ON_TIME, add_run, write_config
+from test_report_support import seeded_config, write_config
 
 from watcher.cli import main
 from watcher.config import load_config
@@ -27,11 +27,7 @@ NO_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.g
 
 @pytest.fixture()
 def config(tmp_path: Path) -> Path:
-    path = write_config(tmp_path)
-    cfg = load_config(path)
-    with Store(cfg.state_db) as store:
-        add_run(store, cfg.run_results_dir.parent, RUN, ON_TIME, KEEP_TOKENS_3_PARAMS)
-    return path
+    return seeded_config(tmp_path, RUN)
 
 
 def _review(config: Path, epoch: int, v: float, notes: str) -> int:

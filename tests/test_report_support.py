@@ -158,3 +158,14 @@ repo = "results"
 dir = "runs"
 """)
     return config
+
+
+def seeded_config(root: Path, run: str = "SD15_KEEP_TOKENS_3_EXPERIMENT") -> Path:
+    """The plan's config with an on-time run already in its state store (for review/status)."""
+    from watcher.config import load_config
+
+    path = write_config(root)
+    cfg = load_config(path)
+    with Store(cfg.state_db) as store:
+        add_run(store, cfg.run_results_dir.parent, run, ON_TIME, KEEP_TOKENS_3_PARAMS)
+    return path

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_report_support import KEEP_TOKENS_3_PARAMS, ON_TIME, add_run, write_config
+from test_report_support import seeded_config
 
 from watcher.cli import main
 from watcher.config import load_config
@@ -20,11 +20,7 @@ RUN = "SD15_KEEP_TOKENS_3_EXPERIMENT"
 
 @pytest.fixture()
 def config(tmp_path: Path) -> Path:
-    path = write_config(tmp_path)
-    cfg = load_config(path)
-    with Store(cfg.state_db) as store:
-        add_run(store, cfg.run_results_dir.parent, RUN, ON_TIME, KEEP_TOKENS_3_PARAMS)
-    return path
+    return seeded_config(tmp_path, RUN)
 
 
 def _review(config: Path, epoch: int, v: float, s: float, p: float, notes: str = "") -> int:
