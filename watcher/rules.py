@@ -32,6 +32,14 @@ VALUE_DECIMALS = 9
 # aggregate_epoch keys that are not numbers, so no rule can compare them with a threshold.
 _NOT_NUMERIC = frozenset({"background_hex", "issues", "issue_counts"})
 METRICS: tuple[str, ...] = tuple(k for k in aggregate_epoch([]) if k not in _NOT_NUMERIC)
+# Each metric's possible values (low, high; None: unbounded): a threshold or target outside
+# them can never be met or never fail.
+METRIC_RANGES: dict[str, tuple[float, float | None]] = {
+    "background_match_rate": (0.0, 1.0), "color_accuracy": (0.0, 100.0),
+    "style_quality": (0.0, 100.0), "visual_score": (0.0, 10.0), "style_score": (0.0, 10.0),
+    "prompt_score": (0.0, 10.0), "overall_score": (0.0, 10.0), "unique_colors": (0.0, None),
+    "n_images": (0.0, None),
+}
 
 
 @dataclass(frozen=True)
