@@ -190,7 +190,7 @@ def _named_colours(run: RunHistory, c: Criterion) -> tuple[str, str]:
     return status, evidence
 
 
-def _target(c: Criterion, rule: Rule | None) -> str:
+def criterion_target(c: Criterion, rule: Rule | None) -> str:
     if rule is not None:
         return rule.describe()
     if c.check == "smooth":
@@ -225,7 +225,7 @@ def plan_criteria(run: RunHistory, findings: Sequence[Finding], baselines: Seque
             result = _named_colours(run, c)
         else:  # a rule the config no longer has (load refuses this)
             result = (UNMEASURED, f"no rule {c.rule!r}")
-        out.append(CriterionResult(c.group, c.name, _target(c, rule), *result))
+        out.append(CriterionResult(c.group, c.name, criterion_target(c, rule), *result))
     return out
 
 
