@@ -221,8 +221,8 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
     if not next_steps:
         out.append("Nothing in the plan's decision tree applies yet." if plan else
                    "Nothing to suggest from the rules and findings yet.")
-    out += ["", "`epochwatch analyze hypotheses --config FILE --write-config next.toml` writes the "
-            "kohya config of the first one with a config change.", ""]
+    out += ["", "`epochwatch analyze hypotheses --config FILE --out next.toml --plan-out next-plan.toml` "
+            "writes the kohya config of the first one with a config change, and the next run's plan.", ""]
     out += ["## Manual review and calibration", "", *_calibration(run, fits), ""]
     out += ["## Parameters", ""]
     if kohya_config:
