@@ -100,11 +100,18 @@ def _the_run(args: Namespace) -> tuple[WatchConfig | None, RunHistory]:
     return cfg, found
 
 
-def root_cause(args: Namespace) -> int:
-    from watcher.report.rootcause import render_findings, root_cause
+def _rules(cfg: WatchConfig | None) -> list[Any]:
+    """The run's rules; a run read from Supabase without a config: the default criteria."""
+    from watcher.rules import PLAN_RULES
 
-    _, run = _the_run(args)
-    print(render_findings(run, root_cause(run)))
+    return cfg.rules() if cfg is not None else list(PLAN_RULES)
+
+
+def root_cause(args: Namespace) -> int:
+    from watcher.report.rootcause import on_time_epoch, render_findings, root_cause
+
+    cfg, run = _the_run(args)
+    print(render_findings(run, root_cause(run, on_time_epoch(_rules(cfg)))))
     return 0
 
 
@@ -147,10 +154,9 @@ def hypotheses(args: Namespace) -> int:
     from watcher.report.baselines import plan_baselines
     from watcher.report.hypotheses import next_experiments, render_hypotheses
     from watcher.report.rootcause import on_time_epoch, root_cause
-    from watcher.rules import PLAN_RULES
 
     cfg, run = _the_run(args)
-    rules = cfg.rules() if cfg is not None else list(PLAN_RULES)
+    rules = _rules(cfg)
     plan = cfg.plan if cfg is not None else None
     findings = root_cause(run, on_time_epoch(rules))
     bases: list[RunHistory] = []

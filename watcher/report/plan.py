@@ -95,9 +95,10 @@ def _stays(run: RunHistory, rule: Rule) -> tuple[str, str]:
     first = next((e for e, ok in held.items() if ok), None)
     flips = [(a, b) for a, b in zip(held, list(held)[1:], strict=False) if held[a] and not held[b]]
     if first is None:
+        cond = f"{rule.metric} {rule.comparison} {rule.threshold:g}"
         return ((UNMEASURED if finished(run) or not s else PENDING),
                 f"no {rule.metric} measured" if not s else
-                "the condition never held" if finished(run) else "the condition has not held yet")
+                f"{cond} never held" if finished(run) else f"{cond} has not held yet")
     if flips:
         return NOT_MET, "; ".join(f"held at {a}, lost at {b}" for a, b in flips)
     return MET, f"held at every evaluated epoch from {first} to {max(e for e, ok in held.items() if ok)}"
