@@ -18,10 +18,10 @@ from test_report_support import (
 
 from watcher.cli import main
 from watcher.config import load_config
+from watcher.plan import load_plan
 from watcher.report.analysis import correlations, outcomes, rank, spearman
 from watcher.report.baselines import BaselineError, load_baseline, load_baselines
 from watcher.report.history import load_run, load_store
-from watcher.plan import load_plan
 from watcher.report.hypotheses import next_experiments
 from watcher.report.kohyaedit import edit_kohya_config, flatten
 from watcher.report.rootcause import on_time_epoch

@@ -259,7 +259,7 @@ def load_plan(path: Path, *, run: str | None, rules: list[Rule], state_db: Path 
         plan = Plan.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_validation_message(path, lines, exc)) from None
-    bad = []
+    bad: list[tuple[Loc, str]] = []
     if run is not None and plan.plan.run != run:
         bad.append((("plan", "run"), f"this plan is for run {plan.plan.run!r}, the config's run is {run!r}"))
     base = path.resolve().parent

@@ -173,7 +173,7 @@ def hypotheses(args: Namespace) -> int:
             raise CommandError("--write-config needs --config FILE (the run's kohya config)")
         _write_config(cfg, run, items, Path(args.write_config), force=force)
     if getattr(args, "plan_out", None):
-        chosen = next((h for h in items if h.changes), None) if args.write_config else (items or [None])[0]
+        chosen = next((h for h in items if h.changes), None) if args.write_config else next(iter(items), None)
         if chosen is None:
             raise CommandError("no next experiment to write a plan for")
         _write_plan(run, chosen, rules, plan, Path(args.plan_out), force)

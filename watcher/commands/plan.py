@@ -45,10 +45,11 @@ def render(plan: Plan | None, rules: list[Rule], run: str) -> str:
         lines.append(f"next step {s.name} [{s.confidence:.0%}; branches {', '.join(s.branches) or '-'}]: {s.title}")
         lines += [f"  kohya: {k} = {v!r}" for k, v in s.changes.items()]
         lines += [f"  todo: {a}" for a in s.actions]
-    for b in plan.baselines:
-        where = {"file": str(b.file or f"configs/baselines/{b.name}.toml"), "store": str(b.store or "the run's state store"),
-                 "supabase": "Supabase", "summary": "the plan's summary"}[b.source]
-        lines.append(f"baseline {b.name} ({b.role or '-'}): from {where}")
+    for base in plan.baselines:
+        where = {"file": str(base.file or f"configs/baselines/{base.name}.toml"),
+                 "store": str(base.store or "the run's state store"),
+                 "supabase": "Supabase", "summary": "the plan's summary"}[base.source]
+        lines.append(f"baseline {base.name} ({base.role or '-'}): from {where}")
     return "\n".join(lines)
 
 

@@ -7,10 +7,9 @@ background is learnt, colour drift, loss of pixel-art style, and the score trend
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from collections.abc import Sequence
 
 from watcher.report.history import GREEN_RATE, RunHistory
 from watcher.rules import Rule

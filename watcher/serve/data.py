@@ -118,7 +118,7 @@ def plan_table(run: RunHistory, src: RunSource | None = None) -> list[CriterionR
 
     cfg = src.cfg if src is not None else None
     plan, found = getattr(cfg, "plan", None), rules(src) if src is not None else []
-    bases = plan_baselines(plan, cfg.state_db)[0] if plan is not None else []
+    bases = plan_baselines(plan, cfg.state_db)[0] if cfg is not None and plan is not None else []
     return plan_criteria(run, root_cause(run, on_time_epoch(found)), bases, found, plan)
 
 
