@@ -15,7 +15,7 @@ from PIL import Image
 
 from watcher.criteria import PLAN_RULES, EpochRecord, decide
 from watcher.store import Store
-from watcher.testing import PLAN_PARAMS as KEEP_TOKENS_3_PARAMS  # noqa: F401 - for the report tests
+from watcher.testing import KEEP_TOKENS_3_DEMO_PARAMS as KEEP_TOKENS_3_PARAMS  # noqa: F401 - report tests
 
 GREEN, PURPLE, PINK = (0, 255, 0), (128, 0, 128), (255, 102, 204)
 PROMPTS = [

@@ -424,15 +424,23 @@ def _kohya_sampling(kohya: dict[str, Any], kpath: Path, data: dict[str, Any],
     return sampling, model
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_model(path: Path, what: str, model: type[M]) -> tuple[M, dict[str, Any], KeyLines]:
+    """(validated model, raw data, key lines) of a TOML file; errors are one line with the line."""
+    data, text = read_toml(path, what)
+    lines = KeyLines(text)
+    try:
+        return model.model_validate(data), data, lines
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(path, lines, exc)) from None
+
+
 def load_config(path: Path | str) -> WatchConfig:
     """Read, validate and complete one watcher config (see docs/INTERFACES.md)."""
     path = Path(path)
-    data, text = read_toml(path, "config file")
-    lines = KeyLines(text)
-    try:
-        raw = _ConfigFile.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_validation_message(path, lines, exc)) from None
+    raw, data, lines = read_model(path, "config file", _ConfigFile)
 
     def fail(loc: Loc, msg: str) -> ConfigError:
         line = lines.find(loc)

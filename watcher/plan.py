@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from watcher.errors import ConfigError
 from watcher.rules import METRIC_RANGES, METRICS, Rule
-from watcher.tomllines import KeyLines, Loc, dotted_key, read_toml
+from watcher.tomllines import Loc, dotted_key
 
 PathT = Annotated[Path, Strict(False)]
 # The root-cause findings (watcher.report.rootcause) a step or its evidence may name.
@@ -251,14 +251,9 @@ def _store_has(db: Path, name: str) -> bool:
 def load_plan(path: Path, *, run: str | None, rules: list[Rule], state_db: Path | None = None) -> Plan:
     """Read and validate a plan. `run`: the config's run name (None: any), `rules`: the
     config's rules, `state_db`: where `source = "store"` baselines are looked for."""
-    from watcher.config import _validation_message
+    from watcher.config import read_model
 
-    data, text = read_toml(path, "plan file")
-    lines = KeyLines(text)
-    try:
-        plan = Plan.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_validation_message(path, lines, exc)) from None
+    plan, _, lines = read_model(path, "plan file", Plan)
     bad: list[tuple[Loc, str]] = []
     if run is not None and plan.plan.run != run:
         bad.append((("plan", "run"), f"this plan is for run {plan.plan.run!r}, the config's run is {run!r}"))

@@ -92,16 +92,17 @@ def supabase_rows(run: RunHistory) -> tuple[dict[str, Any], list[dict[str, Any]]
     return row, epochs
 
 
-def plan_baselines(plan: Any, state_db: Path | None) -> tuple[list[RunHistory], list[str]]:
+def plan_baselines(plan: Any, state_db: Path | None,
+                   remote: bool = True) -> tuple[list[RunHistory], list[str]]:
     """The runs a plan (`watcher.plan.Plan`) compares with, and a line for each one that
     cannot be had now (a Supabase baseline while Supabase is down): the report says so and
-    is written all the same."""
+    is written all the same. remote=False leaves the Supabase ones out."""
     from watcher.report.history import load_run
     from watcher.store import Store
 
     runs: list[RunHistory] = []
     missing: list[str] = []
-    remote: dict[str, RunHistory] | None = None
+    found: dict[str, RunHistory] | None = None  # Supabase's runs, read once
     down = ""
     for b in plan.baselines:
         if b.source == "file":
@@ -121,14 +122,14 @@ def plan_baselines(plan: Any, state_db: Path | None) -> tuple[list[RunHistory], 
                     missing.append(f"baseline {b.name}: not in the state store {db}")
                     continue
                 runs.append(load_run(store, b.name))
-        else:
-            if remote is None:
+        elif remote:
+            if found is None:
                 try:
-                    remote = _remote_runs()
+                    found = _remote_runs()
                 except Exception as exc:  # noqa: BLE001 - Supabase down: say so, go on
-                    remote, down = {}, " ".join(str(exc).split())[:200]
-            if b.name in remote:
-                runs.append(remote[b.name])
+                    found, down = {}, " ".join(str(exc).split())[:200]
+            if b.name in found:
+                runs.append(found[b.name])
             elif down:
                 missing.append(f"baseline {b.name} is only in Supabase, which cannot be read "
                                f"now ({down}); compared without it")
