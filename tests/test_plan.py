@@ -229,3 +229,22 @@ def test_a_supabase_baseline_while_supabase_is_down_is_named_and_the_report_writ
     assert "| SD15_FINAL_CORRECTED_CAPTIONS |" in section and "| SD15_PERFECT |" not in section
     assert "➖ not measurable | baseline SD15_PERFECT not available" in text
     assert "service-key" not in text
+
+
+def test_the_readme_plan_loads_and_judges_a_run(tmp_path: Path) -> None:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Your run's plan", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    plan = tmp_path / "plan.toml"
+    plan.write_text(block)
+    kt3 = load_config(write_config(tmp_path))
+    with Store(kt3.state_db) as store:
+        add_run(store, kt3.run_results_dir.parent, "MY_PREVIOUS_RUN", ON_TIME, KEEP_TOKENS_3_PARAMS,
+                pictures=False)
+        add_run(store, kt3.run_results_dir.parent, "MY_RUN", NEVER_GREEN, KEEP_TOKENS_3_PARAMS,
+                pictures=False)
+    cfg = load_config(write_config(tmp_path, "MY_RUN", plan=plan))
+    with Store(cfg.state_db) as store:
+        text = write_report(cfg, store).read_text()
+    assert "| primary | Early background | background_match_rate >= 0.5 by epoch 4 | ❌ not met |" in text
+    assert "Branch: background wrong or late." in text and "**keep_tokens 5** (35%)" in text
+    assert "| MY_PREVIOUS_RUN | 3 | 9 | 8.6 | success |" in text
