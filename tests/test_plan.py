@@ -150,6 +150,14 @@ def test_a_run_without_a_plan_is_reported_by_its_own_rules(tmp_path: Path) -> No
     assert "203" not in s["Next experiments"] and "SD15_PERFECT" not in text
 
 
+def test_plan_show_prints_the_rules_of_a_run_without_a_plan(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "show", "-c", str(_own_rules_config(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("run LR5E5_LONGER_RUN: no plan")
+    assert "criterion quality_7_by_epoch_3: overall_score >= 7 by epoch 3 -> alert" in out
+
+
 def test_hypotheses_write_the_next_plan_and_it_loads_back(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path)
@@ -248,3 +256,23 @@ def test_the_readme_plan_loads_and_judges_a_run(tmp_path: Path) -> None:
     assert "| primary | Early background | background_match_rate >= 0.5 by epoch 4 | ❌ not met |" in text
     assert "Branch: background wrong or late." in text and "**keep_tokens 5** (35%)" in text
     assert "| MY_PREVIOUS_RUN | 3 | 9 | 8.6 | success |" in text
+
+
+def test_a_store_baseline_must_be_in_the_store_and_a_summary_baseline_is_compared(
+        tmp_path: Path) -> None:
+    no_run = write_config(tmp_path / "a", "SD15_CONV_DIM_8_EXPERIMENT", plan=CONV_PLAN)
+    with pytest.raises(ConfigError, match=r"plan\.toml:\d+: baselines\[0\]: baseline "
+                       r"'SD15_KEEP_TOKENS_3_EXPERIMENT': not in the state store"):
+        load_config(no_run)
+    plan = tmp_path / "plan.toml"
+    plan.write_text(CONV_PLAN.read_text().replace(
+        'source = "store"     # the state store this run\'s daemon uses (all runs of a host share it)',
+        'source = "summary"\nsummary = { verdict = "success", best_epoch = 9, best_score = 8.6, '
+        'first_green_epoch = 3, notes = "from the team wiki" }'))
+    cfg = load_config(write_config(tmp_path / "b", "SD15_CONV_DIM_8_EXPERIMENT", plan=plan))
+    with Store(cfg.state_db) as store:
+        add_run(store, cfg.run_results_dir.parent, cfg.run.name, ON_TIME, KEEP_TOKENS_3_PARAMS,
+                pictures=False)
+        text = write_report(cfg, store).read_text()
+    assert "| SD15_KEEP_TOKENS_3_EXPERIMENT | 3 | 9 | 8.6 | success |" in text
+    assert "_from the team wiki_" in text and "✅ met | best 8.6/10 vs 8.6/10 (+0.0)" in text

@@ -106,7 +106,10 @@ def plan_baselines(plan: Any, state_db: Path | None,
     down = ""
     for b in plan.baselines:
         if b.source == "file":
-            runs.append(load_baseline(b.file or BASELINES_DIR / f"{b.name}.toml"))
+            try:
+                runs.append(load_baseline(b.file or BASELINES_DIR / f"{b.name}.toml"))
+            except BaselineError as exc:  # edited since the config was loaded
+                missing.append(f"baseline {b.name}: {exc}")
         elif b.source == "summary":
             s = b.summary
             stated = {k: v for k, v in s.model_dump().items() if k != "notes" and v is not None}

@@ -161,7 +161,7 @@ def generic_next_steps(run: RunHistory, findings: Sequence[Finding], kohya: dict
 def render_hypotheses(run: RunHistory, which: str, items: Sequence[Hypothesis]) -> str:
     lines = [f"next experiments for {run.name} (branch: {which})"]
     if not items:
-        lines.append("  none: nothing in the plan's decision tree applies")
+        lines.append("  none: nothing in the plan (or, without one, in the rules' results) applies")
     for i, h in enumerate(items, 1):
         lines.append(f"{i}. {h.title}  [confidence {h.confidence:.0%}]")
         lines.append(f"   why: {h.rationale}")
