@@ -276,3 +276,17 @@ def test_a_store_baseline_must_be_in_the_store_and_a_summary_baseline_is_compare
         text = write_report(cfg, store).read_text()
     assert "| SD15_KEEP_TOKENS_3_EXPERIMENT | 3 | 9 | 8.6 | success |" in text
     assert "_from the team wiki_" in text and "✅ met | best 8.6/10 vs 8.6/10 (+0.0)" in text
+
+
+def test_the_run_page_judges_by_the_runs_own_plan(tmp_path: Path) -> None:
+    from watcher.report.history import load_run
+    from watcher.serve import data
+
+    cfg = _conv_config(tmp_path, ON_TIME)
+    src = data.RunSource(cfg.run.name, cfg.path, cfg)
+    with Store(cfg.state_db) as store:
+        run = load_run(store, cfg.run.name)
+    rows = data.plan_table(run, src)
+    assert [r.name for r in rows] == ["Accessories clearer", "Quality kept",
+                                      "Background still on time", "Production ready"]
+    assert rows[1].status == "met" and "vs 8.6/10" in rows[1].evidence

@@ -116,9 +116,10 @@ def plan_table(run: RunHistory, src: RunSource | None = None) -> list[CriterionR
     from watcher.report.plan import plan_criteria
     from watcher.report.rootcause import on_time_epoch, root_cause
 
-    cfg = src.cfg if src is not None else None
-    plan, found = getattr(cfg, "plan", None), rules(src) if src is not None else []
-    bases = plan_baselines(plan, cfg.state_db)[0] if cfg is not None and plan is not None else []
+    plan = src.cfg.plan if src is not None else None
+    found = rules(src) if src is not None else []
+    # local baselines only: a page refresh must not wait on Supabase
+    bases = plan_baselines(plan, src.cfg.state_db, remote=False)[0] if src is not None and plan else []
     return plan_criteria(run, root_cause(run, on_time_epoch(found)), bases, found, plan)
 
 
