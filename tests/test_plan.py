@@ -290,3 +290,24 @@ def test_the_run_page_judges_by_the_runs_own_plan(tmp_path: Path) -> None:
     assert [r.name for r in rows] == ["Accessories clearer", "Quality kept",
                                       "Background still on time", "Production ready"]
     assert rows[1].status == "met" and "vs 8.6/10" in rows[1].evidence
+
+
+def test_a_run_without_a_plan_also_writes_a_next_plan_that_loads_back(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _own_rules_config(tmp_path)
+    cfg = load_config(config)
+    with Store(cfg.state_db) as store:
+        add_run(store, cfg.run_results_dir.parent, cfg.run.name, OSCILLATING, KEEP_TOKENS_3_PARAMS,
+                pictures=False)
+    plan_out = tmp_path / "next-plan.toml"
+    assert main(["analyze", "hypotheses", "-c", str(config), "--plan-out", str(plan_out)]) == 0
+    out = capsys.readouterr().out  # its own rules hold no oscillation rule: a success for them
+    assert "branch: success, no plan" in out and "1. Learning rate 5e-05" in out
+    nxt = tmp_path / "next.toml"
+    nxt.write_text(config.read_text().replace('name = "LR5E5_LONGER_RUN"',
+                                              'name = "LR5E5_LONGER_RUN_LEARNING_RATE_HALF"\nplan = "next-plan.toml"'))
+    plan = load_config(nxt).plan
+    assert plan.plan.tries == {"learning_rate": 5e-5}
+    assert [c.rule or c.check for c in plan.criteria] == [
+        "bg_three_quarters_by_epoch_2", "quality_7_by_epoch_3", "near_baseline"]
+    assert [(b.name, b.source) for b in plan.baselines] == [("LR5E5_LONGER_RUN", "store")]
