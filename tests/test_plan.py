@@ -96,6 +96,8 @@ def test_the_conv_dim_8_plan_gets_its_own_report_verdict_and_next_steps(tmp_path
     assert "**Verdict: SUCCESS**" in text
     assert "| SD15_KEEP_TOKENS_3_EXPERIMENT | 3 | 9 | 8.6 | success |" in s["Comparison with the baselines"]
     assert "Branch: quality 8+/10 with conv layers." in s["Next experiments"]
+    assert ("The plan for this outcome: compare the accessories side by side with "
+            "SD15_KEEP_TOKENS_3; production deployment.") in s["Next experiments"]
     assert [t for t, _, _ in _steps(s["Next experiments"])] == [
         "Production deployment of the best epoch", "conv_dim 16 / conv_alpha 8"]
     assert "conv_dim=16" in s["Next experiments"]
@@ -107,6 +109,7 @@ def test_the_conv_dim_8_plan_gets_its_own_report_verdict_and_next_steps(tmp_path
     with Store(worse.state_db) as store:
         text = write_report(worse, store).read_text()
     assert "**Verdict: FAILURE**" in text and "Branch: conv layers cost the background." in text
+    assert "The plan for this outcome" not in text  # that branch lists no steps
     assert "Drop the conv layers" in text and "⏳ pending | best 5.0/10 vs 8.6/10 (-3.6)" in text
 
 

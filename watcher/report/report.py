@@ -23,13 +23,14 @@ from watcher.report.pictures import write_run_pictures
 from watcher.report.plan import (
     CriterionResult,
     DecisionResult,
+    branch_of,
     decision_points,
     finished,
     plan_criteria,
     verdict_of,
 )
 from watcher.report.rootcause import Finding, on_time_epoch, root_cause
-from watcher.rules import decision_word
+from watcher.rules import Rule, decision_word
 from watcher.store import Store
 
 ICON = {"met": "✅ met", "not met": "❌ not met", "pending": "⏳ pending",
@@ -180,7 +181,7 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
                   baselines: Sequence[RunHistory], findings: Sequence[Finding],
                   next_steps: Sequence[Hypothesis], fits: Sequence[Calibration],
                   plan: Plan | None = None, points: Sequence[DecisionResult] = (),
-                  branch: str = "", missing: Sequence[str] = ()) -> str:
+                  branch: str = "", missing: Sequence[str] = (), rules: Sequence[Rule] = ()) -> str:
     best_epoch, best_score = verdict.get("best_epoch"), verdict.get("best_score")
     candidates = verdict.get("candidates") or []
     if candidates:
@@ -215,6 +216,9 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
     out += ["## Root cause", ""]
     out += [f"- **{f.severity}**: {f.message}" for f in findings] or ["- nothing to report"]
     out += ["", "## Next experiments", "", f"Branch: {branch}.", ""]
+    chosen = branch_of(run, rules, plan) if plan is not None else None
+    if chosen is not None and chosen.steps:
+        out += ["The plan for this outcome: " + "; ".join(chosen.steps) + ".", ""]
     for i, h in enumerate(next_steps, 1):
         change = ", ".join(f"`{k} = {v!r}`" for k, v in h.changes.items()) or "no kohya change"
         out.append(f"{i}. **{h.title}** ({h.confidence:.0%}): {h.rationale} Changes: {change}.")
@@ -253,7 +257,7 @@ def write_report(cfg: WatchConfig, store: Store) -> Path:
         criteria=plan_criteria(run, findings, baselines, rules, plan), verdict=verdict,
         baselines=baselines, findings=findings, next_steps=steps, fits=calibrate(run), plan=plan,
         points=decision_points(run, rules, plan) if plan is not None else [], branch=branch,
-        missing=missing)
+        missing=missing, rules=rules)
     path = run_dir / "report.md"
     tmp = path.with_name(f".report.md.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
