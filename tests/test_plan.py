@@ -314,3 +314,14 @@ def test_a_run_without_a_plan_also_writes_a_next_plan_that_loads_back(
     assert [c.rule or c.check for c in plan.criteria] == [
         "bg_three_quarters_by_epoch_2", "quality_7_by_epoch_3", "near_baseline"]
     assert [(b.name, b.source) for b in plan.baselines] == [("LR5E5_LONGER_RUN", "store")]
+
+
+def test_the_default_criteria_are_data_and_a_broken_file_names_itself(tmp_path: Path) -> None:
+    from watcher.rules import DEFAULT_CRITERIA_FILE, PLAN_RULES, _default_rules
+
+    assert DEFAULT_CRITERIA_FILE == REPO / "configs" / "default_criteria.toml"
+    assert _default_rules() == PLAN_RULES and len(PLAN_RULES) == 5
+    bad = tmp_path / "default_criteria.toml"
+    bad.write_text('[[criteria]]\nname = "x"\nmetric = "overall_score"\nthreshold = 1\nmode = "sometimes"\n')
+    with pytest.raises(RuntimeError, match=r"default_criteria\.toml: cannot read the default criteria: .*mode"):
+        _default_rules(bad)
