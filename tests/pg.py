@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from watcher.testing import PLAN_PARAMS  # noqa: F401 - re-exported for the Supabase tests
+from watcher.testing import KEEP_TOKENS_3_DEMO_PARAMS  # noqa: F401 - re-exported for the Supabase tests
 
 
 def find_pg_bindir() -> Path | None:

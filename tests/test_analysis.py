@@ -18,12 +18,15 @@ from test_report_support import (
 
 from watcher.cli import main
 from watcher.config import load_config
+from watcher.plan import load_plan
 from watcher.report.analysis import correlations, outcomes, rank, spearman
 from watcher.report.baselines import BaselineError, load_baseline, load_baselines
 from watcher.report.history import load_run, load_store
-from watcher.report.hypotheses import branch, hypotheses
+from watcher.report.hypotheses import next_experiments
 from watcher.report.kohyaedit import edit_kohya_config, flatten
-from watcher.report.rootcause import root_cause
+from watcher.report.rootcause import on_time_epoch
+from watcher.report.rootcause import root_cause as root_cause_by
+from watcher.rules import PLAN_RULES
 from watcher.store import Store
 
 if sys.version_info >= (3, 11):
@@ -32,6 +35,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 RUN = "SD15_KEEP_TOKENS_3_EXPERIMENT"
+PLAN = Path(__file__).resolve().parent.parent / "configs" / RUN / "plan.toml"
+
+
+def root_cause(run):
+    """Findings as the KEEP_TOKENS_3 rules see them (background due by their epoch 4)."""
+    return root_cause_by(run, on_time_epoch(PLAN_RULES))
+
+
+def hypotheses(run, findings, kohya, baselines):
+    """(branch, next steps) from the KEEP_TOKENS_3 plan file."""
+    plan = load_plan(PLAN, run=None, rules=list(PLAN_RULES))
+    return next_experiments(run, findings, kohya, PLAN_RULES, plan, baselines)
 
 
 def _baseline(name: str):
@@ -185,8 +200,8 @@ def _kohya() -> dict:
 def test_hypotheses_when_the_background_never_came(tmp_path: Path) -> None:
     run = _stored(tmp_path, NEVER_GREEN)
     findings = root_cause(run)
-    items = hypotheses(run, findings, _kohya(), load_baselines())
-    assert branch(run, findings) == "background"
+    which, items = hypotheses(run, findings, _kohya(), load_baselines())
+    assert which == "background wrong or late"
     names = [h.name for h in items]
     assert set(names) == {"simplified_captions", "keep_tokens_5", "caption_restructure", "baseline_return"}
     assert names[0] == "simplified_captions"  # SD15_PERFECT's simpler captions reached 9/10
@@ -196,9 +211,9 @@ def test_hypotheses_when_the_background_never_came(tmp_path: Path) -> None:
 
 def test_hypotheses_for_a_partial_oscillating_run(tmp_path: Path) -> None:
     run = _stored(tmp_path, OSCILLATING)
-    items = hypotheses(run, root_cause(run), _kohya(), load_baselines())
+    _, items = hypotheses(run, root_cause(run), _kohya(), load_baselines())
     assert items[0].name == "learning_rate_5e-5" and items[0].changes == {"learning_rate": 5e-5}
-    assert "oscillated" in items[0].rationale
+    assert "unstable: oscillation" in items[0].rationale
     names = [h.name for h in items]
     assert {"epochs_15", "dataset_expansion", "conv_dim_8"} <= set(names)
     conv = next(h for h in items if h.name == "conv_dim_8")
@@ -208,7 +223,7 @@ def test_hypotheses_for_a_partial_oscillating_run(tmp_path: Path) -> None:
 
 def test_hypotheses_for_a_successful_run(tmp_path: Path) -> None:
     run = _stored(tmp_path, ON_TIME)
-    items = hypotheses(run, root_cause(run), _kohya(), load_baselines())
+    _, items = hypotheses(run, root_cause(run), _kohya(), load_baselines())
     assert [h.name for h in items] == ["dataset_expansion", "conv_dim_8"]
 
 

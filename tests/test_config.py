@@ -17,7 +17,7 @@ from watcher.config import (
     load_kohya_config,
     parse_prompt_file,
 )
-from watcher.testing import PLAN_PARAMS
+from watcher.testing import KEEP_TOKENS_3_DEMO_PARAMS
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "configs" / "SD15_KEEP_TOKENS_3_EXPERIMENT"
@@ -70,7 +70,7 @@ def test_shipped_watcher_config_loads_with_kohya_values() -> None:
     assert cfg.state_db == Path("/workspace/epochwatch/state/state.db")
     assert cfg.run_results_dir == Path("/workspace/epochwatch-results/runs/SD15_KEEP_TOKENS_3_EXPERIMENT")
     assert cfg.criteria == default_criteria()
-    assert cfg.params() == PLAN_PARAMS
+    assert cfg.params() == KEEP_TOKENS_3_DEMO_PARAMS
     json.dumps(cfg.params())  # the Supabase row must be plain JSON
 
 

@@ -107,7 +107,7 @@ def test_report_colour_tie_is_stable_across_hash_seeds(tmp_path: Path) -> None:
             "r = RunHistory(name='x')\n"
             "for e, h in enumerate(['#aa0000', '#00aa00', '#0000aa', '#aa0000', '#00aa00', '#0000aa'], 1):\n"
             "    r.epochs[e] = {'background_match_rate': 0.0, 'background_hex': h}\n"
-            "print([f.message for f in root_cause(r) if f.kind == 'background_never'][0])\n")
+            "print([f.message for f in root_cause(r, 4) if f.kind == 'background_never'][0])\n")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(6)}
     assert len(outs) == 1 and "mostly #0000aa" in outs.pop()

@@ -16,7 +16,7 @@ import pytest
 
 from tests.httpstub import HttpStub, Response, wait_until
 from tests.pg import (  # noqa: F401  (pytest fixtures are registered by import)
-    PLAN_PARAMS,
+    KEEP_TOKENS_3_DEMO_PARAMS,
     PostgrestStandIn,
     apply_migrations,
     pg_database_fixture,
@@ -65,7 +65,7 @@ def test_outage_phases_end_with_every_row_delivered_once_in_order(
     store = Store(tmp_path / "state.db")
     sink = SupabaseSink(stub.url, KEY, timeout_s=0.3)
     worker = OutboxWorker(tmp_path / "state.db", RUN, sink, None, **FAST)
-    assert enqueue_run(store, RUN, "running", PLAN_PARAMS)
+    assert enqueue_run(store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
     _enqueue_epochs(store, range(1, 3))
 
     stub.mode = "503"
@@ -108,7 +108,7 @@ def test_a_failing_item_blocks_the_ones_behind_it(
     store = Store(tmp_path / "state.db")
     sink = SupabaseSink(stub.url, KEY, timeout_s=5)
     worker = OutboxWorker(tmp_path / "state.db", RUN, sink, None, batch_size=1, **FAST)
-    enqueue_run(store, RUN, "running", PLAN_PARAMS)
+    enqueue_run(store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
     _enqueue_epochs(store, range(1, 4))
     api.refuse = lambda row: row.get("epoch") == 2
     for _ in range(5):
@@ -128,7 +128,7 @@ def test_queue_survives_a_daemon_restart_and_waits_for_a_sink(
     stub, api = rest
     db = tmp_path / "state.db"
     store = Store(db)
-    enqueue_run(store, RUN, "running", PLAN_PARAMS)
+    enqueue_run(store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
     _enqueue_epochs(store, range(1, 3))
     # No Supabase configured: items stay pending, untouched.
     unconfigured = OutboxWorker(db, RUN, None, None, **FAST)
@@ -159,7 +159,7 @@ def test_daemon_never_waits_on_supabase(
     worker = OutboxWorker(db, RUN, SupabaseSink(stub.url, KEY, timeout_s=30), None, **FAST)
     worker.start()
     stub.mode = "gate"  # the server takes the request and holds it
-    enqueue_run(daemon_store, RUN, "running", PLAN_PARAMS)
+    enqueue_run(daemon_store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
     worker.wake()
     wait_until(lambda: len(stub.recorded("/rest/v1/")) == 1, "the request in flight")
     # While the worker is stuck in that request, the daemon goes on queueing epochs.
@@ -180,7 +180,7 @@ def test_same_epoch_twice_and_repeated_content(
     stub, api = rest
     store = Store(tmp_path / "state.db")
     worker = OutboxWorker(tmp_path / "state.db", RUN, SupabaseSink(stub.url, KEY, timeout_s=5), None, **FAST)
-    enqueue_run(store, RUN, "running", PLAN_PARAMS)
+    enqueue_run(store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
     metrics = sample_metrics(RUN, 1)
     assert enqueue_epoch(store, RUN, 1, metrics, None, "continue")
     worker.drain_once()
@@ -207,7 +207,7 @@ def test_reviews_are_delivered_and_a_correction_replaces_them(
     stub, api = rest
     store = Store(tmp_path / "state.db")
     worker = OutboxWorker(tmp_path / "state.db", RUN, SupabaseSink(stub.url, KEY, timeout_s=5), None, **FAST)
-    enqueue_run(store, RUN, "running", PLAN_PARAMS)
+    enqueue_run(store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
     assert enqueue_review(store, RUN, 2, review_row(RUN, 2, 6.0, 7.0, 5.0, "background pink"))
     worker.drain_once()
     # the same review again: nothing to send; a correction: sent, replacing it
@@ -257,7 +257,7 @@ def test_no_secret_in_logs_or_stored_errors(
     sink = SupabaseSink.from_env(timeout_s=0.3)
     assert sink is not None
     worker = OutboxWorker(tmp_path / "state.db", RUN, sink, None, **FAST)
-    enqueue_run(store, RUN, "running", PLAN_PARAMS)
+    enqueue_run(store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
     stub.respond = lambda req: Response(401, {"code": "PGRST301", "message": f"JWT {KEY} rejected"})
     worker.drain_once()
     stored = [r[0] for r in store.conn.execute("SELECT last_error FROM outbox")]

@@ -52,7 +52,7 @@ def test_report_of_a_successful_run(tmp_path: Path) -> None:
     text = path.read_text()
     assert path == cfg.run_results_dir / "report.md"
     assert "**Verdict: SUCCESS**" in text
-    assert "met | first right at epoch 3" in _row(text, "Early background convergence")
+    assert "met | first reached at epoch 3" in _row(text, "Early background convergence")
     assert "✅ met | 8.1/10 at epoch 7" in _row(text, "Quality target")
     assert "✅ met | 8.6/10 at epoch 9" in _row(text, "Production ready")
     assert "✅ met | 82.0% at epoch 5" in _row(text, "Colour accuracy")
@@ -72,7 +72,7 @@ def test_report_of_an_oscillating_run(tmp_path: Path) -> None:
     cfg, store = _setup(tmp_path, OSCILLATING)
     text = write_report(cfg, store).read_text()
     assert "**Verdict: PARTIAL**" in text
-    assert "❌ not met | right at 4, wrong at 5; right at 7, wrong at 8" in _row(text, "Background stays right")
+    assert "❌ not met | held at 4, lost at 5; held at 7, lost at 8" in _row(text, "Background stays right")
     assert "❌ not met" in _row(text, "Training stability")
     assert "score 7.3->7.1" in _row(text, "No quality loss while learning the background")
     assert "**warning**: oscillation: background right at epoch 7" in text
@@ -83,7 +83,7 @@ def test_report_of_a_run_stopped_at_epoch_4(tmp_path: Path) -> None:
     cfg, store = _setup(tmp_path, NEVER_GREEN)
     text = write_report(cfg, store).read_text()
     assert "**Verdict: FAILURE**" in text
-    assert "❌ not met | match rate 0.00 at epoch 4; never right up to epoch 4" in _row(
+    assert "❌ not met | background_match_rate 0.00 at epoch 4; never reached up to epoch 4" in _row(
         text, "Early background convergence")
     assert "⏳ pending" in _row(text, "Quality target")
     assert "**critical**: background never right in 4 evaluated epochs" in text
@@ -248,7 +248,7 @@ def test_a_stopped_run_misses_the_targets_it_never_reached(tmp_path: Path) -> No
     store.update_run(RUN, status="stopped")
     text = write_report(cfg, store).read_text()
     assert "❌ not met | the run ended at epoch 4, before epoch 7" in _row(text, "Quality target")
-    assert "➖ not measurable | the background was never right" in _row(text, "Background stays right")
+    assert "➖ not measurable | background_match_rate >= 0.5 never held" in _row(text, "Background stays right")
     assert "➖ not measurable | the run ended at epoch 4, before epoch 7" in _row(text, "Hair colours")
     assert "**Verdict: FAILURE**\n" in text  # no "so far": the run is over
     row = store.run_row(RUN)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from watcher.criteria import PLAN_RULES, EpochRecord, decide
 from watcher.store import Store
-from watcher.testing import PLAN_PARAMS as KEEP_TOKENS_3_PARAMS  # noqa: F401 - for the report tests
+from watcher.testing import KEEP_TOKENS_3_DEMO_PARAMS as KEEP_TOKENS_3_PARAMS  # noqa: F401 - report tests
 
 GREEN, PURPLE, PINK = (0, 255, 0), (128, 0, 128), (255, 102, 204)
 PROMPTS = [
@@ -123,16 +123,23 @@ REPO = Path(__file__).resolve().parent.parent
 KOHYA = REPO / "configs" / "SD15_KEEP_TOKENS_3_EXPERIMENT" / "training_config_SD15_KEEP_TOKENS_3.toml"
 
 
-def write_config(root: Path, name: str = "SD15_KEEP_TOKENS_3_EXPERIMENT", *, kohya: bool = True) -> Path:
+PLAN = REPO / "configs" / "SD15_KEEP_TOKENS_3_EXPERIMENT" / "plan.toml"
+
+
+def write_config(root: Path, name: str = "SD15_KEEP_TOKENS_3_EXPERIMENT", *, kohya: bool = True,
+                 plan: Path | None = None, with_plan: bool = True) -> Path:
     """A watcher config for `name` in root (state in root/state, results in root/results),
-    with a copy of the experiment's kohya config beside it."""
+    with a copy of the experiment's kohya config beside it, and `plan` as its plan (default:
+    the experiment's own plan.toml for the experiment's run; with_plan=False: none)."""
     root.mkdir(parents=True, exist_ok=True)
-    kohya_line = ""
+    if plan is None and with_plan and name == "SD15_KEEP_TOKENS_3_EXPERIMENT":
+        plan = PLAN
+    kohya_line = f'plan = "{plan}"\n' if plan is not None else ""
     if kohya:
         (root / "kohya.toml").write_text(KOHYA.read_text())
-        kohya_line = 'kohya_config = "kohya.toml"\noutput_dir = "output"\n'
+        kohya_line += 'kohya_config = "kohya.toml"\noutput_dir = "output"\n'
     else:
-        kohya_line = 'output_dir = "output"\noutput_name = "lora"\nmax_train_epochs = 10\n'
+        kohya_line += 'output_dir = "output"\noutput_name = "lora"\nmax_train_epochs = 10\n'
     config = root / "config.toml"
     prompts = ",\n".join(f'  {{ text = "{p}" }}' for p in PROMPTS)
     config.write_text(f"""

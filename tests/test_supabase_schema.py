@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.pg import (  # noqa: F401  (pytest fixtures are registered by import)
-    PLAN_PARAMS,
+    KEEP_TOKENS_3_DEMO_PARAMS,
     apply_migrations,
     pg_database_fixture,
     postgres_fixture,
@@ -41,7 +41,7 @@ def test_migrations_apply_on_empty_and_again_on_migrated_database(pg_database: s
     assert files == sorted(files) and len(files) >= 2
     assert apply_migrations(pg_database) == files
     with psycopg.connect(pg_database) as conn:
-        _upsert(conn, "training_runs", [run_row(RUN, "running", PLAN_PARAMS)], "run_name")
+        _upsert(conn, "training_runs", [run_row(RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)], "run_name")
     assert apply_migrations(pg_database) == files  # second time: no error, data kept
     with psycopg.connect(pg_database) as conn:
         runs = _columns(conn, "training_runs")
@@ -70,7 +70,7 @@ def test_migrations_apply_on_empty_and_again_on_migrated_database(pg_database: s
 def test_rows_from_the_daemon_are_accepted_and_upserts_never_duplicate(pg_database: str) -> None:
     apply_migrations(pg_database)
     with psycopg.connect(pg_database) as conn:
-        _upsert(conn, "training_runs", [run_row(RUN, "running", PLAN_PARAMS)], "run_name")
+        _upsert(conn, "training_runs", [run_row(RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)], "run_name")
         first = epoch_row(RUN, 4, sample_metrics(RUN, 4), None, "continue")
         _upsert(conn, "epoch_evaluations", [first], "run_name,epoch")
         created = conn.execute("SELECT created_at, updated_at FROM epoch_evaluations").fetchone()
@@ -78,7 +78,7 @@ def test_rows_from_the_daemon_are_accepted_and_upserts_never_duplicate(pg_databa
         again = epoch_row(RUN, 4, sample_metrics(RUN, 4), "0123abcd" * 5, "stop")
         _upsert(conn, "epoch_evaluations", [again], "run_name,epoch")
         _upsert(conn, "training_runs",
-                [run_row(RUN, "stopped", PLAN_PARAMS, verdict="hypothesis invalid", best_epoch=3)],
+                [run_row(RUN, "stopped", KEEP_TOKENS_3_DEMO_PARAMS, verdict="hypothesis invalid", best_epoch=3)],
                 "run_name")
         rows = conn.execute(
             "SELECT epoch, decision, git_commit, issues, background_hex, background_match, "
@@ -101,7 +101,7 @@ def test_rows_from_the_daemon_are_accepted_and_upserts_never_duplicate(pg_databa
 def test_anon_key_may_read_but_never_write(pg_database: str) -> None:
     apply_migrations(pg_database)
     with psycopg.connect(pg_database) as conn:
-        _upsert(conn, "training_runs", [run_row(RUN, "running", PLAN_PARAMS)], "run_name")
+        _upsert(conn, "training_runs", [run_row(RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)], "run_name")
         _upsert(conn, "epoch_evaluations", [epoch_row(RUN, 1, sample_metrics(RUN, 1), None, "continue")],
                 "run_name,epoch")
     anon_rows = [run_row("INTRUDER", "running", {})]
@@ -135,7 +135,7 @@ def test_anon_key_may_read_but_never_write(pg_database: str) -> None:
 def test_review_rows_are_accepted_and_corrected_in_place(pg_database: str) -> None:
     apply_migrations(pg_database)
     with psycopg.connect(pg_database) as conn:
-        _upsert(conn, "training_runs", [run_row(RUN, "running", PLAN_PARAMS)], "run_name")
+        _upsert(conn, "training_runs", [run_row(RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)], "run_name")
         _upsert(conn, "epoch_reviews", [review_row(RUN, 3, 7.0, 8.0, 6.0, "hair two-toned")],
                 "run_name,epoch")
         _upsert(conn, "epoch_reviews", [review_row(RUN, 3, 7.5, 8.0, 6.0, "hair fine")],
@@ -157,7 +157,7 @@ def migrated_dsn(postgres: str) -> Any:
     dsn = make_conninfo(postgres, dbname="t_property")
     apply_migrations(dsn)
     with psycopg.connect(dsn) as conn:
-        _upsert(conn, "training_runs", [run_row(RUN, "running", PLAN_PARAMS)], "run_name")
+        _upsert(conn, "training_runs", [run_row(RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)], "run_name")
     yield dsn
     with psycopg.connect(postgres, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS t_property WITH (FORCE)")

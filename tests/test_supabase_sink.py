@@ -12,7 +12,7 @@ import pytest
 
 from tests.httpstub import HttpStub, Response
 from tests.pg import (  # noqa: F401  (pytest fixtures are registered by import)
-    PLAN_PARAMS,
+    KEEP_TOKENS_3_DEMO_PARAMS,
     PostgrestStandIn,
     apply_migrations,
     pg_database_fixture,
@@ -44,7 +44,7 @@ def test_upsert_request_shape_and_rows_land_in_postgres(
 ) -> None:
     stub, api = rest
     sink = SupabaseSink(stub.url, KEY, timeout_s=5)
-    sink.upsert("training_runs", [run_row(RUN, "running", PLAN_PARAMS)], "run_name")
+    sink.upsert("training_runs", [run_row(RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)], "run_name")
     rows = [epoch_row(RUN, e, sample_metrics(RUN, e), None, "continue") for e in (1, 2)]
     sink.upsert("epoch_evaluations", rows, "run_name,epoch")
     sink.close()
@@ -74,7 +74,7 @@ def test_replaying_the_same_body_updates_in_place(
 ) -> None:
     stub, _api = rest
     sink = SupabaseSink(stub.url, KEY, timeout_s=5)
-    sink.upsert("training_runs", [run_row(RUN, "running", PLAN_PARAMS)], "run_name")
+    sink.upsert("training_runs", [run_row(RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)], "run_name")
     row = epoch_row(RUN, 3, sample_metrics(RUN, 3), None, "continue")
     sink.upsert("epoch_evaluations", [row], "run_name,epoch")
     sink.upsert("epoch_evaluations", [row], "run_name,epoch")  # a retry after a lost answer

@@ -32,6 +32,7 @@ HANDLERS: dict[str, str] = {
     "replay": "watcher.commands.replay",
     "runs": "watcher.commands.runs",
     "baselines": "watcher.commands.baselines",
+    "plan": "watcher.commands.plan",
     "build-tiny-model": "watcher.commands.build_tiny_model",
     "serve": "watcher.serve.cli",
 }

@@ -178,7 +178,17 @@ def _analysis_commands(sub: Any) -> None:
     a.add_argument("--source", choices=("local", "supabase"), help=source_help)
     a.add_argument("--out", "--write-config", dest="write_config", metavar="FILE",
                    help="write the next kohya config (TOML) to FILE")
+    a.add_argument("--plan-out", metavar="FILE",
+                   help="also write the next run's plan (TOML): that hypothesis as its goal, "
+                        "this run as its baseline")
     a.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+    p = _command(sub, "plan", "the run's plan (plan.toml named by [run] plan)",
+                 "epochwatch plan show -c watcher.toml")
+    psub = p.add_subparsers(dest="plan_action", required=True, metavar="ACTION")
+    b = _command(psub, "show", "print the effective plan: criteria with their rules, decision "
+                 "points, branches, next steps, baselines", "epochwatch plan show -c watcher.toml")
+    _config(b)
 
     p = _command(sub, "baselines", "the baseline runs of configs/baselines/",
                  "SUPABASE_URL=... SUPABASE_KEY=... epochwatch baselines push")

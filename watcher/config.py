@@ -94,8 +94,9 @@ class RunConfig(_Model):
     overdue_factor: float = Field(2.0, ge=1)
     dataset: DatasetInfo = DatasetInfo()
     params: dict[str, Any] = {}
+    plan: PathT | None = None  # the run's plan.toml (watcher.plan); none: judged by its rules
 
-    _unset = field_validator("kohya_config", "output_dir", mode="before")(_empty_path_is_unset)
+    _unset = field_validator("kohya_config", "output_dir", "plan", mode="before")(_empty_path_is_unset)
 
 
 class ModelConfig(_Model):
@@ -250,6 +251,7 @@ class WatchConfig(_ConfigFile):
     kohya: dict[str, Any] = {}
     criteria: list[Criterion] = []
     warnings: list[str] = []  # what the kohya import found worth saying (logged at start)
+    plan: Any = None  # the loaded watcher.plan.Plan, when run.plan names one
 
     @property
     def state_db(self) -> Path:
@@ -422,15 +424,23 @@ def _kohya_sampling(kohya: dict[str, Any], kpath: Path, data: dict[str, Any],
     return sampling, model
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_model(path: Path, what: str, model: type[M]) -> tuple[M, dict[str, Any], KeyLines]:
+    """(validated model, raw data, key lines) of a TOML file; errors are one line with the line."""
+    data, text = read_toml(path, what)
+    lines = KeyLines(text)
+    try:
+        return model.model_validate(data), data, lines
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(path, lines, exc)) from None
+
+
 def load_config(path: Path | str) -> WatchConfig:
     """Read, validate and complete one watcher config (see docs/INTERFACES.md)."""
     path = Path(path)
-    data, text = read_toml(path, "config file")
-    lines = KeyLines(text)
-    try:
-        raw = _ConfigFile.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_validation_message(path, lines, exc)) from None
+    raw, data, lines = read_model(path, "config file", _ConfigFile)
 
     def fail(loc: Loc, msg: str) -> ConfigError:
         line = lines.find(loc)
@@ -516,6 +526,15 @@ def load_config(path: Path | str) -> WatchConfig:
     # that no prompt lets the evaluators judge.
     _check_prompts(config, lines, fail, defaults=raw.criteria is None)
     config.review_prompts()
+    if run.plan is not None:
+        from watcher.plan import load_plan
+
+        plan_path = _absolute(base, run.plan)
+        if not plan_path.is_file():
+            raise fail(("run", "plan"), f"file not found: {plan_path}")
+        config.plan = load_plan(plan_path, run=run.name, rules=config.rules(),
+                                state_db=config.state_db)
+        config.run = config.run.model_copy(update={"plan": plan_path})
     return config
 
 

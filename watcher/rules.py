@@ -3,7 +3,7 @@
 - `Rule`: one declarative criterion (metric, comparison, threshold, epoch, mode, action,
   on_missing). Its `__post_init__` is the only rule validation: the config's `[[criteria]]`
   entries are turned into Rules and its errors reported with the TOML line.
-- `PLAN_RULES`: the plan's decision points (NEXT_TRAINING_RUN_PLAN.md), the default criteria.
+- `PLAN_RULES`: the default criteria, read from configs/default_criteria.toml.
 - `METRICS`: the metric names a rule may use, the numeric keys of `aggregate_epoch`.
 - `Decision`: one rule's judgement at one epoch, with its reason; `alert_kind` says which
   decisions alert (and how), `stops` which ones stop the trainer.
@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from evaluators.aggregate import aggregate_epoch
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq,
@@ -32,6 +39,14 @@ VALUE_DECIMALS = 9
 # aggregate_epoch keys that are not numbers, so no rule can compare them with a threshold.
 _NOT_NUMERIC = frozenset({"background_hex", "issues", "issue_counts"})
 METRICS: tuple[str, ...] = tuple(k for k in aggregate_epoch([]) if k not in _NOT_NUMERIC)
+# Each metric's possible values (low, high; None: unbounded): a threshold or target outside
+# them can never be met or never fail.
+METRIC_RANGES: dict[str, tuple[float, float | None]] = {
+    "background_match_rate": (0.0, 1.0), "color_accuracy": (0.0, 100.0),
+    "style_quality": (0.0, 100.0), "visual_score": (0.0, 10.0), "style_score": (0.0, 10.0),
+    "prompt_score": (0.0, 10.0), "overall_score": (0.0, 10.0), "unique_colors": (0.0, None),
+    "n_images": (0.0, None),
+}
 
 
 @dataclass(frozen=True)
@@ -112,18 +127,20 @@ class Rule:
         return target
 
 
-# The plan's decision points (NEXT_TRAINING_RUN_PLAN.md, Success Criteria and Decision
-# Points): the only copy; the config's default criteria are these.
-PLAN_RULES: tuple[Rule, ...] = (
-    Rule("green_background_by_epoch_4", "background_match_rate", ">=", 0.5, epoch=4,
-         mode="by", action="stop"),
-    Rule("background_oscillation", "background_match_rate", ">=", 0.5, mode="oscillation",
-         action="alert"),
-    Rule("quality_8_by_epoch_7", "overall_score", ">=", 8.0, epoch=7, mode="by", action="alert"),
-    Rule("color_accuracy_80_by_epoch_5", "color_accuracy", ">=", 80.0, epoch=5, mode="by",
-         action="alert"),
-    Rule("production_candidate", "overall_score", ">=", 8.5, mode="candidate", action="mark"),
-)
+# The default criteria (a config without [[criteria]]): data in configs/, not code, so that
+# no run's numbers live here. Read once, at import; a broken file is a broken install.
+DEFAULT_CRITERIA_FILE = Path(__file__).resolve().parents[1] / "configs" / "default_criteria.toml"
+
+
+def _default_rules(path: Path = DEFAULT_CRITERIA_FILE) -> tuple[Rule, ...]:
+    try:
+        entries = tomllib.loads(path.read_text(encoding="utf-8"))["criteria"]
+        return tuple(Rule.from_config(e) for e in entries)
+    except (OSError, KeyError, TypeError, ValueError) as exc:  # TOMLDecodeError is a ValueError
+        raise RuntimeError(f"{path}: cannot read the default criteria: {exc}") from None
+
+
+PLAN_RULES: tuple[Rule, ...] = _default_rules()
 
 
 def check_rules(rules: Iterable[Rule]) -> None:

@@ -5,7 +5,8 @@
   publish and act run in-process in a fraction of a second through the real `EpochPath`.
 - `write_watch_config`: a small but complete watcher config (the one copy; tests and chaos
   rigs use it); `lora_bytes`: a small kohya-format LoRA file that settles (no torch).
-- `PLAN_PARAMS`: the plan's "Parameters to Track" (NEXT_TRAINING_RUN_PLAN.md), the one copy.
+- `KEEP_TOKENS_3_DEMO_PARAMS`: SD15_KEEP_TOKENS_3_EXPERIMENT's "Parameters to Track" (NEXT_TRAINING_RUN_PLAN.md),
+  a fixture for tests and the demo; never a default for a user's run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from watcher.prompts import SamplePrompt
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AVATARS = REPO_ROOT / "tests" / "fixtures" / "pixelart" / "avatars"
 
-PLAN_PARAMS: dict[str, Any] = {  # NEXT_TRAINING_RUN_PLAN.md, "Parameters to Track"
+KEEP_TOKENS_3_DEMO_PARAMS: dict[str, Any] = {  # NEXT_TRAINING_RUN_PLAN.md, "Parameters to Track"
     "run_name": "SD15_KEEP_TOKENS_3_EXPERIMENT",
     "architecture": {"network_dim": 32, "network_alpha": 16, "conv_dim": 0},
     "hyperparameters": {"learning_rate": 1e-4, "lr_scheduler": "cosine_with_restarts",

@@ -5,6 +5,7 @@ baseline in Supabase (`--source supabase`: the runs of many hosts meet there).""
 from __future__ import annotations
 
 import os
+import sys
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -99,11 +100,18 @@ def _the_run(args: Namespace) -> tuple[WatchConfig | None, RunHistory]:
     return cfg, found
 
 
-def root_cause(args: Namespace) -> int:
-    from watcher.report.rootcause import render_findings, root_cause
+def _rules(cfg: WatchConfig | None) -> list[Any]:
+    """The run's rules; a run read from Supabase without a config: the default criteria."""
+    from watcher.rules import PLAN_RULES
 
-    _, run = _the_run(args)
-    print(render_findings(run, root_cause(run)))
+    return cfg.rules() if cfg is not None else list(PLAN_RULES)
+
+
+def root_cause(args: Namespace) -> int:
+    from watcher.report.rootcause import on_time_epoch, render_findings, root_cause
+
+    cfg, run = _the_run(args)
+    print(render_findings(run, root_cause(run, on_time_epoch(_rules(cfg)))))
     return 0
 
 
@@ -143,23 +151,49 @@ def _write_config(cfg: WatchConfig, run: RunHistory, items: list[Any], out: Path
 
 
 def hypotheses(args: Namespace) -> int:
-    from watcher.report.hypotheses import branch, hypotheses, render_hypotheses
-    from watcher.report.rootcause import root_cause
+    from watcher.report.baselines import plan_baselines
+    from watcher.report.hypotheses import next_experiments, render_hypotheses
+    from watcher.report.rootcause import on_time_epoch, root_cause
 
     cfg, run = _the_run(args)
-    findings = root_cause(run)
-    if _source(args) == "supabase":
-        bases = [h for h in _remote_runs() if h.kind == "baseline"]
-    else:
-        bases = _baselines()
+    rules = _rules(cfg)
+    plan = cfg.plan if cfg is not None else None
+    findings = root_cause(run, on_time_epoch(rules))
+    bases: list[RunHistory] = []
+    if plan is not None:
+        bases, missing = plan_baselines(plan, cfg.state_db if cfg else None)
+        for line in missing:
+            print(f"note: {line}", file=sys.stderr)
     kohya = dict(cfg.kohya) if cfg is not None else {}
-    items = hypotheses(run, findings, kohya, bases)
-    print(render_hypotheses(run, branch(run, findings), items))
+    branch, items = next_experiments(run, findings, kohya, rules, plan, bases)
+    print(render_hypotheses(run, branch, items))
+    force = bool(getattr(args, "force", False))
     if args.write_config:
         if cfg is None:
             raise CommandError("--write-config needs --config FILE (the run's kohya config)")
-        _write_config(cfg, run, items, Path(args.write_config), force=bool(getattr(args, "force", False)))
+        _write_config(cfg, run, items, Path(args.write_config), force=force)
+    if getattr(args, "plan_out", None):
+        chosen = next((h for h in items if h.changes), None) if args.write_config else next(iter(items), None)
+        if chosen is None:
+            raise CommandError("no next experiment to write a plan for")
+        _write_plan(run, chosen, rules, plan, Path(args.plan_out), force)
     return 0
+
+
+def _write_plan(run: RunHistory, chosen: Any, rules: list[Any], plan: Any, out: Path, force: bool) -> None:
+    from watcher.report.nextplan import next_plan, to_toml
+
+    if out.exists() and not force:
+        raise CommandError(f"{out} exists; add --force to overwrite it")
+    data = next_plan(run, chosen, rules, plan)
+    text = to_toml(data, [f"Plan of {data['plan']['run']}, the run after {run.name}: {chosen.title}.",
+                          "Written by epochwatch analyze hypotheses; name it in the next run's "
+                          "watcher.toml ([run] plan) and edit freely (docs/plan.md)."])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out)
+    print(f"wrote {out}: plan of {data['plan']['run']}")
 
 
 def run(args: Namespace) -> int:

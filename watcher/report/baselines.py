@@ -90,3 +90,59 @@ def supabase_rows(run: RunHistory) -> tuple[dict[str, Any], list[dict[str, Any]]
         e["evaluated_at"] = None  # the plan's numbers, not an evaluation made now
         epochs.append(e)
     return row, epochs
+
+
+def plan_baselines(plan: Any, state_db: Path | None,
+                   remote: bool = True) -> tuple[list[RunHistory], list[str]]:
+    """The runs a plan (`watcher.plan.Plan`) compares with, and a line for each one that
+    cannot be had now (a Supabase baseline while Supabase is down): the report says so and
+    is written all the same. remote=False leaves the Supabase ones out."""
+    from watcher.report.history import load_run
+    from watcher.store import Store
+
+    runs: list[RunHistory] = []
+    missing: list[str] = []
+    found: dict[str, RunHistory] | None = None  # Supabase's runs, read once
+    down = ""
+    for b in plan.baselines:
+        if b.source == "file":
+            try:
+                runs.append(load_baseline(b.file or BASELINES_DIR / f"{b.name}.toml"))
+            except BaselineError as exc:  # edited since the config was loaded
+                missing.append(f"baseline {b.name}: {exc}")
+        elif b.source == "summary":
+            s = b.summary
+            stated = {k: v for k, v in s.model_dump().items() if k != "notes" and v is not None}
+            runs.append(RunHistory(name=b.name, kind="baseline", source=str(plan.path),
+                                   notes=s.notes, stated_outcomes=stated))
+        elif b.source == "store":
+            db = b.store or state_db
+            if db is None or not Path(db).is_file():
+                missing.append(f"baseline {b.name}: no state store at {db}")
+                continue
+            with Store(Path(db)) as store:
+                if store.run_row(b.name) is None:
+                    missing.append(f"baseline {b.name}: not in the state store {db}")
+                    continue
+                runs.append(load_run(store, b.name))
+        elif remote:
+            if found is None:
+                try:
+                    found = _remote_runs()
+                except Exception as exc:  # noqa: BLE001 - Supabase down: say so, go on
+                    found, down = {}, " ".join(str(exc).split())[:200]
+            if b.name in found:
+                runs.append(found[b.name])
+            elif down:
+                missing.append(f"baseline {b.name} is only in Supabase, which cannot be read "
+                               f"now ({down}); compared without it")
+            else:
+                missing.append(f"baseline {b.name}: not in Supabase")
+    return runs, missing
+
+
+def _remote_runs() -> dict[str, RunHistory]:
+    from watcher.report.remote import SupabaseReader, load_records
+
+    with SupabaseReader.from_env() as reader:
+        return {r.history.name: r.history for r in load_records(reader)}

@@ -15,8 +15,8 @@ from watcher.decide import EpochRecord
 from watcher.rules import Decision
 from watcher.store import Store
 
-# An epoch counts as "green" (right background) at this background_match_rate: the
-# threshold of the plan's Epoch 4 and oscillation rules.
+# An epoch counts as "green" (right background) when most background prompts come out
+# right: the root-cause findings and the cross-run analysis use this one definition.
 GREEN_RATE = 0.5
 # The plan's scores and metrics, in the order the report shows them.
 SCORE_METRICS = ("visual_score", "style_score", "prompt_score", "overall_score")

@@ -1,14 +1,10 @@
-"""The next experiments, from the plan's decision tree and this run's findings.
+"""The next experiments: the plan's next steps for the branch the run is on (`watcher.plan`),
+or, for a run without a plan, steps derived from the rules that failed, the findings and the
+kohya parameters recorded.
 
-Branch (NEXT_TRAINING_RUN_PLAN.md "Decision Points" and "Next Steps"):
-- background still wrong by epoch 4 (or never): simplify captions, keep_tokens 5, restructure
-  captions, return to SD15_PERFECT's approach;
-- quality 7-7.9 (partial): 15 epochs, learning rate 5e-5, dataset expansion, conv_dim 8;
-- quality 8+ (success): dataset expansion, conv_dim 8 / conv_alpha 4.
-
-Confidence: the plan's own figure where it gives one (conv_dim 8: 45%), else a prior set
-here, moved up or down by the evidence named in the rationale (findings, baselines). They
-rank the options; they are not measured probabilities.
+Confidence: the plan's prior for each step, moved up or down by the evidence the plan names
+(findings, baselines) when it holds for this run. They rank the options; they are not
+measured probabilities.
 """
 
 from __future__ import annotations
@@ -17,11 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from watcher.config import kohya_network_arg
+from watcher.kohya import kohya_network_arg
+from watcher.plan import Evidence, NextStep, Plan
 from watcher.report.analysis import outcomes
 from watcher.report.history import RunHistory, number
 from watcher.report.kohyaedit import with_network_args
-from watcher.report.rootcause import ON_TIME_EPOCH, Finding
+from watcher.report.rootcause import Finding
+from watcher.rules import Rule
 
 
 @dataclass
@@ -39,125 +37,131 @@ class Hypothesis:
                 "actions": self.actions}
 
 
-def branch(run: RunHistory, findings: Sequence[Finding]) -> str:
-    """background | partial | success | early (not enough epochs to say)."""
-    kinds = {f.kind for f in findings}
-    if kinds & {"background_never", "background_late"}:
-        return "background"
-    _, best = run.best()
-    if best is None or max(run.epochs, default=0) < ON_TIME_EPOCH:
-        return "early"
-    return "success" if best >= 8.0 else "partial"
-
-
 def _clamp(x: float) -> float:
     return max(0.05, min(0.95, x))
 
 
-def hypotheses(run: RunHistory, findings: Sequence[Finding], kohya: dict[str, Any],
-               baselines: Sequence[RunHistory] = ()) -> list[Hypothesis]:
-    """Next experiments for `run`, best first. `kohya` is this run's flattened kohya config
-    (or {}), used for the current values the changes start from."""
+def _current(key: str, params: dict[str, Any], kohya: dict[str, Any]) -> Any:
+    return kohya_network_arg(kohya, key) if key in ("conv_dim", "conv_alpha") else params.get(key)
+
+
+def kohya_changes(changes: dict[str, Any], kohya: dict[str, Any]) -> dict[str, Any]:
+    """A step's changes as kohya options: a `network_args` table merged into the config's list,
+    and a new learning_rate carried to unet_lr / text_encoder_lr (which override it)."""
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key == "network_args" and isinstance(value, dict):
+            out[key] = with_network_args(kohya.get("network_args"), value)
+        else:
+            out[key] = value
+    lr, new_lr = number(kohya.get("learning_rate")), number(changes.get("learning_rate"))
+    if lr and new_lr is not None:
+        for key in ("unet_lr", "text_encoder_lr"):
+            v = number(kohya.get(key))
+            if v is not None:
+                out[key] = v * new_lr / lr
+    return out
+
+
+def _in_effect(changes: dict[str, Any], params: dict[str, Any], kohya: dict[str, Any]) -> bool:
+    """Every change is already this run's value: trying it again tells nothing new."""
+    flat: dict[str, Any] = {}
+    for key, value in changes.items():
+        flat.update({k: v for k, v in value.items()} if isinstance(value, dict) else {key: value})
+    return bool(flat) and all(
+        str(_current(k, params, kohya)) == str(v) or number(_current(k, params, kohya)) == number(v) is not None
+        for k, v in flat.items())
+
+
+def _holds(e: Evidence, run: RunHistory, kinds: set[str], branch: str | None,
+           baselines: dict[str, RunHistory]) -> dict[str, Any] | None:
+    """The format fields of the evidence's `says`, or None when it does not hold."""
+    found = [k for k in e.findings if k in kinds]
+    fields: dict[str, Any] = {"first": run.first_green(), "found": ", ".join(found).replace("_", " ")}
+    if e.findings and not found:
+        return None
+    if e.branch is not None and e.branch != branch:
+        return None
+    name = e.baseline or e.earlier_than
+    if name is not None:
+        base = baselines.get(name)
+        if base is None:
+            return None
+        o = outcomes(base)
+        fields.update(baseline=name, best_score=o["best_score"], baseline_first=o["first_green_epoch"])
+        if e.earlier_than and not (fields["first"] is not None and o["first_green_epoch"] is not None
+                                   and fields["first"] < o["first_green_epoch"]):
+            return None
+    return fields
+
+
+def _from_plan(step: NextStep, run: RunHistory, kinds: set[str], branch: str | None,
+               kohya: dict[str, Any], baselines: dict[str, RunHistory]) -> Hypothesis:
+    conf, why = step.confidence, [step.why]
+    for e in step.evidence:
+        fields = _holds(e, run, kinds, branch, baselines)
+        if fields is not None:
+            conf += e.by
+            if e.says:
+                why.append(e.says.format(**fields))
+    return Hypothesis(step.name, step.title, " ".join(why), _clamp(conf),
+                      changes=kohya_changes(step.changes, kohya), actions=list(step.actions))
+
+
+def plan_next_steps(plan: Plan, run: RunHistory, findings: Sequence[Finding], kohya: dict[str, Any],
+                    baselines: Sequence[RunHistory], branch: str | None) -> list[Hypothesis]:
+    """The plan's next steps for `branch` (or the findings they name), best first."""
     kinds = {f.kind for f in findings}
     params = {**run.flat_params(), **{k: v for k, v in kohya.items() if v is not None}}
-    which = branch(run, findings)
-    first = run.first_green()
-    perfect = next((b for b in baselines if "PERFECT" in b.name), None)
-    previous = next((b for b in baselines if "FINAL_CORRECTED" in b.name), None)
-    out: list[Hypothesis] = []
-
-    kt = number(params.get("keep_tokens"))
-    if which == "background" and (kt is None or kt < 5):
-        conf, why = 0.35, []
-        kt_text = "unset" if kt is None else f"{kt:g}"
-        prev_first = outcomes(previous)["first_green_epoch"] if previous else None
-        prev_kt = number(previous.flat_params().get("keep_tokens")) if previous else None
-        if first is not None and prev_first is not None and first < prev_first and prev_kt is not None:
-            conf += 0.15
-            why.append(f"keep_tokens {prev_kt:g} -> {kt_text} already moved the first green epoch "
-                       f"from {prev_first} to {first}")
-        elif first is None:
-            conf -= 0.05
-            why.append(f"keep_tokens {kt_text} gave no right background at all, so more of the "
-                       "same may not be enough")
-        out.append(Hypothesis(
-            "keep_tokens_5", "keep_tokens 5", "The plan's alternative if the background is still "
-            f"wrong at epoch {ON_TIME_EPOCH}: keep more leading caption tags fixed so the colour "
-            "keywords are never shuffled out." + "".join(f" {w[0].upper()}{w[1:]}." for w in why),
-            _clamp(conf),
-            changes={"keep_tokens": 5}))
-    if which == "background":
-        conf = 0.45 + (0.15 if perfect is not None else 0.0)
-        ev = (f" {perfect.name} reached {outcomes(perfect)['best_score']:g}/10 with simpler "
-              "captions." if perfect else "")
-        out.append(Hypothesis(
-            "simplified_captions", "Simplified captions (6-8 core hex codes)",
-            "The plan's first alternative: 12+ hex codes per caption may crowd out the "
-            "background colour." + ev, _clamp(conf),
-            actions=["re-caption the 203 images with 6-8 core hex codes (keep the background's)",
-                     "set [run.dataset] caption_version in the watcher config"]))
-        out.append(Hypothesis(
-            "caption_restructure", "Background tag among the first keep_tokens tags",
-            "keep_tokens only protects the first comma-separated tags: move "
-            "'solid green background (#00ff00)' into them (plan: caption restructuring).",
-            0.4, actions=["reorder every caption so the background tag comes first"]))
-        out.append(Hypothesis(
-            "baseline_return", "Return to SD15_PERFECT's simpler captions, add detail step by step",
-            "The plan's fallback when the background stays wrong: start again from the "
-            "production baseline and add hex codes incrementally.", 0.3,
-            actions=["train on SD15_PERFECT's captions; add a few hex codes per run"]))
-    if which in ("partial", "early") or kinds & {"oscillation", "quality_traded_for_background"}:
-        epochs = number(params.get("max_train_epochs"))
-        if which in ("partial", "early") and (epochs is None or epochs < 15):
-            conf = 0.4 + (0.15 if "still_improving" in kinds else 0.0) - (0.15 if "plateau" in kinds else 0.0)
-            out.append(Hypothesis(
-                "epochs_15", "Longer training (15 epochs)",
-                "Plan, partial success: same config, 15 epochs."
-                + (" The score was still rising at the last epochs." if "still_improving" in kinds else "")
-                + (" But the score had flattened out." if "plateau" in kinds else ""),
-                _clamp(conf), changes={"max_train_epochs": 15}))
-        lr = number(params.get("learning_rate"))
-        if lr is None or lr > 5e-5:
-            unstable = kinds & {"oscillation", "quality_traded_for_background"}
-            conf = 0.4 + (0.15 if unstable else 0.0)
-            changes: dict[str, Any] = {"learning_rate": 5e-5}
-            for key in ("unet_lr", "text_encoder_lr"):  # these override learning_rate in kohya
-                v = number(kohya.get(key))
-                if v is not None and lr:
-                    changes[key] = v * 5e-5 / lr
-            out.append(Hypothesis(
-                "learning_rate_5e-5", "Learning rate 5e-5",
-                "Plan: a lower learning rate for more stable convergence."
-                + (" This run " + " and ".join(sorted(
-                    "oscillated" if k == "oscillation" else "lost quality while learning the background"
-                    for k in unstable)) + "." if unstable else ""),
-                _clamp(conf), changes=changes))
-    if which in ("partial", "success", "early"):
-        conf = 0.5 if which == "success" else 0.4
-        out.append(Hypothesis(
-            "dataset_expansion", "Dataset expansion (203 + 50 generated images)",
-            "Plan: review the 203 generated images, re-caption the 50-100 best, train on 253; "
-            "compare convergence speed and quality.", conf,
-            actions=["re-caption 50-100 of the generated images", "add them to train_data_dir",
-                     "set [run.dataset] num_images = 253"]))
-        conv = number(params.get("conv_dim"))
-
-        if not kohya_network_arg(kohya, "conv_dim") and not conv:
-
-            out.append(Hypothesis(
-                "conv_dim_8", "conv_dim 8 / conv_alpha 4",
-                "Plan: accessory detail (crown, necklace); medium priority, 45% confidence.",
-                0.45, changes={"network_args": with_network_args(
-                    kohya.get("network_args"), {"conv_dim": 8, "conv_alpha": 4})}))
+    known = {b.name: b for b in baselines}
+    out = [_from_plan(s, run, kinds, branch, kohya, known) for s in plan.next_steps
+           if (branch in s.branches or kinds & set(s.findings))
+           and not _in_effect(s.changes, params, kohya)]
     return sorted(out, key=lambda h: -h.confidence)
 
 
+def generic_next_steps(run: RunHistory, findings: Sequence[Finding], kohya: dict[str, Any],
+                       rules: Sequence[Rule], failed: set[str]) -> list[Hypothesis]:
+    """For a run without a plan: one step per kind of trouble its rules and findings show,
+    starting from the kohya values it trained with."""
+    kinds = {f.kind for f in findings}
+    params = {**run.flat_params(), **{k: v for k, v in kohya.items() if v is not None}}
+    failed_metrics = {r.metric for r in rules if r.name in failed}
+    out: list[Hypothesis] = []
+    kt = number(params.get("keep_tokens"))
+    if failed_metrics & {"background_match_rate", "color_accuracy"} and kt is not None:
+        out.append(Hypothesis(
+            "keep_tokens_more", f"keep_tokens {int(kt) + 2}",
+            f"{' and '.join(sorted(failed_metrics & {'background_match_rate', 'color_accuracy'}))} "
+            "failed: keep more leading caption tags (where colour tags usually sit) out of the "
+            "shuffle.", 0.4, changes={"keep_tokens": int(kt) + 2}))
+    lr = number(params.get("learning_rate"))
+    unstable = kinds & {"oscillation", "quality_traded_for_background", "style_loss", "color_drift"}
+    if unstable and lr:
+        out.append(Hypothesis(
+            "learning_rate_half", f"Learning rate {lr / 2:g}",
+            "The run was unstable (" + ", ".join(sorted(unstable)) + "): halve the learning rate.",
+            0.4 + 0.05 * (len(unstable) - 1), changes=kohya_changes({"learning_rate": lr / 2}, kohya)))
+    epochs = number(params.get("max_train_epochs"))
+    if "still_improving" in kinds and epochs:
+        more = int(epochs * 1.5)
+        out.append(Hypothesis(
+            "more_epochs", f"Longer training ({more} epochs)",
+            "The score was still rising at the last epochs.", 0.4,
+            changes={"max_train_epochs": more}))
+    dim = number(params.get("network_dim"))
+    if "plateau" in kinds and failed_metrics and dim:
+        out.append(Hypothesis(
+            "network_dim_double", f"network_dim {int(dim) * 2}",
+            "The score flattened out below the targets: a larger LoRA may hold more.", 0.3,
+            changes={"network_dim": int(dim) * 2}))
+    return sorted((h for h in out if not _in_effect(h.changes, params, kohya)), key=lambda h: -h.confidence)
+
+
 def render_hypotheses(run: RunHistory, which: str, items: Sequence[Hypothesis]) -> str:
-    names = {"background": "background wrong or late", "partial": "quality below 8/10",
-             "success": "quality 8+/10", "early": "too early to judge quality"}
-    lines = [f"next experiments for {run.name} (branch: {names[which]})"]
+    lines = [f"next experiments for {run.name} (branch: {which})"]
     if not items:
-        lines.append("  none: nothing in the plan's decision tree applies")
+        lines.append("  none: nothing in the plan (or, without one, in the rules' results) applies")
     for i, h in enumerate(items, 1):
         lines.append(f"{i}. {h.title}  [confidence {h.confidence:.0%}]")
         lines.append(f"   why: {h.rationale}")
@@ -166,3 +170,18 @@ def render_hypotheses(run: RunHistory, which: str, items: Sequence[Hypothesis]) 
         for step in h.actions:
             lines.append(f"   todo: {step}")
     return "\n".join(lines)
+
+
+def next_experiments(run: RunHistory, findings: Sequence[Finding], kohya: dict[str, Any],
+                     rules: Sequence[Rule], plan: Plan | None,
+                     baselines: Sequence[RunHistory]) -> tuple[str, list[Hypothesis]]:
+    """(the branch the run is on, its next steps): from the plan, else from the rules."""
+    from watcher.report.plan import branch_of, failed_rules, verdict_of
+
+    if plan is not None:
+        branch = branch_of(run, rules, plan)
+        name = branch.name if branch else None
+        return (branch.title if branch else "none of the plan's"), plan_next_steps(
+            plan, run, findings, kohya, baselines, name)
+    word = verdict_of(run, rules)["verdict"]
+    return f"{word}, no plan", generic_next_steps(run, findings, kohya, rules, failed_rules(run, rules))

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from watcher.config import WatchConfig
-from watcher.report.baselines import load_baselines
+from watcher.report.baselines import plan_baselines
 from watcher.report.history import RunHistory, load_run
 from watcher.rules import Rule
 from watcher.store import Store
@@ -307,5 +307,7 @@ def write_run_pictures(cfg: WatchConfig, store: Store) -> list[Path]:
     out = Path(cfg.run_results_dir)
     rules = [Rule.from_config(c) for c in cfg.criteria]
     grid = _save(grid_image(run, cfg.evaluation.cells), out / "grid.png")
-    curves = _save(curves_figure(run, load_baselines(), rules), out / "curves.png")
+    # the plan's baselines, local ones only: pictures are redrawn after every epoch
+    bases = plan_baselines(cfg.plan, cfg.state_db, remote=False)[0] if cfg.plan is not None else []
+    curves = _save(curves_figure(run, bases, rules), out / "curves.png")
     return [grid, curves]

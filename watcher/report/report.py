@@ -13,14 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import WatchConfig
+from watcher.plan import Plan
 from watcher.report.analysis import outcomes
-from watcher.report.baselines import load_baselines
+from watcher.report.baselines import plan_baselines
 from watcher.report.calibration import MIN_REVIEWS, NARROW_SPREAD, Calibration, calibrate
 from watcher.report.history import RunHistory, load_run
-from watcher.report.hypotheses import Hypothesis, hypotheses
+from watcher.report.hypotheses import Hypothesis, next_experiments
 from watcher.report.pictures import write_run_pictures
-from watcher.report.plan import CriterionResult, finished, plan_criteria, verdict_of
-from watcher.report.rootcause import Finding, root_cause
+from watcher.report.plan import (
+    CriterionResult,
+    DecisionResult,
+    branch_of,
+    decision_points,
+    finished,
+    plan_criteria,
+    verdict_of,
+)
+from watcher.report.rootcause import Finding, on_time_epoch, root_cause
 from watcher.rules import Rule, decision_word
 from watcher.store import Store
 
@@ -69,9 +78,11 @@ def _criteria(results: Sequence[CriterionResult]) -> list[str]:
     return lines
 
 
-def _baselines(run: RunHistory, baselines: Sequence[RunHistory], verdict: str) -> list[str]:
-    lines = ["| run | first right background | best epoch | best score | score at 7 | verdict |",
-             "|---|---:|---:|---:|---:|---|"]
+def _baselines(run: RunHistory, baselines: Sequence[RunHistory], verdict: str,
+               at: int | None) -> list[str]:
+    at_head, at_rule = (f" score at {at} |", "---:|") if at else ("", "")
+    lines = [f"| run | first right background | best epoch | best score |{at_head} verdict |",
+             f"|---|---:|---:|---:|{at_rule}---|"]
     mine = outcomes(run)
     rows = [(run, mine, verdict)] + [(b, outcomes(b), outcomes(b)["verdict"]) for b in baselines]
     for r, o, v in rows:
@@ -79,8 +90,9 @@ def _baselines(run: RunHistory, baselines: Sequence[RunHistory], verdict: str) -
             f"never (to epoch {o['first_green_epoch'] - 1})" if o["first_green_censored"]
             else _f(o["first_green_epoch"], "d"))
         name = f"**{r.name}** (this run)" if r is run else r.name
-        lines.append(f"| {name} | {green} | {_f(o['best_epoch'], 'd')} | {_f(o['best_score'])} | "
-                     f"{_f(r.value(7, 'overall_score'))} | {v or '-'} |")
+        at_cell = f" {_f(r.value(at, 'overall_score'))} |" if at else ""
+        lines.append(f"| {name} | {green} | {_f(o['best_epoch'], 'd')} | {_f(o['best_score'])} |"
+                     f"{at_cell} {v or '-'} |")
     lines.append("")
     for b in baselines:
         o = outcomes(b)
@@ -143,10 +155,33 @@ def _pictures(run: RunHistory, run_dir: Path) -> list[str]:
     return lines
 
 
+def _plan(plan: Plan | None) -> list[str]:
+    if plan is None:
+        return ["No plan: this run is judged by its rules (`[[criteria]]`). Name a plan with "
+                "`[run] plan = \"plan.toml\"` (see docs/plan.md).", ""]
+    p = plan.plan
+    lines = [f"- Goal: {p.goal}"]
+    lines += [f"- Expected: {p.expected}"] if p.expected else []
+    lines += [f"- Confidence: {p.confidence:.0%}"] if p.confidence is not None else []
+    if p.tries:
+        lines.append("- Tries: " + ", ".join(f"`{k} = {v!r}`" for k, v in p.tries.items()))
+    return [*lines, f"- Plan file: `{plan.path.name if plan.path else '-'}`", ""]
+
+
+def _decisions(points: Sequence[DecisionResult]) -> list[str]:
+    lines = []
+    for r in points:
+        head = f"- After epoch {r.point.after_epoch}: {r.point.question} **{r.answer}** ({r.evidence})"
+        lines.append(head + (": " + "; ".join(r.todo) if r.todo else ""))
+    return lines or ["The plan has no decision points."]
+
+
 def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
                   criteria: Sequence[CriterionResult], verdict: dict[str, Any],
                   baselines: Sequence[RunHistory], findings: Sequence[Finding],
-                  next_steps: Sequence[Hypothesis], fits: Sequence[Calibration]) -> str:
+                  next_steps: Sequence[Hypothesis], fits: Sequence[Calibration],
+                  plan: Plan | None = None, points: Sequence[DecisionResult] = (),
+                  branch: str = "", missing: Sequence[str] = (), rules: Sequence[Rule] = ()) -> str:
     best_epoch, best_score = verdict.get("best_epoch"), verdict.get("best_score")
     candidates = verdict.get("candidates") or []
     if candidates:
@@ -163,20 +198,35 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
     out += [f"- {r}" for r in verdict.get("reasons", [])]
     out += ["", f"- Best epoch: {'-' if best_epoch is None else f'epoch {best_epoch} ({best_score:.1f}/10)'}",
             f"- Production candidate: {candidate}", ""]
-    out += ["## Success criteria (NEXT_TRAINING_RUN_PLAN.md)", "", *_criteria(criteria), ""]
+    out += ["## Plan", "", *_plan(plan)]
+    source = (plan.plan.source or "plan.toml") if plan else "the run's rules"
+    out += [f"## Success criteria ({source})", "", *_criteria(criteria), ""]
+    if plan is not None:
+        out += ["## Decision points", "", *_decisions(points), ""]
     out += ["## Epochs", "", *_epochs(run), ""]
     out += ["## Pictures", "", *_pictures(run, run_dir), ""]
-    out += ["## Comparison with the baselines", "", *_baselines(run, baselines, verdict["verdict"]), ""]
+    out += ["## Comparison with the baselines", ""]
+    out += [f"- **not available**: {m}" for m in missing] + ([""] if missing else [])
+    if baselines:
+        at = plan.plan.compare_at_epoch if plan else None
+        out += [*_baselines(run, baselines, verdict["verdict"], at), ""]
+    else:
+        out += ["No baseline: " + ("the plan names none." if plan else "a run without a plan has none.")
+                + " Add `[[baselines]]` to the plan to compare with earlier runs.", ""]
     out += ["## Root cause", ""]
     out += [f"- **{f.severity}**: {f.message}" for f in findings] or ["- nothing to report"]
-    out += ["", "## Next experiments", ""]
+    out += ["", "## Next experiments", "", f"Branch: {branch}.", ""]
+    chosen = branch_of(run, rules, plan) if plan is not None else None
+    if chosen is not None and chosen.steps:
+        out += ["The plan for this outcome: " + "; ".join(chosen.steps) + ".", ""]
     for i, h in enumerate(next_steps, 1):
         change = ", ".join(f"`{k} = {v!r}`" for k, v in h.changes.items()) or "no kohya change"
         out.append(f"{i}. **{h.title}** ({h.confidence:.0%}): {h.rationale} Changes: {change}.")
     if not next_steps:
-        out.append("Nothing in the plan's decision tree applies yet.")
-    out += ["", "`epochwatch analyze hypotheses --config FILE --write-config next.toml` writes the "
-            "kohya config of the first one with a config change.", ""]
+        out.append("Nothing in the plan's decision tree applies yet." if plan else
+                   "Nothing to suggest from the rules and findings yet.")
+    out += ["", "`epochwatch analyze hypotheses --config FILE --out next.toml --plan-out next-plan.toml` "
+            "writes the kohya config of the first one with a config change, and the next run's plan.", ""]
     out += ["## Manual review and calibration", "", *_calibration(run, fits), ""]
     out += ["## Parameters", ""]
     if kohya_config:
@@ -195,16 +245,19 @@ def write_report(cfg: WatchConfig, store: Store) -> Path:
     run = load_run(store, cfg.run.name)
     if not run.params:
         run.params = cfg.params()
-    baselines = load_baselines()
-    rules = [Rule.from_config(c) for c in cfg.criteria]
-    findings = root_cause(run)
+    plan = cfg.plan
+    baselines, missing = plan_baselines(plan, cfg.state_db) if plan is not None else ([], [])
+    rules = cfg.rules()
+    findings = root_cause(run, on_time_epoch(rules))
     verdict = verdict_of(run, rules)
+    branch, steps = next_experiments(run, findings, dict(cfg.kohya), rules, plan, baselines)
     text = render_report(
         run, run_dir=run_dir,
         kohya_config=str(cfg.run.kohya_config) if cfg.run.kohya_config else None,
-        criteria=plan_criteria(run, findings, baselines), verdict=verdict, baselines=baselines,
-        findings=findings, next_steps=hypotheses(run, findings, dict(cfg.kohya), baselines),
-        fits=calibrate(run))
+        criteria=plan_criteria(run, findings, baselines, rules, plan), verdict=verdict,
+        baselines=baselines, findings=findings, next_steps=steps, fits=calibrate(run), plan=plan,
+        points=decision_points(run, rules, plan) if plan is not None else [], branch=branch,
+        missing=missing, rules=rules)
     path = run_dir / "report.md"
     tmp = path.with_name(f".report.md.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")

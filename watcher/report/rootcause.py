@@ -7,12 +7,13 @@ background is learnt, colour drift, loss of pixel-art style, and the score trend
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from watcher.report.history import GREEN_RATE, RunHistory
+from watcher.rules import Rule
 
-ON_TIME_EPOCH = 4          # the plan: green background by epoch 3-4
 SCORE_DROP = 0.2           # an overall_score fall that counts (1-10 scale)
 RATE_RISE = 0.25           # a background_match_rate rise that counts as "learning it"
 COLOR_DRIFT = 10.0         # colour accuracy points lost from its peak
@@ -36,7 +37,14 @@ class Finding:
                 "message": self.message, "evidence": self.evidence}
 
 
-def _background(run: RunHistory) -> list[Finding]:
+def on_time_epoch(rules: Sequence[Rule]) -> int | None:
+    """The epoch the run's rules want the background right by (a by / at rule on
+    background_match_rate), or None: then "late" cannot be said, only "never"."""
+    return next((r.epoch for r in rules if r.metric == "background_match_rate"
+                 and r.mode in ("by", "at") and r.epoch), None)
+
+
+def _background(run: RunHistory, on_time: int | None) -> list[Finding]:
     rates = run.series("background_match_rate")
     if not rates:
         return [Finding("background_unmeasured", "info", (),
@@ -50,21 +58,25 @@ def _background(run: RunHistory) -> list[Finding]:
         common = max(sorted(set(hexes)), key=hexes.count) if hexes else None
         ev = {"best_rate": rates[best], "best_epoch": best, "background_hex": common,
               "evaluated": sorted(rates)}
-        if last < ON_TIME_EPOCH:
+        over = run.max_epochs is not None and last >= run.max_epochs or run.status in (
+            "stopped", "finished", "failed", "stopping")
+        if (last < on_time) if on_time is not None else not over:
+            judged = f"judged at epoch {on_time}" if on_time is not None else "no rule says by when"
             return [Finding("background_not_yet", "info", tuple(rates),
-                            f"background not right yet at epoch {last} "
-                            f"(judged at epoch {ON_TIME_EPOCH})", ev)]
+                            f"background not right yet at epoch {last} ({judged})", ev)]
         tail = f"; mostly {common}" if common else ""
         return [Finding("background_never", "critical", tuple(rates),
                         f"background never right in {len(rates)} evaluated epochs "
                         f"(best rate {rates[best]:.2f} at epoch {best}{tail})", ev)]
     ev = {"first_green_epoch": first, "rate": rates[first]}
-    if first > ON_TIME_EPOCH:
+    if on_time is None:
+        return [Finding("background_on_time", "info", (first,),
+                        f"background right from epoch {first}", ev)]
+    if first > on_time:
         return [Finding("background_late", "warning", (first,),
-                        f"background late: first right at epoch {first} "
-                        f"(plan: by epoch 3-{ON_TIME_EPOCH})", ev)]
+                        f"background late: first right at epoch {first} (rules: by epoch {on_time})", ev)]
     return [Finding("background_on_time", "info", (first,),
-                    f"background right from epoch {first} (plan: by epoch 3-{ON_TIME_EPOCH})", ev)]
+                    f"background right from epoch {first} (rules: by epoch {on_time})", ev)]
 
 
 def _oscillation(run: RunHistory) -> list[Finding]:
@@ -185,9 +197,10 @@ def _stopped(run: RunHistory) -> list[Finding]:
     return []
 
 
-def root_cause(run: RunHistory) -> list[Finding]:
-    """All findings, most severe first, then by epoch."""
-    found = (_background(run) + _oscillation(run) + _quality_vs_background(run)
+def root_cause(run: RunHistory, on_time: int | None = None) -> list[Finding]:
+    """All findings, most severe first, then by epoch. `on_time`: the epoch the background
+    should be right by (`on_time_epoch` of the run's rules)."""
+    found = (_background(run, on_time) + _oscillation(run) + _quality_vs_background(run)
              + _color_drift(run) + _style(run) + _trend(run) + _stopped(run))
     return sorted(found, key=lambda f: (SEVERITIES.index(f.severity), f.epochs[:1] or (0,)))
 

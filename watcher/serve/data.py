@@ -109,13 +109,18 @@ def epoch_outcome(decisions: list[Decision]) -> str | None:
     return _epoch_decision(decisions)
 
 
-def plan_table(run: RunHistory) -> list[CriterionResult]:
-    """The plan's success criteria judged on the history (`report.plan.plan_criteria`)."""
-    from watcher.report.baselines import load_baselines
+def plan_table(run: RunHistory, src: RunSource | None = None) -> list[CriterionResult]:
+    """The run's success criteria judged on the history (`report.plan.plan_criteria`): its
+    plan's when it has one, else its rules."""
+    from watcher.report.baselines import plan_baselines
     from watcher.report.plan import plan_criteria
-    from watcher.report.rootcause import root_cause
+    from watcher.report.rootcause import on_time_epoch, root_cause
 
-    return plan_criteria(run, root_cause(run), load_baselines())
+    plan = src.cfg.plan if src is not None else None
+    found = rules(src) if src is not None else []
+    # local baselines only: a page refresh must not wait on Supabase
+    bases = plan_baselines(plan, src.cfg.state_db, remote=False)[0] if src is not None and plan else []
+    return plan_criteria(run, root_cause(run, on_time_epoch(found)), bases, found, plan)
 
 
 def verdict(src: RunSource, run: RunHistory) -> dict[str, Any]:

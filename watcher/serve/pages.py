@@ -55,7 +55,7 @@ def live(src: data.RunSource) -> dict[str, Any]:
     verdict = data.verdict(src, run) if run.epochs else {"verdict": "pending", "reasons": []}
     return {
         "state": state, "epochs": epochs, "verdict": verdict,
-        "criteria": data.plan_table(run) if run.epochs else [],
+        "criteria": data.plan_table(run, src) if run.epochs else [],
         "curves": curves_svg(run, rules), "calibration": _calibration(run),
         "generated": time.strftime("%H:%M:%S"),
     }
