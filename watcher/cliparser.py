@@ -14,7 +14,7 @@ from typing import Any
 
 DEV_COMMANDS = {
     "simtrain": "stand-in trainer writing kohya-format LoRA epoch files",
-    "build-tiny-model": "build the tiny SD1.5-shaped model offline (tests, demo)",
+    "build-tiny-model": "build the tiny SD1.5- (or --sdxl: SDXL-) shaped model offline (tests, demo)",
 }
 CONFIG_HELP = "the run's watcher config (watcher.toml)"
 CELLS_HELP = ("logical grid size N in cells per side, 1-512, at most half the image's "
@@ -98,6 +98,8 @@ def _user_commands(sub: Any) -> None:
     p.add_argument("--out-dir", "--workdir", dest="workdir", default="demo-work", metavar="DIR",
                    help="working folder: config.toml, model, runs, results (default demo-work)")
     p.add_argument("--setup-only", action="store_true", help="write DIR/config.toml and print its path")
+    p.add_argument("--sdxl", action="store_true",
+                   help="the tiny SDXL-shaped model and kohya SDXL LoRA epochs instead of SD 1.5")
     p.add_argument("--replay", action="store_true",
                    help="the continue path instead: replay 10 epochs of stand-in images (no torch)")
 
@@ -200,3 +202,4 @@ def _dev_commands(sub: Any) -> None:
     p.add_argument("--out-dir", "--out", dest="out", required=True, metavar="DIR",
                    help="folder to create for the model (must not exist)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("--sdxl", action="store_true", help="SDXL-shaped: two text encoders, SDXL's UNet layout")
