@@ -3,6 +3,7 @@ per-family judging from the config, `demo --sdxl` and a whole `launch` on the ti
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def test_build_tiny_model_sdxl_cli_refuses_a_folder_holding_the_other_family(
     assert out.stderr.strip().endswith(f"{tiny_model_dir} holds the tiny sd15 model; choose another folder")
 
 
-def test_demo_sdxl_setup_only_writes_an_sdxl_config(tmp_path: Path) -> None:
+def test_demo_sdxl_setup_only_writes_an_sdxl_config(tmp_path: Path, tiny_sdxl_model_dir: Path) -> None:
+    # the session's tiny SDXL model where the demo keeps it: setup reuses a complete one
+    shutil.copytree(tiny_sdxl_model_dir, tmp_path / "models" / "tiny-sdxl")
     out = subprocess.run(epochwatch("demo", "--sdxl", "--setup-only", "--out-dir", str(tmp_path)),
                          capture_output=True, text=True, check=True)
     cfg = load_config(out.stdout.strip().splitlines()[-1])
@@ -88,7 +91,7 @@ def test_sdxl_run_end_to_end(tmp_path: Path, tiny_sdxl_model_dir: Path) -> None:
     """simtrain writes kohya SDXL LoRA epochs; the daemon loads each into the warm SDXL
     pipeline (a LoRA that does not land fails its epoch), renders, judges and commits it."""
     config = write_watch_config(tmp_path, tiny_sdxl_model_dir, name="E2E_SDXL", epochs=3,
-                                size=128, interval=0.5)
+                                size=64, interval=0.5)
     proc = start(epochwatch("launch", "--config", str(config)), tmp_path / "launch.log", cwd=tmp_path)
     rc = proc.wait(300)
     log = (tmp_path / "launch.log").read_text()

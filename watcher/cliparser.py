@@ -14,7 +14,7 @@ from typing import Any
 
 DEV_COMMANDS = {
     "simtrain": "stand-in trainer writing kohya-format LoRA epoch files",
-    "build-tiny-model": "build the tiny SD1.5- (or --sdxl: SDXL-) shaped model offline (tests, demo)",
+    "build-tiny-model": "build the tiny SD1.5-shaped model offline (tests, demo)",
 }
 CONFIG_HELP = "the run's watcher config (watcher.toml)"
 CELLS_HELP = ("logical grid size N in cells per side, 1-512, at most half the image's "
