@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from launcher.kohya_lora import family_metadata
-from watcher.kohya import UNET_PREFIX, is_text_encoder_module, lora_target_names, make_lora_state_dict
+from watcher.kohya import (
+    UNET_PREFIX,
+    is_text_encoder_module,
+    lora_target_names,
+    make_lora_state_dict,
+)
 
 if TYPE_CHECKING:
     import torch
