@@ -96,6 +96,23 @@ def test_real_sdxl_names_and_counts_match_kohya_files() -> None:
     assert conv["lora_unet_input_blocks_4_0_skip_connection"] == (320, 640, 1, 1)
 
 
+def test_single_files_and_lora_headers_name_their_family(tmp_path: Path) -> None:
+    from watcher.family import family_of_lora, family_of_model
+
+    sdxl = tmp_path / "sdxl.safetensors"
+    save_file({"conditioner.embedders.1.model.ln_final.weight": torch.zeros(2)}, str(sdxl))
+    sd15 = tmp_path / "sd15.safetensors"
+    save_file({"cond_stage_model.transformer.text_model.final_layer_norm.weight": torch.zeros(2)},
+              str(sd15))
+    assert (family_of_model(sdxl), family_of_model(sd15)) == ("sdxl", "sd15")
+    # a single SDXL file carries no configs: SDXL 1.0's are used
+    assert sum(1 for n in lora_target_names(sdxl) if n.startswith("lora_te2_")) == 192
+    assert family_of_lora({"ss_base_model_version": "sdxl_base_v1-0"}, []) == "sdxl"
+    assert family_of_lora({"ss_base_model_version": "sd_v1"}, ["lora_te1_x.alpha"]) == "sd15"
+    assert family_of_lora({}, ["lora_unet_input_blocks_4_1_proj_in.alpha"]) == "sdxl"
+    assert family_of_lora({}, ["lora_unet_down_blocks_0_attentions_0_proj_in.alpha"]) is None
+
+
 def test_sd15_lora_is_refused_by_an_sdxl_model(tiny_sdxl_model_dir: Path, tiny_model_dir: Path,
                                               tmp_path: Path) -> None:
     sd15 = make_lora_state_dict(lora_target_names(tiny_model_dir), rank=2, alpha=1, seed=1, scale=1.0)
