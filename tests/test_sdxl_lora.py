@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from watcher.kohya import check_fits, lora_target_names, make_lora_state_dict
 from watcher.kohya_sdxl import SDXL_TEXT_2_CONFIG, SDXL_TEXT_CONFIG, SDXL_UNET_CONFIG
-from watcher.pipeline import LoraLoadError, SamplePipeline
+from watcher.pipeline import LoraLoadError, PipelineError, SamplePipeline
 
 MULTIPLIER = 0.7
 
@@ -123,6 +123,8 @@ def test_sd15_lora_is_refused_by_an_sdxl_model(tiny_sdxl_model_dir: Path, tiny_m
         pipe.apply_lora(path)
     with pytest.raises(ValueError, match="not in this model"):
         check_fits({k: tuple(v.shape) for k, v in sd15.items()}, lora_target_names(tiny_sdxl_model_dir))
+    with pytest.raises(PipelineError, match="a sd15 model, but the run's family is sdxl"):
+        SamplePipeline(str(tiny_model_dir), device="cpu", family="sdxl").load()
 
 
 def test_each_sdxl_part_of_a_lora_changes_the_images_and_removal_restores_them(
