@@ -22,7 +22,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from watcher.kohya import TE_PREFIX, UNET_PREFIX, lora_target_names, make_lora_state_dict
+from launcher.kohya_lora import family_metadata
+from watcher.kohya import (
+    UNET_PREFIX,
+    is_text_encoder_module,
+    lora_target_names,
+    make_lora_state_dict,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -210,7 +216,7 @@ def simulate_training(
     write_s = min(1.0, interval_s * 0.1) if write_s is None else write_s
     targets = lora_target_names(model_dir, conv=conv_dim is not None)
     n_unet = sum(1 for name in targets if name.startswith(UNET_PREFIX))
-    n_te = sum(1 for name in targets if name.startswith(TE_PREFIX))
+    n_te = sum(1 for name in targets if is_text_encoder_module(name))
     print(
         f"simtrain: session {session}, {output_name}: {n_unet} unet + {n_te} text-encoder LoRA "
         f"modules, dim {network_dim}, alpha {network_alpha}, epochs {start_epoch}..{epochs}",
@@ -241,6 +247,7 @@ def simulate_training(
             network_dim=network_dim, network_alpha=network_alpha, seed=seed,
             model_name=Path(str(model_dir)).name, network_args=network_args, extra=extra_metadata,
         )
+        metadata.update(family_metadata(model_dir))  # SDXL: sdxl_train_network.py's fields
         path = output_dir / epoch_file_name(output_name, epoch, last)
         data = serialize_lora(tensors, metadata)
         print(f"{line}, saving checkpoint: {path}", file=out, flush=True)

@@ -29,6 +29,16 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_sdxl_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny SDXL-shaped diffusers folder, built once per test session."""
+    from watcher.tinymodel import build_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny-sdxl-model") / "tiny-sdxl"
+    build_tiny_model(out, seed=0, sdxl=True)
+    return out
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """On CI a skipped test is a failure: every skip names something the machine lacks, and
     CI's own set-up (make setup, scripts/system-deps.sh) must provide it."""

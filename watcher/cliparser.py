@@ -98,6 +98,8 @@ def _user_commands(sub: Any) -> None:
     p.add_argument("--out-dir", "--workdir", dest="workdir", default="demo-work", metavar="DIR",
                    help="working folder: config.toml, model, runs, results (default demo-work)")
     p.add_argument("--setup-only", action="store_true", help="write DIR/config.toml and print its path")
+    p.add_argument("--sdxl", action="store_true",
+                   help="the tiny SDXL-shaped model and kohya SDXL LoRA epochs instead of SD 1.5")
     p.add_argument("--replay", action="store_true",
                    help="the continue path instead: replay 10 epochs of stand-in images (no torch)")
 
@@ -210,3 +212,4 @@ def _dev_commands(sub: Any) -> None:
     p.add_argument("--out-dir", "--out", dest="out", required=True, metavar="DIR",
                    help="folder to create for the model (must not exist)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("--sdxl", action="store_true", help="SDXL-shaped: two text encoders, SDXL's UNet layout")

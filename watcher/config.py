@@ -26,6 +26,7 @@ from pydantic import (
 from evaluators.aggregate import judgeable_metrics
 from evaluators.prompt import malformed_hex, parse_prompt
 from watcher.errors import ConfigError
+from watcher.family import NATIVE_SIZE, family_of_command, family_of_model
 from watcher.kohya import kohya_network_arg, load_kohya, load_kohya_config  # noqa: F401 - API
 
 # Re-exported: the prompt types and ConfigError are part of this module's API.
@@ -101,6 +102,9 @@ class RunConfig(_Model):
 
 class ModelConfig(_Model):
     base: str | None = None
+    # "sd15" or "sdxl"; "auto": from the trainer script (sdxl_train_network.py) or the model's
+    # files, SD 1.5 when neither says. Loading resolves it; width/height default to its size.
+    family: Literal["auto", "sd15", "sdxl"] = "auto"
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     scheduler: Literal["dpmsolver++", "euler_a", "ddim", "pndm"] = "dpmsolver++"
@@ -139,8 +143,16 @@ class SamplingConfig(_Model):
     )
 
 
+class FamilyEvaluation(_Model):
+    """`[evaluation.sdxl]` / `[evaluation.sd15]`: what differs when judging that family."""
+
+    cells: int | None = Field(None, ge=2, le=512)
+
+
 class EvaluationConfig(_Model):
     cells: int = Field(24, ge=2, le=512)
+    sd15: FamilyEvaluation = FamilyEvaluation()
+    sdxl: FamilyEvaluation = FamilyEvaluation()
     # How a prompt's colours are judged: by the category a person would name ("category"),
     # or by CIEDE2000 distance to the hex code, at most exact_delta_e ("exact").
     colour_match: Literal["category", "exact"] = "category"
@@ -510,6 +522,11 @@ def load_config(path: Path | str) -> WatchConfig:
         command.append(arg.replace("{config_dir}", str(base))
                        .replace("{kohya_config}", str(kohya_path)))  # fmt: skip
     trainer = trainer.model_copy(update={"command": command})
+    model = _resolve_family(model, data, trainer.command, fail)
+    evaluation = raw.evaluation
+    per_family: FamilyEvaluation = getattr(evaluation, model.family)
+    if per_family.cells is not None:
+        evaluation = evaluation.model_copy(update={"cells": per_family.cells})
     criteria = raw.criteria if raw.criteria is not None else default_criteria()
     names = [c.name for c in criteria]
     for i, name in enumerate(names):
@@ -517,7 +534,7 @@ def load_config(path: Path | str) -> WatchConfig:
             raise fail(("criteria", i, "name"), f"duplicate criterion name {name!r}")
     config = WatchConfig(
         path=path.resolve(), kohya=kohya, run=run, model=model, sampling=sampling,
-        evaluation=raw.evaluation, results=raw.results.model_copy(
+        evaluation=evaluation, results=raw.results.model_copy(
             update={"repo": _absolute(base, raw.results.repo)}),
         trainer=trainer, daemon=raw.daemon, supabase=raw.supabase, alerts=raw.alerts,
         criteria=criteria, warnings=warnings,
@@ -536,6 +553,25 @@ def load_config(path: Path | str) -> WatchConfig:
                                 state_db=config.state_db)
         config.run = config.run.model_copy(update={"plan": plan_path})
     return config
+
+
+def _resolve_family(model: ModelConfig, data: dict[str, Any], command: list[str],
+                    fail: Any) -> ModelConfig:
+    """model.family made definite, and SDXL's native size where width/height are unset."""
+    found = {"[trainer] command": family_of_command(command),
+             "model.base": family_of_model(model.base) if model.base else None}
+    known = {where: fam for where, fam in found.items() if fam is not None}
+    if model.family != "auto":
+        known["model.family"] = model.family
+    if len(set(known.values())) > 1:
+        raise fail(("model", "family"), "the run's model family disagrees: " + ", ".join(
+            f"{where} says {fam}" for where, fam in known.items()))
+    family = next(iter(known.values()), "sd15")
+    update: dict[str, Any] = {"family": family}
+    for key in ("width", "height"):
+        if key not in (data.get("model") or {}):
+            update[key] = NATIVE_SIZE[family]
+    return model.model_copy(update=update)
 
 
 def _check_prompts(config: WatchConfig, lines: KeyLines, fail: Any, *, defaults: bool) -> None:

@@ -136,7 +136,7 @@ class Daemon:
             self.notifier.status("loading pipeline")
             self.pipeline = self._given_pipeline or SamplePipeline(
                 cfg.base_model, device=cfg.model.device, dtype=cfg.model.dtype,
-                scheduler=cfg.model.scheduler)
+                scheduler=cfg.model.scheduler, family=cfg.model.family)
             self.pipeline.load()
             self.log.info("pipeline loaded", base=str(cfg.model.base),
                           device=str(self.pipeline.device))

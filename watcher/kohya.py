@@ -14,6 +14,8 @@ inside the CLIP text encoder's attention and MLP blocks; with `conv_dim` in netw
 the Linear, 1x1 and 3x3 convs of the UNet's ResNet, down- and upsampling blocks. A wrapped module's name is its module
 path with dots replaced by underscores, prefixed `lora_unet_` or `lora_te_`; each has
 `.lora_down.weight` (rank x in), `.lora_up.weight` (out x rank) and a scalar `.alpha`.
+SDXL: the same wrapping, under kohya's SGM UNet names and `lora_te1_` / `lora_te2_`
+(`watcher.kohya_sdxl`).
 
 This module derives those names and shapes from a model's configs (models are built on the
 `meta` device: no weights are read) and makes random state dicts in that layout for the
@@ -30,6 +32,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from watcher.family import family_of_keys
+from watcher.kohya_sdxl import (
+    SDXL_TEXT_2_CONFIG,
+    SDXL_TEXT_CONFIG,
+    SDXL_UNET_CONFIG,
+    sgm_module_path,
+)
 from watcher.tomllines import KeyLines, read_toml
 
 if TYPE_CHECKING:
@@ -37,7 +46,8 @@ if TYPE_CHECKING:
 
 UNET_PREFIX = "lora_unet_"
 TE_PREFIX = "lora_te_"  # SD 1.x / 2.x: one text encoder
-TE_PREFIXES = (TE_PREFIX, "lora_te1_", "lora_te2_")  # SDXL names its two encoders te1, te2
+SDXL_TE_PREFIXES = ("lora_te1_", "lora_te2_")  # SDXL names its two encoders te1, te2
+TE_PREFIXES = (TE_PREFIX, *SDXL_TE_PREFIXES)
 LORA_KEY = re.compile(
     r"^(?P<module>lora_(?:unet|te\d?)_[A-Za-z0-9_]+)\.(?P<part>lora_down\.weight|lora_up\.weight|alpha)$"
 )
@@ -119,12 +129,15 @@ def is_conv3x3(shape: Shape) -> bool:
     return len(shape) == 4 and tuple(shape[2:]) != (1, 1)
 
 
-def kohya_targets(unet: Any | None, text_encoder: Any | None, conv: bool = False) -> dict[str, Shape]:
+def kohya_targets(unet: Any | None, text_encoder: Any | None, conv: bool = False,
+                  text_encoder_2: Any | None = None) -> dict[str, Shape]:
     """kohya module name -> shape for live (or meta) UNet / CLIP text encoder modules.
 
     conv=True adds the targets kohya wraps when network_args has conv_dim. Call it before any
-    adapter is injected: peft's wrappers add Linear layers of their own.
+    adapter is injected: peft's wrappers add Linear layers of their own. With text_encoder_2
+    the model is SDXL: encoders `lora_te1_` / `lora_te2_`, UNet blocks by their SGM names.
     """
+    sdxl = text_encoder_2 is not None
     targets: dict[str, Shape] = {}
     classes = UNET_TARGET_CLASSES | (UNET_CONV_TARGET_CLASSES if conv else frozenset())
     if unet is not None:
@@ -132,29 +145,35 @@ def kohya_targets(unet: Any | None, text_encoder: Any | None, conv: bool = False
             if type(module).__name__ in classes:
                 is_resnet_like = type(module).__name__ in UNET_CONV_TARGET_CLASSES
                 for child, shape in _wrapped_children(module, any_conv=is_resnet_like):
-                    targets[UNET_PREFIX + f"{path}.{child}".replace(".", "_")] = shape
-    if text_encoder is not None:
-        for path, module in text_encoder.named_modules():
+                    full = sgm_module_path(path, child, unet.config) if sdxl else f"{path}.{child}"
+                    targets[UNET_PREFIX + full.replace(".", "_")] = shape
+    encoders = ((SDXL_TE_PREFIXES[0], text_encoder), (SDXL_TE_PREFIXES[1], text_encoder_2)) \
+        if sdxl else ((TE_PREFIX, text_encoder),)
+    for prefix, encoder in encoders:
+        if encoder is None:
+            continue
+        for path, module in encoder.named_modules():
             if type(module).__name__ in TE_TARGET_CLASSES:
                 # transformers 5 dropped CLIPTextModel's `text_model.` level; kohya files
                 # (written under transformers 4) always carry it.
                 full = path if path.startswith("text_model.") else f"text_model.{path}"
                 for child, shape in _wrapped_children(module):
-                    targets[TE_PREFIX + f"{full}.{child}".replace(".", "_")] = shape
+                    targets[prefix + f"{full}.{child}".replace(".", "_")] = shape
     return targets
 
 
-def _targets_from_configs(
-    unet_config: Mapping[str, Any], text_config: Mapping[str, Any], conv: bool = False
-) -> dict[str, Shape]:
+def _targets_from_configs(configs: Mapping[str, Mapping[str, Any]], conv: bool = False) -> dict[str, Shape]:
     import torch
     from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(dict(unet_config))
-        text_encoder = CLIPTextModel(CLIPTextConfig(**dict(text_config)))
-    return kohya_targets(unet, text_encoder, conv=conv)
+        unet = UNet2DConditionModel.from_config(dict(configs["unet"]))
+        text_encoder = CLIPTextModel(CLIPTextConfig(**dict(configs["text_encoder"])))
+        te2_config = configs.get("text_encoder_2")
+        text_encoder_2 = (CLIPTextModelWithProjection(CLIPTextConfig(**dict(te2_config)))
+                          if te2_config is not None else None)
+    return kohya_targets(unet, text_encoder, conv=conv, text_encoder_2=text_encoder_2)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -164,19 +183,22 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _single_file_configs(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """SD 1.x configs for a single-file checkpoint, checked against its tensor shapes."""
+def _single_file_configs(path: Path) -> dict[str, dict[str, Any]]:
+    """SD 1.x or SDXL configs for a single-file checkpoint, checked against its tensor shapes."""
     from safetensors import safe_open
 
     probe = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
+        if family_of_keys(keys) == "sdxl":
+            return {"unet": dict(SDXL_UNET_CONFIG), "text_encoder": dict(SDXL_TEXT_CONFIG),
+                    "text_encoder_2": dict(SDXL_TEXT_2_CONFIG)}
         if probe not in keys:
-            raise ValueError(f"{path}: not a Stable Diffusion 1.x single-file checkpoint (no {probe})")
+            raise ValueError(f"{path}: not a Stable Diffusion 1.x or XL single-file checkpoint (no {probe})")
         width = f.get_slice(probe).get_shape()[1]
     if width != SD15_TEXT_CONFIG["hidden_size"]:
-        raise ValueError(f"{path}: text encoder width {width}, SD 1.x has 768 (SD 2.x/XL are not supported)")
-    return dict(SD15_UNET_CONFIG), dict(SD15_TEXT_CONFIG)
+        raise ValueError(f"{path}: text encoder width {width}, SD 1.x has 768 (SD 2.x is not supported)")
+    return {"unet": dict(SD15_UNET_CONFIG), "text_encoder": dict(SD15_TEXT_CONFIG)}
 
 
 def looks_like_path(model: str | Path) -> bool:
@@ -185,14 +207,19 @@ def looks_like_path(model: str | Path) -> bool:
     return text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
 
 
-def model_configs(model: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(unet config, text encoder config) of a diffusers folder, single file or cached hub id."""
+def component_configs(model: str | Path) -> dict[str, dict[str, Any]]:
+    """The configs of a model's `unet`, `text_encoder` (and SDXL's `text_encoder_2`), from a
+    diffusers folder, a single file or a cached hub id."""
     path = Path(model)
     if path.is_dir():
         unet_cfg, te_cfg = path / "unet" / "config.json", path / "text_encoder" / "config.json"
         if not unet_cfg.is_file() or not te_cfg.is_file():
             raise ValueError(f"{path}: not a diffusers model folder (needs unet/ and text_encoder/ configs)")
-        return _read_json(unet_cfg), _read_json(te_cfg)
+        configs = {"unet": _read_json(unet_cfg), "text_encoder": _read_json(te_cfg)}
+        te2_cfg = path / "text_encoder_2" / "config.json"
+        if te2_cfg.is_file():
+            configs["text_encoder_2"] = _read_json(te2_cfg)
+        return configs
     if path.suffix == ".safetensors":
         if not path.is_file():
             raise ValueError(f"{path}: no such file")
@@ -202,21 +229,30 @@ def model_configs(model: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     # A hub id: read its configs from the local Hugging Face cache only (no download here).
     from huggingface_hub import hf_hub_download  # only for hub ids; settle never needs it
 
-    try:
-        unet_file = hf_hub_download(str(model), "unet/config.json", local_files_only=True)
-        te_file = hf_hub_download(str(model), "text_encoder/config.json", local_files_only=True)
-    except Exception as exc:  # the hub library raises many kinds; the message is what matters
-        raise ValueError(
-            f"{model}: not a local model, and not in the Hugging Face cache ({type(exc).__name__})"
-        ) from exc
-    return _read_json(Path(unet_file)), _read_json(Path(te_file))
+    configs = {}
+    for part in ("unet", "text_encoder", "text_encoder_2"):
+        try:
+            configs[part] = _read_json(Path(hf_hub_download(str(model), f"{part}/config.json",
+                                                              local_files_only=True)))
+        except Exception as exc:  # the hub library raises many kinds; the message is what matters
+            if part == "text_encoder_2":
+                break  # SD 1.x has one text encoder
+            raise ValueError(
+                f"{model}: not a local model, and not in the Hugging Face cache ({type(exc).__name__})"
+            ) from exc
+    return configs
+
+
+def model_configs(model: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(unet config, first text encoder config): see component_configs."""
+    configs = component_configs(model)
+    return configs["unet"], configs["text_encoder"]
 
 
 def lora_target_names(model_dir: str | Path, conv: bool = False) -> dict[str, Shape]:
     """kohya module name -> (in, out) or (in, out, kh, kw), from the model's configs only.
     conv=True: as kohya with conv_dim set (adds the ResNet/sampler blocks' layers)."""
-    unet_config, text_config = model_configs(model_dir)
-    return _targets_from_configs(unet_config, text_config, conv=conv)
+    return _targets_from_configs(component_configs(model_dir), conv=conv)
 
 
 def _seed_for(seed: int, name: str) -> int:
@@ -253,7 +289,7 @@ def make_lora_state_dict(
     for name in sorted(targets):
         if name.startswith(UNET_PREFIX) and not unet:
             continue
-        if name.startswith(TE_PREFIX) and not text_encoder:
+        if is_text_encoder_module(name) and not text_encoder:
             continue
         shape = targets[name]
         module_rank, module_alpha = rank, alpha
@@ -295,7 +331,8 @@ def module_shapes(tensor_shapes: Mapping[str, Iterable[int]]) -> dict[str, dict[
 def check_fits(tensor_shapes: Mapping[str, Iterable[int]], targets: Mapping[str, Shape]) -> dict[str, int]:
     """Check a kohya LoRA's tensor shapes against a model's targets.
 
-    Returns {"unet": n, "text_encoder": n} module counts; raises ValueError with a one-line
+    Returns {"unet": n, "text_encoder": n} module counts (and "text_encoder_2": n for an
+    SDXL LoRA that has `lora_te2_` modules); raises ValueError with a one-line
     reason for foreign keys, unknown modules, missing halves or shape mismatches.
     """
     modules = module_shapes(tensor_shapes)
@@ -316,8 +353,11 @@ def check_fits(tensor_shapes: Mapping[str, Iterable[int]], targets: Mapping[str,
             )
     counts = {
         "unet": sum(1 for n in modules if n.startswith(UNET_PREFIX)),
-        "text_encoder": sum(1 for n in modules if is_text_encoder_module(n)),
+        "text_encoder": sum(1 for n in modules if n.startswith((TE_PREFIX, SDXL_TE_PREFIXES[0]))),
     }
+    te2 = sum(1 for n in modules if n.startswith(SDXL_TE_PREFIXES[1]))
+    if te2:  # SDXL's second encoder (diffusers' text_encoder_2)
+        counts["text_encoder_2"] = te2
     return counts
 
 

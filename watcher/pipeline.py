@@ -1,5 +1,9 @@
 """The warm sampling pipeline: load the base model once, swap each epoch's kohya LoRA in.
 
+Stable Diffusion 1.x (`StableDiffusionPipeline`) or XL (`StableDiffusionXLPipeline`, two text
+encoders, `lora_te1_` / `lora_te2_` and SGM-named UNet modules in kohya's files): the family
+comes from the config (`watcher.family`), else from the model's own files.
+
 Loading a Stable Diffusion pipeline costs seconds to minutes; swapping a LoRA costs
 milliseconds. So the daemon keeps one `SamplePipeline` for the whole run and, per epoch,
 `apply_lora(path)` (the previous epoch's adapter is deleted first, so memory stays flat) and
@@ -21,7 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from watcher.kohya import TE_PREFIX, Shape, check_fits, kohya_targets, looks_like_path
+from watcher.family import FAMILIES, family_of_lora, family_of_model
+from watcher.kohya import (
+    SDXL_TE_PREFIXES,
+    TE_PREFIX,
+    Shape,
+    check_fits,
+    kohya_targets,
+    looks_like_path,
+)
 from watcher.prompts import SamplePrompt
 
 if TYPE_CHECKING:
@@ -34,6 +46,9 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 # in float16 (smaller changes can round away and would not change images either).
 MIN_VISIBLE_DELTA = 1e-3
 _PROBE_PROMPT = "pixel art portrait, solid green background (#00ff00)"
+# diffusers component -> the kohya prefixes of its LoRA modules
+COMPONENT_PREFIXES = {"text_encoder": (TE_PREFIX, SDXL_TE_PREFIXES[0]),
+                      "text_encoder_2": (SDXL_TE_PREFIXES[1],)}
 
 
 class PipelineError(Exception):
@@ -96,7 +111,7 @@ def make_scheduler(name: str, config: Any) -> Any:
     raise PipelineError(f"scheduler {name!r} unknown; use one of {', '.join(SCHEDULERS)}")
 
 
-def _largest_weight_change(state: dict[str, Any], prefix: str) -> float:
+def _largest_weight_change(state: dict[str, Any], prefix: str | tuple[str, ...]) -> float:
     """Largest |entry| of up @ down * alpha / rank over the LoRA's modules under prefix."""
     largest = 0.0
     for key, down in state.items():
@@ -125,7 +140,7 @@ def read_lora_shapes(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, 
 
 
 class SamplePipeline:
-    """A diffusers StableDiffusionPipeline kept warm across epochs."""
+    """A diffusers StableDiffusionPipeline (or XL pipeline) kept warm across epochs."""
 
     def __init__(
         self,
@@ -134,12 +149,17 @@ class SamplePipeline:
         dtype: str = "auto",
         scheduler: str = "dpmsolver++",
         cpu_threads: int | None = None,
+        family: str | None = None,
     ) -> None:
         """cpu_threads: torch intra-op threads on CPU (None: torch's default, one per core).
         On a CPU shared with other busy processes, 1 avoids OpenMP threads spinning against
-        each other (measured here: generation 10-40x slower with 2 threads on 2 busy cores)."""
+        each other (measured here: generation 10-40x slower with 2 threads on 2 busy cores).
+        family: "sd15" or "sdxl" (None: from the model's files, SD 1.5 when they don't say)."""
         if scheduler not in SCHEDULERS:
             raise PipelineError(f"scheduler {scheduler!r} unknown; use one of {', '.join(SCHEDULERS)}")
+        if family is not None and family not in FAMILIES:
+            raise PipelineError(f"model family {family!r} unknown; use one of {', '.join(FAMILIES)}")
+        self.family = family or family_of_model(base) or "sd15"
         self.base = str(base)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -153,23 +173,29 @@ class SamplePipeline:
 
     # -- loading --------------------------------------------------------------------------
     def _from_source(self, torch_dtype: Any) -> Any:
-        from diffusers import StableDiffusionPipeline
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
         path = Path(self.base)
-        common: dict[str, Any] = {"dtype": torch_dtype, "safety_checker": None}
+        common: dict[str, Any] = {"dtype": torch_dtype}
+        pipeline_class: Any = StableDiffusionXLPipeline
+        if self.family == "sd15":
+            pipeline_class = StableDiffusionPipeline
+            common.update(safety_checker=None, requires_safety_checker=False)
         if path.suffix in (".ckpt", ".pt", ".bin", ".pth"):
             raise PipelineError(f"{path}: pickle checkpoints are refused; convert it to .safetensors")
         if path.is_file() and path.suffix == ".safetensors":
-            return StableDiffusionPipeline.from_single_file(str(path), **common)
+            common.pop("requires_safety_checker", None)
+            return pipeline_class.from_single_file(str(path), **common)
         if path.is_dir():
             if not (path / "model_index.json").is_file():
                 raise PipelineError(f"{path}: not a diffusers model folder (no model_index.json)")
-            return StableDiffusionPipeline.from_pretrained(
-                str(path), requires_safety_checker=False, local_files_only=True, **common
-            )
+            held = family_of_model(path)
+            if held is not None and held != self.family:
+                raise PipelineError(f"{path}: a {held} model, but the run's family is {self.family}")
+            return pipeline_class.from_pretrained(str(path), local_files_only=True, **common)
         if path.suffix == ".safetensors" or looks_like_path(self.base):
             raise PipelineError(f"{path}: no such model file or folder")
-        return StableDiffusionPipeline.from_pretrained(self.base, requires_safety_checker=False, **common)
+        return pipeline_class.from_pretrained(self.base, **common)
 
     def load(self) -> SamplePipeline:
         """Load the base pipeline (once; later calls do nothing)."""
@@ -194,7 +220,8 @@ class SamplePipeline:
         pipe.set_progress_bar_config(disable=True)
         # targets are read before any adapter wraps the layers; conv=True also accepts files
         # trained with kohya's conv_dim
-        self._targets = kohya_targets(pipe.unet, pipe.text_encoder, conv=True)
+        self._targets = kohya_targets(pipe.unet, pipe.text_encoder, conv=True,
+                                      text_encoder_2=getattr(pipe, "text_encoder_2", None))
         self.pipe = pipe.to(self.device)
         reapply, self.lora_path = self.lora_path, None
         if reapply is not None:  # reloaded after release(drop=True)
@@ -241,29 +268,32 @@ class SamplePipeline:
             names.update(adapters)
         return len(names)
 
-    def _text_embedding(self) -> Any:
+    def _text_embedding(self, component: str) -> Any:
         import torch
 
-        tokens = self.pipe.tokenizer(
+        encoder = getattr(self.pipe, component)
+        tokenizer = self.pipe.tokenizer_2 if component == "text_encoder_2" else self.pipe.tokenizer
+        tokens = tokenizer(
             _PROBE_PROMPT, padding="max_length", truncation=True, return_tensors="pt",
-            max_length=self.pipe.tokenizer.model_max_length,
+            max_length=tokenizer.model_max_length,
         ).input_ids.to(self.device)
         with torch.no_grad():
-            return self.pipe.text_encoder(tokens)[0].float()
+            return encoder(tokens)[0].float()
 
-    def _text_encoder_effect(self) -> float:
+    def _text_encoder_effect(self, component: str = "text_encoder") -> float:
         """Max change of the probe prompt's embedding with the LoRA on versus off."""
         from diffusers.loaders.lora_base import (
             disable_lora_for_text_encoder,
             enable_lora_for_text_encoder,
         )
 
-        with_lora = self._text_embedding()
-        disable_lora_for_text_encoder(self.pipe.text_encoder)
+        encoder = getattr(self.pipe, component)
+        with_lora = self._text_embedding(component)
+        disable_lora_for_text_encoder(encoder)
         try:
-            without = self._text_embedding()
+            without = self._text_embedding(component)
         finally:
-            enable_lora_for_text_encoder(self.pipe.text_encoder)
+            enable_lora_for_text_encoder(encoder)
         return float((with_lora - without).abs().max())
 
     def _remove_adapter(self) -> None:
@@ -286,6 +316,11 @@ class SamplePipeline:
         if not path.is_file():
             raise LoraLoadError(f"{path}: no such file")
         shapes, metadata = read_lora_shapes(path)
+        lora_family = family_of_lora(metadata, shapes)
+        if lora_family is not None and lora_family != self.family:
+            raise LoraLoadError(f"{path.name}: an {lora_family} LoRA "
+                                f"(ss_base_model_version {metadata.get('ss_base_model_version', '?')}), "
+                                f"but the base model is {self.family}")
         try:
             counts = check_fits(shapes, self._targets)
         except ValueError as exc:
@@ -294,24 +329,28 @@ class SamplePipeline:
             state = load_file(str(path))
         except Exception as exc:
             raise LoraLoadError(f"{path.name}: cannot read tensors ({exc})") from exc
-        te_delta = _largest_weight_change(state, TE_PREFIX)
+        te_deltas = {part: _largest_weight_change(state, prefixes)
+                     for part, prefixes in COMPONENT_PREFIXES.items()}
         self._remove_adapter()
+        te_effect = 0.0
         try:
             self.pipe.load_lora_weights(state, adapter_name=ADAPTER)
-            applied = {
-                "unet": self._adapter_modules(self.pipe.unet),
-                "text_encoder": self._adapter_modules(self.pipe.text_encoder),
-            }
-            if applied != counts:
+            applied = {part: self._adapter_modules(getattr(self.pipe, part))
+                       for part in ("unet", *COMPONENT_PREFIXES) if hasattr(self.pipe, part)}
+            if {k: v for k, v in applied.items() if v or k in counts} != counts:
                 raise LoraLoadError(
                     f"{path.name}: LoRA landed on {applied} modules, file has {counts}"
                 )
-            te_effect = self._text_encoder_effect() if counts["text_encoder"] else 0.0
-            if te_delta > MIN_VISIBLE_DELTA and te_effect == 0.0:
-                raise LoraLoadError(
-                    f"{path.name}: text-encoder LoRA weights did not take effect "
-                    f"(largest weight change {te_delta:.2g}, embedding unchanged)"
-                )
+            for part in COMPONENT_PREFIXES:
+                if not counts.get(part):
+                    continue
+                effect = self._text_encoder_effect(part)
+                te_effect = effect if part == "text_encoder" else te_effect
+                if te_deltas[part] > MIN_VISIBLE_DELTA and effect == 0.0:
+                    raise LoraLoadError(
+                        f"{path.name}: {part.replace('_', '-')} LoRA weights did not take effect "
+                        f"(largest weight change {te_deltas[part]:.2g}, embedding unchanged)"
+                    )
         except LoraLoadError:
             self._remove_adapter()
             raise
@@ -324,7 +363,8 @@ class SamplePipeline:
             "unet_modules": counts["unet"],
             "text_encoder_modules": counts["text_encoder"],
             "text_encoder_effect": te_effect,
-            "text_encoder_weight_change": te_delta,
+            "text_encoder_weight_change": te_deltas["text_encoder"],
+            **({"text_encoder_2_modules": counts["text_encoder_2"]} if "text_encoder_2" in counts else {}),
             "epoch": metadata.get("ss_epoch"),
         }
 
@@ -353,6 +393,7 @@ class SamplePipeline:
                 chunk = indices[start : start + batch_size]
                 batch = [prompts[i] for i in chunk]
                 result = self.pipe(
+                    **self._micro_conditioning(width, height),
                     prompt=[p.text for p in batch],
                     negative_prompt=[p.negative or "" for p in batch],
                     width=width,
@@ -365,6 +406,14 @@ class SamplePipeline:
                 for i, image in zip(chunk, result.images, strict=True):
                     images[i] = image
         return images
+
+    def _micro_conditioning(self, width: int, height: int) -> dict[str, Any]:
+        """SDXL's size/crop conditioning as kohya samples with: original and target size
+        the image's own, no crop (SD 1.x has none)."""
+        if self.family != "sdxl":
+            return {}
+        return {"original_size": (height, width), "target_size": (height, width),
+                "crops_coords_top_left": (0, 0)}
 
     def memory_bytes(self) -> int:
         """Accelerator memory held by this process (0 on CPU)."""

@@ -5,7 +5,9 @@
 Renders each recipe (bench.judge.render), scores it with its prompt at --cells 24 and prints:
 background right/wrong accuracy (all, colour-word prompts, hex prompts), per-role agreement
 (hair, skin), Spearman of overall_score with the reviewer's 1-10, and the share of images
-whose measured grid is within one cell of the truth; then one JSON line.
+whose measured grid is within one cell of the truth; the same figures apart for SD 1.5-like
+items (an even 24-cell grid) and SDXL-like ones (uneven 19-26 px cells, about 21-23 across, as
+SDXL draws a 24-cell subject); then one JSON line.
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ def evaluate(items: list[dict], colour_match: str = "category") -> tuple[dict[st
             "style": score["style_score"],
             "missed": sorted({m["role"] for m in score["per_color"] if m["match"] is False}),
         })
-    return summarise(rows), rows
+    summary = summarise(rows)
+    summary["by_family"] = {family: summarise(part) for family, part in (
+        ("sd15", [r for r in rows if not r["uneven"]]), ("sdxl", [r for r in rows if r["uneven"]]))
+        if part}
+    return summary, rows
 
 
 def _acc(pairs: list[tuple[Any, Any]]) -> float | None:
@@ -104,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Spearman(overall_score, reviewer 1-10): {summary['overall_spearman']}")
     print(f"grid size within one cell: {summary['grid_within_one']} ({summary['n_blocky']} pixel-art images; "
           f"uneven 19-26 px cells: {summary['grid_within_one_uneven']}, n={summary['n_uneven']})")
+    for family, part in summary["by_family"].items():
+        print(f"{family}-like: background {part['background_accuracy']} (n={part['n_images']}), "
+              f"Spearman {part['overall_spearman']}, grid within one cell {part['grid_within_one']}")
     print(json.dumps(summary))
     return 0
 

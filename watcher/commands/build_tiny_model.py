@@ -1,4 +1,5 @@
-"""`epochwatch build-tiny-model --out DIR [--seed N]`: the tiny SD1.5-shaped model, offline."""
+"""`epochwatch build-tiny-model --out DIR [--seed N] [--sdxl]`: the tiny SD1.5- or
+SDXL-shaped model, offline."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ def run(args: Namespace) -> int:
     from watcher.tinymodel import build_tiny_model
 
     try:
-        path = build_tiny_model(Path(args.out), seed=int(args.seed))
+        path = build_tiny_model(Path(args.out), seed=int(args.seed), sdxl=bool(args.sdxl))
     except FileExistsError as exc:
         raise CommandError(str(exc)) from exc
     print(path)

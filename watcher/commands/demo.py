@@ -4,6 +4,8 @@ CPU, the tiny random SD1.5-shaped model, SQLite state and a local results git re
 The stand-in trainer (`simtrain`) writes 10 kohya-format LoRA epochs; the daemon evaluates
 each one; the random model cannot draw a green background, so the Epoch 4 rule stops the
 trainer before it writes its last epoch. That is the stop path, end to end.
+`--sdxl`: the same loop on the tiny SDXL-shaped model (two text encoders, kohya's SDXL LoRA
+names), rendered at 512 px: 1024 px, SDXL's native size, costs ~9x the CPU time here.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ DEMO_PROMPTS = [
 CONFIG_TEMPLATE = """\
 # epochwatch demo: CPU, tiny random model, SQLite state, local results repository.
 [run]
-name = "DEMO_KEEP_TOKENS_3"
+name = "{name}"
 {kohya_line}output_dir = "output"
 output_name = "demo_lora"
 max_train_epochs = 10
@@ -45,7 +47,7 @@ expected_epoch_minutes = 0.25
 overdue_factor = 4.0
 
 [model]
-base = "models/tiny-sd"
+base = "models/{model}"{family_note}
 device = "cpu"
 dtype = "float32"
 scheduler = "dpmsolver++"
@@ -77,15 +79,17 @@ stop_grace_s = 5.0
 """
 
 
-def setup(workdir: Path) -> Path:
-    """Write `workdir/config.toml` (and the tiny model, the kohya config); return its path."""
+def setup(workdir: Path, sdxl: bool = False) -> Path:
+    """Write `workdir/config.toml` (and the tiny model, SDXL-shaped with sdxl, and the kohya
+    config); return its path."""
     from watcher.tinymodel import build_tiny_model
 
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in ("output", "state", "results", "logs"):
         shutil.rmtree(workdir / stale, ignore_errors=True)
-    build_tiny_model(workdir / "models" / "tiny-sd", seed=0)
+    model = "tiny-sdxl" if sdxl else "tiny-sd"
+    build_tiny_model(workdir / "models" / model, seed=0, sdxl=sdxl)
     kohya_line = ""
     if KOHYA_TEMPLATE.exists():
         shutil.copyfile(KOHYA_TEMPLATE, workdir / "kohya.toml")
@@ -94,6 +98,9 @@ def setup(workdir: Path) -> Path:
     command = [sys.executable, "-m", "watcher", "simtrain", "--config", str(config), "--interval", "8"]
     config.write_text(CONFIG_TEMPLATE.format(
         kohya_line=kohya_line,
+        name="DEMO_SDXL_KEEP_TOKENS_3" if sdxl else "DEMO_KEEP_TOKENS_3",
+        model=model,
+        family_note="   # SDXL: found from the model's files (model.family = \"auto\")" if sdxl else "",
         prompts=",\n".join(f'  {{ text = "{p}" }}' for p in DEMO_PROMPTS),
         command=", ".join(f'"{c}"' for c in command),
     ))
@@ -130,7 +137,7 @@ def run(args: Namespace) -> int:
         from watcher.commands import demo_replay
 
         return demo_replay.run(args)
-    config = setup(Path(args.workdir))
+    config = setup(Path(args.workdir), sdxl=getattr(args, "sdxl", False))
     if args.setup_only:
         print(config)
         return 0

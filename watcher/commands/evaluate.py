@@ -42,7 +42,8 @@ def run(args: Namespace) -> int:
         assert ck is not None
         if ck.status != "evaluated":
             pipeline = SamplePipeline(cfg.base_model, device=cfg.model.device,
-                                      dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
+                                      dtype=cfg.model.dtype, scheduler=cfg.model.scheduler,
+                                      family=cfg.model.family)
             pipeline.load()
             try:
                 epochs.run_checkpoint(pipeline, ck)
