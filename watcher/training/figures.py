@@ -66,6 +66,11 @@ def epoch_ends(series: Series) -> list[EpochEnd]:
     return [ends[e] for e in sorted(ends)]
 
 
+def epoch_of(step: int, ends: Sequence[EpochEnd]) -> int:
+    """The epoch a global step belongs to (the one after the last known end, past them)."""
+    return next((e.epoch for e in ends if step <= e.step), (ends[-1].epoch if ends else 0) + 1)
+
+
 def _last(points: Sequence[Point] | None) -> Point | None:
     return points[-1] if points else None
 

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from watcher.training.figures import Series, loss_series
+from watcher.training.figures import Series, epoch_ends, epoch_of, loss_series
 from watcher.training.points import LOSS_AVERAGE, LOSS_CURRENT, Point
 
 RISE_WARMUP = 20
@@ -54,9 +54,8 @@ def findings(series: Series, figures: dict[str, Any], *, loss_rise_factor: float
     bad = first_nonfinite(series)
     if bad is not None:
         out.append(Finding("loss_nan", "loss_nan",
-                           f"{bad.tag} is {bad.value} at step {bad.step}"
-                           + (f" (epoch {figures['epoch']})" if figures.get("epoch") else "")
-                           + ": the run is lost from there"))
+                           f"{bad.tag} is {bad.value} at step {bad.step} (epoch "
+                           f"{epoch_of(bad.step, epoch_ends(series))}): the run is lost from there"))
     rise = loss_rise(series)
     if rise is not None and rise[1] > 0 and rise[0] > loss_rise_factor * rise[1]:
         latest, low = rise
