@@ -182,3 +182,34 @@ def test_storage_bounded_nan_kept_and_rewinds(tmp_path: Path) -> None:
         storage.save_points(store, "r", Batch(points=[Point("loss/average", 900, 2.0, 1.0)],
                                               rewinds={"loss/average": 900}))
         assert storage.load_series(store, "r")["loss/average"][-1] == Point("loss/average", 900, 2.0, 1.0)
+
+
+def test_status_shows_the_figures_without_torch(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from watcher.testing import write_watch_config
+
+    config = write_watch_config(tmp_path, tmp_path / "model", name="FIGS", epochs=5)
+    _kohya_run(tmp_path / "tb", "20261207100000", range(1, 3), t0=1_800_000_000.0)
+    series = _series(TensorBoardReader(tmp_path / "tb").poll())
+    with Store(tmp_path / "state" / "state.db") as store:
+        store.ensure_run("FIGS")
+        storage.save_state(store, "FIGS", "tensorboard", figures(series, 5), [], None)
+    code = ("import sys; from watcher.cli import main; rc = main(['status', '--json', '-c', sys.argv[1]]); "
+            "heavy = [m for m in ('torch', 'tensorboard') if m in sys.modules]; "
+            "print(heavy); sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(config)], capture_output=True, text=True,
+                          timeout=120, check=True)
+    status, heavy = proc.stdout.strip().splitlines()
+    assert heavy == "[]"
+    training = json.loads(status)["training"]
+    assert training["step"] == 20 and training["epoch"] == 2 and training["lr"] == pytest.approx(1e-4)
+    assert training["eta_s"] == pytest.approx(30 / 0.5) and training["gpu"] is None  # absent, not zero
+    assert training["source"] == "tensorboard" and training["validation_loss"] is None
+    text = subprocess.run([sys.executable, "-m", "watcher", "status", "-c", str(config)],
+                          capture_output=True, text=True, check=True).stdout
+    (line,) = [x for x in text.splitlines() if x.startswith("training ")]
+    assert line.startswith("training  step 20/50, epoch 2/5, loss 0.0") and "0.50 steps/s" in line
+    assert "0m19s/epoch, ETA 1m00s (tensorboard)" in line  # epochs of 18 s and 20 s; 30 steps at 0.5/s
