@@ -140,7 +140,22 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
 
     async def run_page(request: Request) -> Response:
         src = source(request)
-        return render(request, "run.html", {"src": src, "live": await run_in_threadpool(pages.live, src)})
+        return render(request, "run.html", {"src": src, "live": await run_in_threadpool(pages.live, src),
+                                            "strip": await run_in_threadpool(pages.strip, src),
+                                            "params": pages.parameters(src)})
+
+    async def run_strip(request: Request) -> Response:
+        src = source(request)
+        return render(request, "_strip.html", {"src": src, "strip": await run_in_threadpool(pages.strip, src)})
+
+    async def compare_runs(request: Request) -> Response:
+        names = request.query_params.getlist("run") or list(runs)
+        unknown = [n for n in names if n not in runs]
+        if unknown:
+            return not_found(f"no run {unknown[0]!r} served here")
+        chosen = [runs[n] for n in dict.fromkeys(names)]
+        page = await run_in_threadpool(pages.compare_runs, chosen)
+        return render(request, "runs_compare.html", {"page": page})
 
     async def run_live(request: Request) -> Response:
         src = source(request)
@@ -208,6 +223,8 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
         Route("/", index),
         Route("/run/{run}", run_page),
         Route("/run/{run}/live", run_live),
+        Route("/run/{run}/strip", run_strip),
+        Route("/compare-runs", compare_runs),
         Route("/run/{run}/status.json", run_json),
         Route("/run/{run}/epoch/{epoch:int}", epoch_page),
         Route("/run/{run}/epoch/{epoch:int}/review", review, methods=["POST"]),

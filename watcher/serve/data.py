@@ -168,3 +168,14 @@ def save_review(src: RunSource, epoch: int, visual: float, style: float, prompt:
 def rules(src: RunSource) -> list[Rule]:
     """The config's criteria as `watcher.rules.Rule`s."""
     return [Rule.from_config(c) for c in src.cfg.criteria]
+
+
+def training(src: RunSource) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(tag -> points, the latest figures/health/gpu) of the trainer (watcher.training)."""
+    from watcher.training.storage import load_series, load_state
+
+    store = _store(src)
+    if store is None:
+        return {}, None
+    with store:
+        return load_series(store, src.name), load_state(store, src.name)
