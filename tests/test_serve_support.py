@@ -86,6 +86,7 @@ def serving(config: Path, host: str = "127.0.0.1", env: dict[str, str] | None = 
     import http.client
 
     port = free_port()
+    address = host if host.startswith("127.") else "127.0.0.1"  # where the server answers
     proc = subprocess.Popen(serve_cmd(config, *extra, "--host", host, "--port", str(port)),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
@@ -95,7 +96,7 @@ def serving(config: Path, host: str = "127.0.0.1", env: dict[str, str] | None = 
             if proc.poll() is not None:
                 pytest.fail(f"serve exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn = http.client.HTTPConnection(address, port, timeout=2)
                 conn.request("GET", "/static/style.css")
                 conn.getresponse().read()
                 conn.close()
@@ -104,7 +105,7 @@ def serving(config: Path, host: str = "127.0.0.1", env: dict[str, str] | None = 
                 if time.monotonic() > deadline:
                     pytest.fail("serve did not answer within 30 s")
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}", proc
+        yield f"http://{address}:{port}", proc
     finally:
         proc.terminate()
         try:
