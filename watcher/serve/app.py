@@ -2,8 +2,9 @@
 
 Read-only except for one route, the review form's POST. Store and file reads run in the
 thread pool, so a database locked by the daemon for a moment never stalls other requests. Every response carries a strict
-Content-Security-Policy (scripts, styles and images from this server only) and no referrer,
-so a `?token=` in the address never leaves the page.
+Content-Security-Policy (scripts, styles and images from this server only) and referrers to
+this server only (Referrer-Policy same-origin), so a `?token=` in the address never leaves it;
+"no-referrer" would make browsers post forms with `Origin: null`, which the review form refuses.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self'; "
                                "script-src 'self'; form-action 'self'; frame-ancestors 'none'; "
                                "base-uri 'none'",
-    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY", "Cache-Control": "no-store",
 }
 AUTH_COOKIE_MAX_AGE_S = 12 * 3600  # a browser asks for the token again after 12 hours
