@@ -213,3 +213,45 @@ def test_status_shows_the_figures_without_torch(tmp_path: Path) -> None:
     (line,) = [x for x in text.splitlines() if x.startswith("training ")]
     assert line.startswith("training  step 20/50, epoch 2/5, loss 0.0") and "0.50 steps/s" in line
     assert "0m19s/epoch, ETA 1m00s (tensorboard)" in line  # epochs of 18 s and 20 s; 30 steps at 0.5/s
+
+
+def test_gpu_absent_is_none_and_present_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from watcher.training import gpu
+
+    # this machine has nvidia-ml-py but no NVIDIA driver: absent, not zeros
+    assert gpu.sample({"daemon": [os.getpid()]}) is None
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # no package at all
+    assert gpu.sample() is None
+
+    class Proc:
+        def __init__(self, pid: int, used: int | None) -> None:
+            self.pid, self.usedGpuMemory = pid, used
+
+    fake = types.ModuleType("pynvml")  # NVML as a driver answers (two GPUs)
+    fake.NVML_TEMPERATURE_GPU = 0  # type: ignore[attr-defined]
+    calls: list[str] = []
+    fake.nvmlInit = lambda: calls.append("init")  # type: ignore[attr-defined]
+    fake.nvmlShutdown = lambda: calls.append("shutdown")  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetCount = lambda: 2  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetHandleByIndex = lambda i: i  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetName = lambda h: b"NVIDIA H100 80GB HBM3"  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(  # type: ignore[attr-defined]
+        used=(30 + h) * 2**30, total=80 * 2**30)
+    fake.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=97 - h)  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetTemperature = lambda h, sensor: 70 + h  # type: ignore[attr-defined]
+    fake.nvmlDeviceGetComputeRunningProcesses = lambda h: (  # type: ignore[attr-defined]
+        [Proc(100, 20 * 2**30), Proc(101, 2 * 2**30), Proc(555, 3 * 2**30)] if h == 0 else [Proc(101, None)])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    rows = gpu.sample({"trainer": [100, 101], "daemon": [555]})
+    assert rows == [
+        {"index": 0, "name": "NVIDIA H100 80GB HBM3", "memory_used_mb": 30720.0, "memory_total_mb": 81920.0,
+         "utilisation_pct": 97, "temperature_c": 70, "trainer_mb": 22528.0, "daemon_mb": 3072.0},
+        {"index": 1, "name": "NVIDIA H100 80GB HBM3", "memory_used_mb": 31744.0, "memory_total_mb": 81920.0,
+         "utilisation_pct": 96, "temperature_c": 71, "trainer_mb": None, "daemon_mb": 0.0},
+    ]
+    assert calls == ["init", "shutdown"]
+    fake.nvmlDeviceGetCount = lambda: 1 / 0  # type: ignore[attr-defined]  # a GPU that stops answering
+    assert gpu.sample() is None and calls[-1] == "shutdown"

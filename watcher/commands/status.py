@@ -142,8 +142,10 @@ def _training_lines(t: dict[str, Any], total_epochs: int | None) -> list[str]:
             + f" ({t['source']})")
     lines = [line] + [f"health    {h['message']}" for h in t["health"]]
     for g in t["gpu"] or []:
-        lines.append(f"gpu {g['index']}     {g['memory_used_mb'] / 1024:.1f}/{g['memory_total_mb'] / 1024:.1f} GiB, "
-                     f"{g['utilisation_pct']}% busy, {g['temperature_c']} C")
+        mine = ", ".join(f"{role} {g[f'{role}_mb'] / 1024:.1f}" for role in ("trainer", "daemon")
+                         if g.get(f"{role}_mb") is not None)
+        lines.append(f"gpu {g['index']}     {g['memory_used_mb'] / 1024:.1f}/{g['memory_total_mb'] / 1024:.1f} GiB"
+                     + (f" ({mine})" if mine else "") + f", {g['utilisation_pct']}% busy, {g['temperature_c']} C")
     return lines
 
 

@@ -10,10 +10,13 @@ against the epoch in training and may alert or stop like any other.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from watcher import logs
 from watcher.act import act
@@ -93,8 +96,21 @@ class TrainingMonitor:
         if self.rules and figs["epoch"] and (batch.points or not ended):
             self._judge(int(figs["epoch"]), training_metrics(series, figs, since))
         storage.save_state(self.store, self.run, self.source, figs,
-                           [asdict(f) for f in found], gpu.sample())
+                           [asdict(f) for f in found], gpu.sample(self._gpu_pids(trainer, ended)))
         return figs
+
+    @staticmethod
+    def _gpu_pids(trainer: Any, ended: bool) -> dict[str, list[int]]:
+        """Whose GPU memory to show: the trainer's process tree (accelerate and its
+        workers) and this daemon."""
+        pids = {"daemon": [os.getpid()]}
+        if trainer is not None and trainer.pid and not ended:
+            try:
+                root = psutil.Process(trainer.pid)
+                pids["trainer"] = [root.pid, *(c.pid for c in root.children(recursive=True))]
+            except psutil.Error:
+                pass
+        return pids
 
     def _raise(self, kind: str, key: str, message: str, epoch: int | None) -> None:
         if key in self._raised:
