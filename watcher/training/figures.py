@@ -56,7 +56,8 @@ def epoch_ends(series: Series) -> list[EpochEnd]:
     losses = loss_series(series)
     ends: dict[int, EpochEnd] = {}
     for p in series.get(LOSS_EPOCH, ()):
-        before = [q.step for q in losses if q.wall_time <= p.wall_time + 0.5]
+        # kohya logs it right after the epoch's last step: the steps logged before it
+        before = [q.step for q in losses if q.wall_time <= p.wall_time]
         if before:
             ends[p.step] = EpochEnd(p.step, max(before), p.wall_time)
     for p in series.get(EPOCH_START, ()):
