@@ -4,6 +4,7 @@ written by hand from the sd-scripts source, the figures, health checks and stora
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -185,7 +186,6 @@ def test_storage_bounded_nan_kept_and_rewinds(tmp_path: Path) -> None:
 
 
 def test_status_shows_the_figures_without_torch(tmp_path: Path) -> None:
-    import json
     import subprocess
     import sys
 
@@ -255,3 +255,29 @@ def test_gpu_absent_is_none_and_present_is_measured(monkeypatch: pytest.MonkeyPa
     assert calls == ["init", "shutdown"]
     fake.nvmlDeviceGetCount = lambda: 1 / 0  # type: ignore[attr-defined]  # a GPU that stops answering
     assert gpu.sample() is None and calls[-1] == "shutdown"
+
+
+def test_an_epochs_metrics_and_supabase_row_carry_the_training_figures(tmp_path: Path) -> None:
+    from watcher.config import load_config
+    from watcher.epoch import EpochPath
+    from watcher.publish.supabase import epoch_row
+    from watcher.testing import FakePipeline, write_watch_config
+
+    config = write_watch_config(tmp_path, tmp_path / "no-model-needed", name="FIG_ROWS")
+    path = EpochPath.open(load_config(config))
+    try:
+        _kohya_run(tmp_path / "tb", "20261207100000", range(1, 3), t0=1_800_000_000.0)
+        series = _series(TensorBoardReader(tmp_path / "tb").poll())
+        storage.save_state(path.store, "FIG_ROWS", "tensorboard", figures(series, 10), [], None)
+        ck = path.add_source(tmp_path / "lora-000002.safetensors", 2, "b" * 64, 1000)
+        outcome = path.run_checkpoint(FakePipeline(background="#00ff00"), ck)
+        (evaluation,) = path.store.evaluations("FIG_ROWS")
+        training = evaluation.metrics["training"]
+        assert training["source"] == "tensorboard" and training["step"] == 20 and training["epoch"] == 2
+        assert training == outcome.evaluation.metrics["training"]
+        on_disk = json.loads((Path(evaluation.result_dir) / "metrics.json").read_text())
+        assert on_disk["training"]["loss"] == training["loss"]
+        row = epoch_row("FIG_ROWS", 2, evaluation.metrics, None, "continue")
+        assert row["metrics"]["training"]["steps_per_s"] == pytest.approx(0.5)
+    finally:
+        path.close()
