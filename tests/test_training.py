@@ -281,3 +281,35 @@ def test_an_epochs_metrics_and_supabase_row_carry_the_training_figures(tmp_path:
         assert row["metrics"]["training"]["steps_per_s"] == pytest.approx(0.5)
     finally:
         path.close()
+
+
+def test_the_monitor_reads_the_log_alerts_once_and_says_when_nothing_is_logged(tmp_path: Path) -> None:
+    from watcher import logs
+    from watcher.config import load_config
+    from watcher.epoch import EpochPath
+    from watcher.testing import write_watch_config
+    from watcher.training.monitor import TrainingMonitor
+
+    config = write_watch_config(tmp_path, tmp_path / "no-model-needed", name="MON")
+    cfg = load_config(config)
+    path = EpochPath.open(cfg)
+    try:
+        started = time.time() - 3600
+        path.store.set_trainer("MON", pid=os.getpid(), state="running", started_at=started,
+                               log_path=str(tmp_path / "trainer.log"))
+        monitor = TrainingMonitor(cfg, path.store, path.publisher, logs.get_logger(run="MON"), cfg.rules())
+        assert monitor.poll()["step"] is None and monitor.poll()["step"] is None
+        events = [e for e in path.store.events("MON") if e.kind == "training_input"]
+        assert len(events) == 1 and "logged no figures for 60 min" in events[0].message
+        # the log appears: its progress lines become figures; a NaN is raised once
+        text = FIXTURE.read_text(encoding="utf-8")
+        (tmp_path / "trainer.log").write_text(text + "\rsteps:  91%|█████████ | 11/12 [00:38<00:03, 3.50s/it, avr_loss=nan]")
+        figs = monitor.poll()
+        assert figs["step"] == 11 and figs["loss_finite"] is False
+        monitor.poll()
+        nan_events = [e for e in path.store.events("MON") if e.kind == "training_loss_nan"]
+        assert len(nan_events) == 1 and "loss/average is nan at step 11 (epoch 3)" in nan_events[0].message
+        state = storage.load_state(path.store, "MON")
+        assert state is not None and state["source"] == "log" and state["health"][0]["kind"] == "loss_nan"
+    finally:
+        path.close()

@@ -68,6 +68,9 @@ class TrainingMonitor:
             warnings = batch.warnings
         else:
             warnings = []
+        trainer = self.store.trainer(self.run)  # the launcher may start it after this daemon
+        if trainer and trainer.log_path and Path(trainer.log_path) != self.trainer_log.path:
+            self.trainer_log = TrainerLogReader(Path(trainer.log_path))
         batch = self.trainer_log.poll()
         batch.warnings[:0] = warnings
         if self.trainer_log.found_any:
@@ -93,6 +96,7 @@ class TrainingMonitor:
                          stall_minutes=self.cfg.training.stall_minutes, seconds_since_step=since)
         for f in found:
             self._raise(f.kind, f.key, f.message, figs.get("epoch"))
+        self._nothing_logged(trainer, ended, now)
         if self.rules and figs["epoch"] and (batch.points or not ended):
             self._judge(int(figs["epoch"]), training_metrics(series, figs, since))
         storage.save_state(self.store, self.run, self.source, figs,
@@ -111,6 +115,21 @@ class TrainingMonitor:
             except psutil.Error:
                 pass
         return pids
+
+    def _nothing_logged(self, trainer: Any, ended: bool, now: float) -> None:
+        """A trainer running for stall_minutes with no figures from either source: said once
+        (a warning, not an alert: the run itself may be fine)."""
+        if self.source is not None or trainer is None or ended or not trainer.started_at:
+            return
+        if now - trainer.started_at <= self.cfg.training.stall_minutes * 60 or "nothing_logged" in self._raised:
+            return
+        self._raised.add("nothing_logged")
+        where = f"TensorBoard files under {self.tensorboard.root}" if self.tensorboard else \
+            "TensorBoard files (no logging_dir in the kohya config or [training])"
+        message = (f"the trainer has logged no figures for {(now - trainer.started_at) / 60:.0f} min: "
+                   f"no {where}, no progress lines in {self.trainer_log.path}")
+        self.log.warning("training figures", detail=message)
+        self.store.add_event(self.run, "warning", "training_input", message)
 
     def _raise(self, kind: str, key: str, message: str, epoch: int | None) -> None:
         if key in self._raised:
