@@ -172,6 +172,74 @@ def _epoch_state(base: dict[str, Any], drift: dict[str, Any], progress: float) -
     return out
 
 
+class TrainingLog:
+    """What kohya prints and logs while it trains: `epoch N/M` lines and a `steps:` progress
+    bar with `avr_loss` on `out`, and with a logging_dir, TensorBoard event files with
+    kohya's tags in kohya's layout (`{logging_dir}/{log_prefix}{YYYYmmddHHMMSS}/network_train/`,
+    written by torch's SummaryWriter as accelerate's tracker does, flushed after each log).
+
+    The loss falls with training, with noise; `loss/average` is kohya's moving average over
+    the last epoch's worth of steps; from the middle of epoch `nan_at_epoch` it is NaN.
+    """
+
+    def __init__(self, out: TextIO, *, steps_per_epoch: int, epochs: int, seed: int,
+                 learning_rate: float, logging_dir: Path | None, log_prefix: str = "",
+                 nan_at_epoch: int | None = None, hparams: Mapping[str, Any] | None = None) -> None:
+        self.out, self.steps_per_epoch, self.epochs = out, steps_per_epoch, epochs
+        self.learning_rate, self.nan_at_epoch = learning_rate, nan_at_epoch
+        self.rng = random.Random(seed)
+        self.recent: list[float] = []
+        self.started = time.monotonic()
+        self.writer: Any = None
+        if logging_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            stamp = time.strftime("%Y%m%d%H%M%S", time.localtime())
+            self.writer = SummaryWriter(str(Path(logging_dir) / f"{log_prefix}{stamp}" / "network_train"))
+            if hparams:
+                self.writer.add_hparams(dict(hparams), metric_dict={})
+            self.writer.flush()
+
+    def _loss(self, global_step: int, epoch: int, step_in_epoch: int) -> float:
+        if self.nan_at_epoch is not None and (epoch, step_in_epoch) >= (self.nan_at_epoch, self.steps_per_epoch // 2):
+            return float("nan")
+        progress = global_step / self.steps_per_epoch
+        return 0.05 + 0.1 * math.exp(-0.3 * progress) + self.rng.uniform(0.0, 0.02)
+
+    def train_epoch(self, epoch: int, seconds: float) -> float:
+        """The steps of one epoch over `seconds`; returns the epoch's average loss."""
+        print(f"\nepoch {epoch}/{self.epochs}\n", file=self.out, flush=True)
+        pause = seconds / self.steps_per_epoch if seconds > 0 else 0.0
+        total = self.steps_per_epoch * self.epochs
+        for i in range(self.steps_per_epoch):
+            if pause:
+                time.sleep(pause)
+            global_step = (epoch - 1) * self.steps_per_epoch + i + 1
+            current = self._loss(global_step, epoch, i)
+            self.recent = (self.recent + [current])[-self.steps_per_epoch:]
+            average = sum(self.recent) / len(self.recent)
+            if self.writer is not None:
+                lr = self.learning_rate
+                for tag, value in (("loss/current", current), ("loss/average", average),
+                                   ("lr/unet", lr), ("lr/textencoder", lr / 2)):
+                    self.writer.add_scalar(tag, value, global_step=global_step)
+                self.writer.flush()
+            if (i + 1) % max(1, self.steps_per_epoch // 4) == 0 or i + 1 == self.steps_per_epoch:
+                elapsed = time.monotonic() - self.started
+                rate = global_step / elapsed if elapsed > 0 else 0.0
+                print(f"steps: {100 * global_step // total:3d}%|{'#' * (10 * global_step // total):<10}| "
+                      f"{global_step}/{total} [{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}<00:00, "
+                      f"{rate:.2f}it/s, avr_loss={average:.4g}]", file=self.out, flush=True)
+        if self.writer is not None:
+            self.writer.add_scalar("loss/epoch_average", average, global_step=epoch)
+            self.writer.flush()
+        return average
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def simulate_training(
     model_dir: str | Path,
     output_dir: str | Path,
@@ -194,6 +262,9 @@ def simulate_training(
     conv_alpha: float = 1.0,
     extra_metadata: Mapping[str, Any] | None = None,
     log: TextIO | None = None,
+    logging_dir: Path | None = None,
+    log_prefix: str = "",
+    nan_at_epoch: int | None = None,
 ) -> list[Path]:
     """Run a simulated training and return the files written, in order.
 
@@ -202,7 +273,9 @@ def simulate_training(
     multiples of save_every_n_epochs are saved as numbered files; the last epoch is saved as
     `{output_name}.safetensors`. save_last_n_epochs deletes older numbered files, as kohya does.
     conv_dim / conv_alpha: as kohya's network_args, adding the UNet's ResNet and sampler layers.
-    One line per epoch goes to log (stdout by default), flushed.
+    One line per epoch goes to log (stdout by default), flushed, with kohya's progress lines
+    (`TrainingLog`); logging_dir adds kohya-format TensorBoard files, and nan_at_epoch makes
+    the loss NaN from the middle of that epoch on.
     """
     if epochs < 1 or start_epoch < 1 or start_epoch > epochs:
         raise ValueError(f"need 1 <= start_epoch ({start_epoch}) <= epochs ({epochs})")
@@ -227,12 +300,17 @@ def simulate_training(
                                      **conv)
     written: list[Path] = []
     saved_numbered: list[Path] = []
+    learning_rate = float((extra_metadata or {}).get("learning_rate") or 1e-4)
+    training = TrainingLog(out, steps_per_epoch=steps_per_epoch, epochs=epochs, seed=seed,
+                           learning_rate=learning_rate, logging_dir=logging_dir,
+                           log_prefix=log_prefix, nan_at_epoch=nan_at_epoch,
+                           hparams={"output_name": output_name, "max_train_epochs": epochs,
+                                    "network_dim": network_dim, "learning_rate": learning_rate})
     for epoch in range(start_epoch, epochs + 1):
         last = epoch == epochs
         save = last or epoch % save_every_n_epochs == 0
-        time.sleep(max(0.0, interval_s - (write_s if save else 0.0)))
+        loss = training.train_epoch(epoch, max(0.0, interval_s - (write_s if save else 0.0)))
         steps = epoch * steps_per_epoch
-        loss = 0.05 + 0.1 * math.exp(-0.3 * epoch) + random.Random(seed * 7919 + epoch).uniform(0, 0.01)
         line = f"epoch {epoch}/{epochs}: steps {steps}/{epochs * steps_per_epoch}, avr_loss={loss:.4f}"
         if not save:
             print(line, file=out, flush=True)
@@ -259,5 +337,6 @@ def simulate_training(
                 old = saved_numbered.pop(0)
                 old.unlink(missing_ok=True)
                 print(f"removing old checkpoint: {old}", file=out, flush=True)
+    training.close()
     print(f"simtrain: training finished, model saved: {written[-1]}", file=out, flush=True)
     return written

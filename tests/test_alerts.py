@@ -48,6 +48,8 @@ FACTS_BY_KIND = {
     "cannot_judge": dict(epoch=4, criterion="green_background_by_epoch_4", metric="background_match_rate",
                          message="green_background_by_epoch_4: cannot judge: background_match_rate "
                                  "has no value (null: nothing to measure it on) -> alert"),
+    "training_health": dict(epoch=2, message="loss/current is nan at step 305 (epoch 2): the run "
+                                             "is lost from there"),
     "run_finished": dict(verdict="production candidate", best_epoch=7, visual_score=8.6,
                          style_score=8.9, prompt_score=8.1, overall_score=8.53,
                          commit="fedcba9876543210"),
@@ -62,6 +64,7 @@ EXPECTED = {  # kind -> (words in the title, words in the body)
     "trainer_crashed": (["Trainer crashed", "(exit -9)"], ["Cause: killed by SIGKILL"]),
     "stop_refused": (["Stop REFUSED", "epoch 4"], ["stop it by hand", "pid 4242 is not the trainer"]),
     "epoch_overdue": (["Epoch overdue", "epoch 5"], ["24 min", "every 11 min"]),
+    "training_health": (["Training health", "epoch 2"], ["nan at step 305"]),
     "evaluation_error": (["Evaluation error", "epoch 2"], ["CUDA out of memory"]),
     "cannot_judge": (["Cannot judge green_background_by_epoch_4", "epoch 4"],
                      ["background_match_rate has no value"]),

@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from watcher.config import load_config, load_kohya_config
+from watcher.training.tensorboard import logging_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "e2e_kohya"))
 from prepare import OUTPUT_NAME, PROMPTS, RunSpec, prepare  # noqa: E402
@@ -33,6 +34,8 @@ def test_render_run_files_load_and_agree(tmp_path: Path) -> None:
     assert Path(cfg.model.base) == s.model
     assert train["tokenizer_cache_dir"] == str(s.tokenizer_cache)
     assert train["sample_every_n_epochs"] == 1
+    # kohya logs to TensorBoard there, and the daemon reads it from the same kohya config
+    assert logging_dir(cfg) == (s.work / "tensorboard", f"{OUTPUT_NAME}_")
     # the trainer command: kohya's own accelerate, in sd-scripts, reading this kohya config
     cmd = list(cfg.trainer.command)
     assert cmd[:6] == ["env", "-u", "PYTHONPATH", "nice", "-n", "19"]

@@ -52,20 +52,21 @@ def add_epoch(config: Path, epoch: int, avatars: tuple[int, ...] = (0, 70)) -> N
         entries.append({"prompt": prompt.text, "seed": prompt.seed, "sample": sample,
                         "sample_24px": sample_24, **score.to_dict()})
     final = folder.finish()
-    metrics = {"run": RUN, "epoch": epoch, "images": entries, "aggregate": aggregate_epoch(entries)}
+    run = cfg.run.name
+    metrics = {"run": run, "epoch": epoch, "images": entries, "aggregate": aggregate_epoch(entries)}
     rules = [Rule.from_config(c) for c in cfg.criteria]
     with Store(cfg.state_db) as store:
-        store.ensure_run(RUN, config_path=str(config), params=cfg.params())
-        sha = hashlib.sha256(f"{RUN}:{epoch}".encode()).hexdigest()
-        ck, _ = store.add_checkpoint(RUN, str(cfg.output_dir / f"e2e_lora-{epoch:06d}.safetensors"),
+        store.ensure_run(run, config_path=str(config), params=cfg.params())
+        sha = hashlib.sha256(f"{run}:{epoch}".encode()).hexdigest()
+        ck, _ = store.add_checkpoint(run, str(cfg.output_dir / f"e2e_lora-{epoch:06d}.safetensors"),
                                      epoch, sha, 1000 + epoch, "session", {"ss_epoch": str(epoch)})
-        history = [EpochRecord(e.epoch, e.aggregate) for e in store.evaluations(RUN)]
+        history = [EpochRecord(e.epoch, e.aggregate) for e in store.evaluations(run)]
         history.append(EpochRecord(epoch, metrics["aggregate"]))
         decisions = decide(rules, history, epoch)
         metrics["decisions"] = [d.to_dict() for d in decisions]
         store.save_evaluation(ck, epoch, metrics, str(final))
         for d in decisions:
-            store.save_decision(RUN, epoch, ck.id, d)
+            store.save_decision(run, epoch, ck.id, d)
 
 
 def free_port() -> int:
@@ -85,6 +86,7 @@ def serving(config: Path, host: str = "127.0.0.1", env: dict[str, str] | None = 
     import http.client
 
     port = free_port()
+    address = host if host.startswith("127.") else "127.0.0.1"  # where the server answers
     proc = subprocess.Popen(serve_cmd(config, *extra, "--host", host, "--port", str(port)),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **(env or {})})
@@ -94,7 +96,7 @@ def serving(config: Path, host: str = "127.0.0.1", env: dict[str, str] | None = 
             if proc.poll() is not None:
                 pytest.fail(f"serve exited {proc.returncode}: {proc.stdout.read() if proc.stdout else ''}")
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn = http.client.HTTPConnection(address, port, timeout=2)
                 conn.request("GET", "/static/style.css")
                 conn.getresponse().read()
                 conn.close()
@@ -103,7 +105,7 @@ def serving(config: Path, host: str = "127.0.0.1", env: dict[str, str] | None = 
                 if time.monotonic() > deadline:
                     pytest.fail("serve did not answer within 30 s")
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}", proc
+        yield f"http://{address}:{port}", proc
     finally:
         proc.terminate()
         try:

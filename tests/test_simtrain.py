@@ -73,7 +73,10 @@ def test_files_names_keys_and_metadata(tiny_model_dir: Path, tmp_path: Path) -> 
         assert path.stat().st_size == 8 + n + end
     assert len(hashes) == 3, "every epoch's weights differ"
     lines = log.getvalue().splitlines()
-    assert sum(1 for line in lines if line.startswith("epoch ")) == 3
+    assert sum(1 for line in lines if line.startswith("epoch ") and ": steps" in line) == 3
+    # kohya's own lines too: `epoch N/M` as an epoch starts, the `steps:` bar with avr_loss
+    assert [line for line in lines if re.fullmatch(r"epoch \d+/3", line)] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert any(line.startswith("steps: 100%") and "609/609" in line and "avr_loss=" in line for line in lines)
 
 
 def test_save_every_n_epochs_start_epoch_and_save_last_n(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -207,6 +207,8 @@ def _dev_commands(sub: Any) -> None:
                    help="epochs to write, 1 or more (default: the config's max_train_epochs)")
     p.add_argument("--interval", type=float, default=None, metavar="S",
                    help="seconds per epoch, 0 or more (default 5)")
+    p.add_argument("--nan-at-epoch", type=int, default=None, metavar="N",
+                   help="the loss turns NaN from the middle of epoch N (to try the health alerts)")
 
     p = _command(sub, "build-tiny-model", None, "epochwatch build-tiny-model --out-dir tiny-model")
     p.add_argument("--out-dir", "--out", dest="out", required=True, metavar="DIR",

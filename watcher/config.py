@@ -31,7 +31,16 @@ from watcher.kohya import kohya_network_arg, load_kohya, load_kohya_config  # no
 
 # Re-exported: the prompt types and ConfigError are part of this module's API.
 from watcher.prompts import PromptDefaults, SamplePrompt, parse_prompt_file  # noqa: F401
-from watcher.rules import ACTIONS, COMPARISONS, METRICS, MODES, ON_MISSING, PLAN_RULES, Rule
+from watcher.rules import (
+    ACTIONS,
+    COMPARISONS,
+    METRICS,
+    MODES,
+    ON_MISSING,
+    PLAN_RULES,
+    TRAINING_METRICS,
+    Rule,
+)
 from watcher.tomllines import KeyLines, Loc, dotted_key, read_toml
 
 # sd-scripts' defaults for tracked options a kohya config may leave out (optimizer_type:
@@ -202,6 +211,17 @@ class AlertsConfig(_Model):
     dedupe_window_s: float = Field(600.0, ge=0)
 
 
+class TrainingConfig(_Model):
+    """The trainer's own figures (watcher.training): where kohya logs them, and the health
+    limits. logging_dir: default the kohya config's (relative to the trainer's cwd)."""
+
+    logging_dir: PathT | None = None
+    loss_rise_factor: float = Field(3.0, gt=1)
+    stall_minutes: float = Field(10.0, gt=0)
+
+    _unset = field_validator("logging_dir", mode="before")(_empty_path_is_unset)
+
+
 class Criterion(_Model):
     """A `[[criteria]]` entry as written; `Rule` (watcher.rules) is the one validation of
     what the fields mean together, run here so its errors carry the TOML line."""
@@ -253,6 +273,7 @@ class _ConfigFile(_Model):
     daemon: DaemonConfig = DaemonConfig()
     supabase: SupabaseConfig = SupabaseConfig()
     alerts: AlertsConfig = AlertsConfig()
+    training: TrainingConfig = TrainingConfig()
     criteria: list[Criterion] | None = None
 
 
@@ -537,6 +558,8 @@ def load_config(path: Path | str) -> WatchConfig:
         evaluation=evaluation, results=raw.results.model_copy(
             update={"repo": _absolute(base, raw.results.repo)}),
         trainer=trainer, daemon=raw.daemon, supabase=raw.supabase, alerts=raw.alerts,
+        training=raw.training.model_copy(update={"logging_dir": _absolute(
+            base, raw.training.logging_dir)} if raw.training.logging_dir else {}),
         criteria=criteria, warnings=warnings,
     )  # fmt: skip
     # Fail now, not at epoch 4, on a bad prompt file, a typo in a colour code, or a rule
@@ -591,7 +614,7 @@ def _check_prompts(config: WatchConfig, lines: KeyLines, fail: Any, *, defaults:
         return  # nothing rendered yet (status, report): rules are checked once prompts exist
     judgeable = judgeable_metrics(parse_prompt(p.text) for p in prompts)
     for i, c in enumerate(config.criteria):
-        if c.metric in judgeable:
+        if c.metric in judgeable or c.metric in TRAINING_METRICS:  # the trainer's, not prompts'
             continue
         why = (f"criterion {c.name!r} needs {c.metric}, and no sample prompt names what it "
                "judges (e.g. a background colour); add such a prompt or drop the rule")

@@ -37,6 +37,7 @@ from watcher.samples.watch import TrainerSource
 from watcher.sdnotify import Notifier
 from watcher.settle import CheckpointInfo, Rejection, Settler
 from watcher.store import Checkpoint, Store
+from watcher.training.monitor import TrainingMonitor
 
 TRAINER_ENDED = {"exited", "stopped", "killed", "crashed"}
 HEARTBEAT_EVERY_S = 1.0
@@ -91,6 +92,7 @@ class Daemon:
         self._rules = rules
         if hasattr(self, "path"):
             self.path.set_rules(rules)
+            self.training.set_rules(rules)
 
     # ---- signals --------------------------------------------------------------------------
     def _on_term(self, signum: int, _frame: FrameType | None) -> None:
@@ -125,6 +127,7 @@ class Daemon:
         self.path = EpochPath(cfg, store, self.log)
         self.path.set_rules(self.rules)
         self.publisher = self.path.publisher
+        self.training = TrainingMonitor(cfg, store, self.publisher, self.log, self.rules)
         self.path.start()
 
         self.source: TrainerSource | None = None
@@ -398,6 +401,10 @@ class Daemon:
 
     def _check_health(self) -> None:
         self._last_health = time.time()
+        try:
+            self.training.poll()  # loss, lr, speed; NaN / rising loss / stall alerts
+        except Exception as exc:  # noqa: BLE001 - the trainer's figures never stop the daemon
+            self.log.error("training figures failed", error=logs.redact(repr(exc)))
         trainer = self.store.trainer(self.run_name)
         if not trainer or trainer.state != "running":
             return

@@ -43,6 +43,7 @@ from watcher.rules import (
     Decision,
     Rule,
     check_rules,
+    is_training_rule,
     metric_value,
 )
 
@@ -171,16 +172,20 @@ class _Judge:
         return self.decision("unmarked", f"below the production-candidate mark: {self.now()}")
 
 
-def decide(rules: Sequence[Rule], history: Iterable[EpochRecord], epoch: int) -> list[Decision]:
+def decide(rules: Sequence[Rule], history: Iterable[EpochRecord], epoch: int, *,
+           training: bool = False) -> list[Decision]:
     """The decisions at `epoch`, in rule order, from the evaluated epochs in `history`.
 
     Deterministic: only records with epoch <= `epoch` count, so a repeated call (after a
     restart, or once later epochs exist) returns equal decisions. Rules with nothing to say
-    at this epoch (a `by`/`at` rule judged earlier) give no decision.
+    at this epoch (a `by`/`at` rule judged earlier) give no decision. Rules over training
+    metrics are judged only with `training=True` (watcher.training.monitor), the others
+    only without it.
     """
     check_rules(rules)
     epochs = _epochs(history, epoch)
-    decisions = (_Judge(rule, epochs, epoch).run() for rule in rules)
+    decisions = (_Judge(rule, epochs, epoch).run() for rule in rules
+                 if is_training_rule(rule) == training)
     return [d for d in decisions if d is not None]
 
 
@@ -210,6 +215,7 @@ def verdict(rules: Sequence[Rule], history: Iterable[EpochRecord]) -> dict[str, 
     - "pending": nothing evaluated, no overall_score yet, or a stop rule not judged yet.
     Also: best epoch (highest overall_score, the earliest on ties) and production candidates.
     """
+    rules = [r for r in rules if not is_training_rule(r)]  # the samples' verdict only
     records = list(history)
     per_epoch = decide_all(rules, records)
     epochs = _epochs(records, max(per_epoch, default=0))

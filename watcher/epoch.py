@@ -36,6 +36,7 @@ from watcher.publish.publisher import Publisher
 from watcher.rules import Decision, Rule
 from watcher.settle import CheckpointInfo, Rejection, describe_name
 from watcher.store import Checkpoint, Store
+from watcher.training.storage import snapshot as training_snapshot
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,9 @@ class EpochPath:
         decisions = decide_epoch(self.rules, self.history(exclude_checkpoint=ck.id), epoch,
                                  evaluation.aggregate)
         evaluation.metrics["decisions"] = [d.to_dict() for d in decisions]
+        training = training_snapshot(self.store, self.run)  # the trainer's loss, lr, speed
+        if training is not None:
+            evaluation.metrics["training"] = training
         agg = evaluation.aggregate
         self.log.info("evaluation finished", epoch=epoch,
                       background_match_rate=agg.get("background_match_rate"),

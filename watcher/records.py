@@ -15,6 +15,8 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from typing import Any, TypedDict, TypeVar
 
+from typing_extensions import NotRequired
+
 from watcher.rules import Decision, decisions_from_dicts
 
 
@@ -30,6 +32,7 @@ class EpochMetrics(TypedDict):
     decisions: list[dict[str, Any]]
     review_prompts: list[str]
     timing: dict[str, float]
+    training: NotRequired[dict[str, Any]]  # the trainer's figures then (watcher.training)
 
 
 _R = TypeVar("_R", bound="_Row")

@@ -48,6 +48,19 @@ METRIC_RANGES: dict[str, tuple[float, float | None]] = {
     "n_images": (0.0, None),
 }
 
+# Training metrics (watcher.training.health.training_metrics): the trainer's own figures,
+# judged by the daemon as they arrive (not at an epoch's evaluation) against the epoch in
+# training. loss: kohya's average loss; loss_finite: 0 once a loss was NaN/inf, else 1;
+# loss_rise: the loss over its running minimum; minutes_since_step: while the trainer lives.
+TRAINING_METRICS: tuple[str, ...] = ("loss", "loss_finite", "loss_rise", "lr", "steps_per_s",
+                                     "validation_loss", "minutes_since_step")
+METRICS += TRAINING_METRICS
+
+
+def is_training_rule(rule: Rule) -> bool:
+    """Judged over the trainer's figures (watcher.training.monitor), not an epoch's samples."""
+    return rule.metric in TRAINING_METRICS
+
 
 @dataclass(frozen=True)
 class Rule:

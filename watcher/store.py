@@ -187,6 +187,27 @@ CREATE TABLE IF NOT EXISTS review_history (
 );
 CREATE INDEX IF NOT EXISTS review_history_run ON review_history (run, epoch, id);
 
+-- The trainer's own figures (watcher.training): kohya's scalars per step, bounded per tag
+-- (older points thinned for long runs), and the latest figures and health for `status`.
+CREATE TABLE IF NOT EXISTS training_points (
+    run TEXT NOT NULL,
+    tag TEXT NOT NULL,                            -- kohya's: loss/average, lr/unet, ...
+    step INTEGER NOT NULL,
+    value REAL,                                   -- NULL when not finite: see nonfinite
+    nonfinite TEXT,                               -- nan | inf | -inf
+    wall_time REAL NOT NULL,
+    PRIMARY KEY (run, tag, step)
+);
+
+CREATE TABLE IF NOT EXISTS training_state (
+    run TEXT PRIMARY KEY,
+    source TEXT,                                  -- tensorboard | log
+    figures_json TEXT NOT NULL,
+    health_json TEXT NOT NULL DEFAULT '[]',
+    gpu_json TEXT,
+    updated_at REAL NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS daemon (
     run TEXT PRIMARY KEY,
     pid INTEGER,

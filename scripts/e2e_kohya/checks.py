@@ -88,6 +88,13 @@ def check_outcome(spec: RunSpec, config: Path, env: dict[str, str], rc: int, sta
            status["decision"] == "stop" and status["decision_detail"]["epoch"] == stop,
            f"decision {status['decision']!r} at epoch {status['decision_detail']['epoch']}")
 
+    training = status.get("training") or {}
+    _check(checks, "status shows kohya's loss from its TensorBoard logs",
+           training.get("source") == "tensorboard" and isinstance(training.get("loss"), float)
+           and (training.get("step") or 0) > 0,
+           json.dumps({k: training.get(k) for k in ("source", "step", "epoch", "loss", "lr",
+                                                   "steps_per_s", "epoch_s", "eta_s")}))
+
     epochs = [e["epoch"] for e in status["epochs"]]
     what = "epoch file" if spec.source == "render" else "epoch's sample set"
     _check(checks, f"every {what} detected once, up to the stop",

@@ -109,6 +109,8 @@ def write_kohya_config(spec: RunSpec, data: Path, prompts: Path) -> Path:
             "max_train_epochs": spec.epochs, "train_batch_size": spec.batch,
             "mixed_precision": "no", "seed": 42, "max_data_loader_n_workers": 0,
             "tokenizer_cache_dir": str(spec.tokenizer_cache),
+            # kohya's TensorBoard logs (loss/average, lr/unet ...): status shows its loss
+            "logging_dir": str(spec.work / "tensorboard"), "log_prefix": f"{OUTPUT_NAME}_",
         },
         "sample_prompt_arguments": {
             "sample_prompts": str(prompts), "sample_every_n_epochs": 1, "sample_sampler": "euler_a",

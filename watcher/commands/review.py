@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import sys
 from argparse import Namespace
 from datetime import datetime, timezone
@@ -21,6 +22,16 @@ from watcher.store import Store
 REVIEWS_TABLE = "epoch_reviews"
 REVIEWS_CONFLICT = "run_name,epoch"
 MAX_NOTES = 2000
+# Terminal escape sequences, other control characters and bidi overrides: a note is printed
+# raw by `status`, so none of these may reach the store (web form and CLI alike).
+_ESCAPE_SEQUENCE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-_]?)")
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_notes(text: str) -> str:
+    """A reviewer's notes as stored: escape sequences, control characters and bidi
+    overrides removed, whitespace runs made one space."""
+    return " ".join(_INVISIBLE.sub(" ", _ESCAPE_SEQUENCE.sub("", str(text))).split())
 
 
 def _score(name: str, value: float) -> float:
@@ -69,7 +80,7 @@ def run(args: Namespace) -> int:
     prompt = _prompt_score(args)
     if args.epoch < 0:
         raise CommandError(f"--epoch must be 0 or more, not {args.epoch}")
-    notes = " ".join(str(args.notes).split())
+    notes = clean_notes(args.notes)
     if len(notes) > MAX_NOTES:
         raise CommandError(f"--notes is {len(notes)} characters; at most {MAX_NOTES}")
     cfg = load(args.config)

@@ -18,6 +18,7 @@ from typing import Any
 from watcher.cli import CommandError
 from watcher.commands._common import load
 from watcher.config import kohya_network_arg
+from watcher.training.tensorboard import logging_dir
 
 DEFAULT_INTERVAL_S = 5.0
 # kohya arguments copied into the files' ss_* metadata when the kohya config has them
@@ -63,6 +64,10 @@ def run(args: Namespace) -> int:
     except ValueError as exc:
         raise CommandError(f"kohya network_args: conv_dim/conv_alpha must be numbers ({exc})") from exc
 
+    if args.nan_at_epoch is not None and not 1 <= args.nan_at_epoch <= epochs:
+        raise CommandError(f"--nan-at-epoch must be between 1 and {epochs}, got {args.nan_at_epoch}")
+    tb_dir, tb_prefix = logging_dir(cfg)  # kohya's logging_dir and log_prefix, as kohya uses them
+
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         simulate_training(
@@ -73,6 +78,7 @@ def run(args: Namespace) -> int:
             save_last_n_epochs=int(last_n) if last_n else None,
             conv_dim=conv_dim, conv_alpha=conv_alpha,
             extra_metadata=extra,
+            logging_dir=tb_dir, log_prefix=tb_prefix, nan_at_epoch=args.nan_at_epoch,
         )
     except _Terminated:
         print("simtrain: terminated by SIGTERM", flush=True)

@@ -16,6 +16,8 @@ from watcher.config import WatchConfig
 from watcher.records import DaemonRow, TrainerRow
 from watcher.rules import Decision, decision_word
 from watcher.store import Store
+from watcher.training.figures import FIGURE_KEYS
+from watcher.training.storage import load_state
 
 
 def _epoch_decision(decisions: list[Decision]) -> str | None:
@@ -62,6 +64,7 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
     return {
         "run": run,
         "status": store.run_status(run),
+        "max_train_epochs": cfg.run.max_train_epochs,
         "trainer": {
             "state": trainer.state,
             "pid": trainer.pid,
@@ -101,7 +104,49 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
         **_outbox(cfg, store, run),
         "reviews": _reviews(store, run),
         "results": {"repo": str(cfg.results_repo), "dir": str(cfg.run_results_dir)},
+        "training": _training(store, run, now),
     }
+
+
+def _training(store: Store, run: str, now: float) -> dict[str, Any]:
+    """The trainer's own figures as the daemon last read them (watcher.training): every key
+    of FIGURE_KEYS always there, null when not known."""
+    state = load_state(store, run)
+    figs = state["figures"] if state else {}
+    return {**{k: figs.get(k) for k in FIGURE_KEYS},
+            "loss_finite": figs.get("loss_finite"), "total_steps": figs.get("total_steps"),
+            "source": state["source"] if state else None,
+            "health": state["health"] if state else [],
+            "gpu": state["gpu"] if state else None,
+            "age_s": round(now - state["updated_at"], 1) if state else None}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes = int(seconds) // 60
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{int(seconds) % 60:02d}s"
+
+
+def _training_lines(t: dict[str, Any], total_epochs: int | None) -> list[str]:
+    if t["source"] is None:
+        return ["training  no figures yet (no TensorBoard files under logging_dir, no progress "
+                "lines in the trainer log)"]
+    loss = _fmt(t["loss"], ".4g") if t["loss_finite"] is not False else "NaN"
+    steps = f"{t['step']}" + (f"/{t['total_steps']}" if t["total_steps"] else "")
+    line = (f"training  step {steps}, epoch {_fmt(t['epoch'], 'd')}"
+            + (f"/{total_epochs}" if total_epochs else "") + f", loss {loss}, lr {_fmt(t['lr'], '.3g')}, "
+            f"{_fmt(t['steps_per_s'], '.2f')} steps/s, {_duration(t['epoch_s'])}/epoch, "
+            f"ETA {_duration(t['eta_s'])}"
+            + (f", validation loss {t['validation_loss']:.4g}" if t["validation_loss"] is not None else "")
+            + f" ({t['source']})")
+    lines = [line] + [f"health    {h['message']}" for h in t["health"]]
+    for g in t["gpu"] or []:
+        mine = ", ".join(f"{role} {g[f'{role}_mb'] / 1024:.1f}" for role in ("trainer", "daemon")
+                         if g.get(f"{role}_mb") is not None)
+        lines.append(f"gpu {g['index']}     {g['memory_used_mb'] / 1024:.1f}/{g['memory_total_mb'] / 1024:.1f} GiB"
+                     + (f" ({mine})" if mine else "") + f", {g['utilisation_pct']}% busy, {g['temperature_c']} C")
+    return lines
 
 
 # outbox channel -> the sink that delivers it
@@ -148,6 +193,7 @@ def render(s: dict[str, Any]) -> str:
     lc = s["last_checkpoint"]
     lines.append(f"last ckpt {lc['path']} (epoch {lc['epoch']}, {lc['age_s']}s ago)" if lc else "last ckpt none yet")
     lines.append(f"queue     {s['queue']['pending']} pending, {s['queue']['evaluating']} evaluating")
+    lines.extend(_training_lines(s["training"], s.get("max_train_epochs")))
     lines.append(f"decision  {s['decision'] or 'none yet'}"
                  + (f" at epoch {s['decision_detail']['epoch']}" if s["decision"] else ""))
     if s["last_error"]:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 ALERT_KINDS = (
     "stop_decision", "criterion_failed", "oscillation", "trainer_exited", "trainer_crashed",
     "stop_refused", "epoch_overdue", "evaluation_error", "run_finished", "cannot_judge",
+    "training_health",
 )
 KIND_ALIASES = {"stop": "stop_decision"}
 # apprise notify types per kind (colour / icon in Slack and Discord)
@@ -32,7 +33,7 @@ _NOTIFY_TYPE = {
     "stop_decision": "failure", "criterion_failed": "warning", "oscillation": "warning",
     "trainer_exited": "info", "trainer_crashed": "failure", "stop_refused": "failure",
     "epoch_overdue": "warning", "evaluation_error": "failure", "run_finished": "success",
-    "cannot_judge": "failure",
+    "cannot_judge": "failure", "training_health": "failure",
 }
 # Facts the templates place; any other fact is appended as a "name: value" line.
 FACTS = (
@@ -265,6 +266,8 @@ def format_alert(kind: str, **facts: Any) -> tuple[str, str]:
                  f.get("message")]
     elif kind == "epoch_overdue":
         title, lines = _epoch_overdue(f, run, ep)
+    elif kind == "training_health":  # NaN loss, a rising loss, a stalled trainer
+        title, lines = f"Training health: {run}{ep}", [f.get("message")]
     elif kind == "evaluation_error":
         title, lines = f"Evaluation error: {run}{ep}", [_first_line(f.get("error")), f.get("message")]
     else:

@@ -2,19 +2,23 @@
 
 Read-only except for one route, the review form's POST. Store and file reads run in the
 thread pool, so a database locked by the daemon for a moment never stalls other requests. Every response carries a strict
-Content-Security-Policy (scripts, styles and images from this server only) and no referrer,
-so a `?token=` in the address never leaves the page.
+Content-Security-Policy (scripts, styles and images from this server only) and referrers to
+this server only (Referrer-Policy same-origin), so a `?token=` in the address never leaves it;
+"no-referrer" would make browsers post forms with `Origin: null`, which the review form refuses.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
@@ -35,6 +39,7 @@ from watcher.serve.security import (
     Csrf,
     SecurityError,
     auth_cookie_value,
+    is_loopback,
     safe_file,
     token_matches,
 )
@@ -44,10 +49,30 @@ HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self'; "
                                "script-src 'self'; form-action 'self'; frame-ancestors 'none'; "
                                "base-uri 'none'",
-    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY", "Cache-Control": "no-store",
 }
-LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+AUTH_COOKIE_MAX_AGE_S = 12 * 3600  # a browser asks for the token again after 12 hours
+MAX_FORM_BYTES = 16 * 1024  # the review form: 2000 characters of notes, percent-encoded
+MAX_FORM_FIELDS = 10
+MAX_EPOCH_DIGITS = 6
+logger = logging.getLogger("epochwatch.serve")
+
+
+class EpochConvertor(Convertor[int]):
+    """An epoch in a URL: at most MAX_EPOCH_DIGITS digits (a longer number is a 404, never an
+    int() of thousands of digits)."""
+
+    regex = f"[0-9]{{1,{MAX_EPOCH_DIGITS}}}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("epoch", EpochConvertor())
 
 
 class Guard:
@@ -68,7 +93,9 @@ class Guard:
                 name = urlsplit("//" + request.headers.get("host", "")).hostname
             except ValueError:
                 name = None
-            if name not in LOOPBACK_NAMES:
+            # localhost or a loopback address literal (127.0.0.5 too); any other name may be
+            # DNS rebinding
+            if name is None or not is_loopback(name):
                 await self._send(PlainTextResponse("refused: not a loopback host name", 400),
                                  scope, receive, send)
                 return
@@ -76,9 +103,11 @@ class Guard:
             given = request.query_params.get("token")
             if given is not None and token_matches(self.token, given):
                 # Trade the token in the address for a cookie, and drop it from the address.
-                response: Response = RedirectResponse(request.url.remove_query_params("token"), 303)
+                # relative: never an address built from the Host header
+                rest = request.url.remove_query_params("token")
+                response: Response = RedirectResponse(rest.path + (f"?{rest.query}" if rest.query else ""), 303)
                 response.set_cookie(AUTH_COOKIE, auth_cookie_value(self.token), httponly=True,
-                                    samesite="strict")
+                                    samesite="strict", max_age=AUTH_COOKIE_MAX_AGE_S)
                 await self._send(response, scope, receive, send)
                 return
             bearer = request.headers.get("authorization", "")
@@ -97,7 +126,20 @@ class Guard:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        started = False
+
+        async def send_tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_headers(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception:  # noqa: BLE001 - a 500 without a traceback, with the headers
+            logger.exception("epochwatch serve: error answering %s", request.url.path)
+            if not started:
+                await self._send(PlainTextResponse("internal error (see the server's log)", 500),
+                                 scope, receive, send)
 
     @staticmethod
     async def _send(response: Response, scope: Scope, receive: Receive, send: Send) -> None:
@@ -140,7 +182,22 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
 
     async def run_page(request: Request) -> Response:
         src = source(request)
-        return render(request, "run.html", {"src": src, "live": await run_in_threadpool(pages.live, src)})
+        return render(request, "run.html", {"src": src, "live": await run_in_threadpool(pages.live, src),
+                                            "strip": await run_in_threadpool(pages.strip, src),
+                                            "params": pages.parameters(src)})
+
+    async def run_strip(request: Request) -> Response:
+        src = source(request)
+        return render(request, "_strip.html", {"src": src, "strip": await run_in_threadpool(pages.strip, src)})
+
+    async def compare_runs(request: Request) -> Response:
+        names = request.query_params.getlist("run") or list(runs)
+        unknown = [n for n in names if n not in runs]
+        if unknown:
+            return not_found(f"no run {unknown[0]!r} served here")
+        chosen = [runs[n] for n in dict.fromkeys(names)]
+        page = await run_in_threadpool(pages.compare_runs, chosen)
+        return render(request, "runs_compare.html", {"page": page})
 
     async def run_live(request: Request) -> Response:
         src = source(request)
@@ -171,10 +228,20 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
     async def review(request: Request) -> Response:
         src = source(request)
         epoch = request.path_params["epoch"]
+        # Checked before the body is read: the origin (a sandboxed or file page sends "null"),
+        # then the size; the form has five fields.
         origin = request.headers.get("origin")
-        form = await request.form()
-        if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        if origin is not None and (origin == "null" or urlsplit(origin).netloc != request.headers.get("host")):
             return PlainTextResponse("refused: the form was posted from another site", 403)
+        length = request.headers.get("content-length", "")
+        if not length.isdigit():
+            return PlainTextResponse("refused: the form needs a Content-Length", 411)
+        if int(length) > MAX_FORM_BYTES:
+            return PlainTextResponse(f"refused: the form is over {MAX_FORM_BYTES} bytes", 413)
+        try:
+            form = await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
+        except HTTPException as exc:  # too many fields, a file
+            return PlainTextResponse(f"refused: {exc.detail}", 400)
         if not csrf.check(request.cookies.get(CSRF_COOKIE), str(form.get("csrf") or "")):
             return PlainTextResponse("refused: missing or wrong CSRF token; reload the page", 403)
         try:
@@ -208,9 +275,11 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
         Route("/", index),
         Route("/run/{run}", run_page),
         Route("/run/{run}/live", run_live),
+        Route("/run/{run}/strip", run_strip),
+        Route("/compare-runs", compare_runs),
         Route("/run/{run}/status.json", run_json),
-        Route("/run/{run}/epoch/{epoch:int}", epoch_page),
-        Route("/run/{run}/epoch/{epoch:int}/review", review, methods=["POST"]),
+        Route("/run/{run}/epoch/{epoch:epoch}", epoch_page),
+        Route("/run/{run}/epoch/{epoch:epoch}/review", review, methods=["POST"]),
         Route("/run/{run}/compare", compare),
         Route("/run/{run}/files/{path:path}", files),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

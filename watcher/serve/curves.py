@@ -36,9 +36,17 @@ def _panel(title: str, last_epoch: int, y_min: float, y_max: float,
                    f'<text x="{LEFT - 4}" y="{y(v) + 4:.1f}" class="tick" text-anchor="end">{v:g}</text>')
     for e in range(1, last_epoch + 1):
         out.append(f'<text x="{x(e):.1f}" y="{H - 8}" class="tick" text-anchor="middle">{e}</text>')
+    names: dict[float, list[str]] = {}
     for label, value, colour in thresholds:
         out.append(f'<line x1="{LEFT}" x2="{LEFT + pw}" y1="{y(value):.1f}" y2="{y(value):.1f}" '
                    f'stroke="{colour}" class="threshold"><title>{escape(label)}</title></line>')
+        names.setdefault(value, []).append(label.split(": ")[0])
+    # Labelled on the line: the rules' names and the target in this panel's unit; rules on
+    # one line share a label, and neighbouring lines alternate sides so labels do not overlap.
+    for k, (value, rules_here) in enumerate(sorted(names.items())):
+        x_text, anchor = (LEFT + pw - 2, "end") if k % 2 == 0 else (LEFT + 2, "start")
+        out.append(f'<text x="{x_text}" y="{y(value) - 3:.1f}" class="tlabel" text-anchor="{anchor}">'
+                   f'{escape(", ".join(rules_here))} ({value:g})</text>')
     legend_y = TOP + 4
     # Drawn last to first, so the first series (the plan's key metric) stays on top, and its
     # markers are larger rings, visible even where another series has the same values.

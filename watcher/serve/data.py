@@ -8,14 +8,14 @@ store or its record types is adapted here and nowhere else in `watcher.serve`.
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from watcher.commands._common import load
-from watcher.commands.review import MAX_NOTES, enqueue_review, review_row
+from watcher.commands.review import MAX_NOTES, clean_notes, enqueue_review, review_row
 from watcher.config import WatchConfig
 from watcher.rules import Decision, Rule
 from watcher.store import Store
@@ -143,20 +143,19 @@ def min_reviews() -> int:
 
 
 def score(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise ServeError(f"{name} must be a score from 1 to 10, not {raw!r}") from None
-    if not math.isfinite(value) or not 1.0 <= value <= 10.0:
-        raise ServeError(f"{name} must be a score from 1 to 10, not {raw!r}")
-    return value
+    """A whole number 1-10 in ASCII digits (not `5.5`, `1_0` or fullwidth digits, which
+    float() accepts); a wrong value is echoed shortened."""
+    if not re.fullmatch(r"10|[1-9]", raw):
+        shown = raw if len(raw) <= 12 else raw[:12] + "..."
+        raise ServeError(f"{name} must be a whole number from 1 to 10, not {shown!r}")
+    return float(raw)
 
 
 def save_review(src: RunSource, epoch: int, visual: float, style: float, prompt: float,
                 notes: str) -> None:
     """Store a review exactly as `epochwatch review` does: the state store's reviews table,
     and the Supabase outbox (sent when Supabase is enabled)."""
-    notes = " ".join(str(notes).split())
+    notes = clean_notes(notes)
     if len(notes) > MAX_NOTES:
         raise ServeError(f"notes are {len(notes)} characters; at most {MAX_NOTES}")
     store = _store(src)
@@ -173,3 +172,14 @@ def save_review(src: RunSource, epoch: int, visual: float, style: float, prompt:
 def rules(src: RunSource) -> list[Rule]:
     """The config's criteria as `watcher.rules.Rule`s."""
     return [Rule.from_config(c) for c in src.cfg.criteria]
+
+
+def training(src: RunSource) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(tag -> points, the latest figures/health/gpu) of the trainer (watcher.training)."""
+    from watcher.training.storage import load_series, load_state
+
+    store = _store(src)
+    if store is None:
+        return {}, None
+    with store:
+        return load_series(store, src.name), load_state(store, src.name)

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from watcher.serve import data
+from watcher.serve import training as training_view
 from watcher.serve.curves import curves_svg
 
 if TYPE_CHECKING:
     from watcher.report.history import RunHistory
 
-METRIC_ROWS = (("background_match_rate", "bg match", ".2f"), ("color_accuracy", "colour", ".1f"),
+METRIC_ROWS = (("background_match_rate", "bg match", ".0%"), ("color_accuracy", "colour", ".1f"),
                ("style_quality", "style q.", ".1f"), ("visual_score", "visual", ".1f"),
                ("style_score", "style", ".1f"), ("prompt_score", "prompt", ".1f"),
                ("overall_score", "overall", ".2f"))
@@ -57,8 +58,72 @@ def live(src: data.RunSource) -> dict[str, Any]:
         "state": state, "epochs": epochs, "verdict": verdict,
         "criteria": data.plan_table(run, src) if run.epochs else [],
         "curves": curves_svg(run, rules), "calibration": _calibration(run),
+        "training": _training(src, state, epochs),
         "generated": time.strftime("%H:%M:%S"),
     }
+
+
+def _training(src: data.RunSource, state: dict[str, Any] | None,
+              epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The trainer's figures, curves, GPU and log tail for the run page."""
+    series, stored = data.training(src)
+    figures = (state or {}).get("training") or {}
+    decisions = {e["epoch"]: e["decision"] for e in epochs if e.get("decision")}
+    log = (state or {}).get("trainer", {}).get("log") or src.cfg.trainer.log_file
+    return {"figures": figures, "rows": training_view.figures_rows(figures),
+            "svg": training_view.training_svg(series, decisions),
+            "health": figures.get("health") or [], "gpu": figures.get("gpu"),
+            "source": figures.get("source"), "log": training_view.log_tail(Path(log)),
+            "log_path": str(log), "stored": stored is not None}
+
+
+def parameters(src: data.RunSource) -> dict[str, Any]:
+    """The run's parameters (flattened) and plan (its rules, in words)."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            rows.append((prefix, "-" if value is None else str(value)))
+
+    walk("", src.cfg.params())
+    plan = [{"name": r.name, "rule": r.describe(), "action": r.action} for r in data.rules(src)]
+    return {"params": rows, "plan": plan}
+
+
+def strip(src: data.RunSource) -> dict[str, Any]:
+    """Every sample, prompt by epoch: the recovered pixel grids (small files, shown crisp)."""
+    run = data.history(src)
+    rows: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for epoch in run.evaluated:
+        for img in run.images.get(epoch, []):
+            if not img.get("sample_24px"):
+                continue
+            rows.setdefault((img.get("prompt", ""), img.get("seed")), []).append({
+                "epoch": epoch, "url": _file_url(src, run.result_dirs.get(epoch), epoch, img["sample_24px"]),
+                "page": f"{run_url(src)}/epoch/{epoch}"})
+    return {"rows": [{"prompt": p, "seed": seed, "cells": cells} for (p, seed), cells in rows.items()],
+            "epochs": run.evaluated}
+
+
+def compare_runs(sources: list[data.RunSource]) -> dict[str, Any]:
+    """Several runs' curves overlaid: loss by epoch, overall score, background match (%)."""
+    loss, score, background = [], [], []
+    for src in sources:
+        series, _ = data.training(src)
+        run = data.history(src)
+        loss.append((src.name, training_view.loss_by_epoch(series)))
+        score.append((src.name, [(float(e), v) for e, v in sorted(run.series("overall_score").items())]))
+        background.append((src.name, [(float(e), v * 100) for e, v in
+                                      sorted(run.series("background_match_rate").items())]))
+    return {"names": [s.name for s in sources], "svgs": [
+        training_view.overlay_svg("loss (kohya's average) by epoch", loss, y_fmt=".3g", x_label="epoch"),
+        training_view.overlay_svg("overall score (1-10) by epoch", score, y_fmt="g", x_label="epoch",
+                                  y_range=(0.0, 10.0)),
+        training_view.overlay_svg("background match (%) by epoch", background, y_fmt="g",
+                                  x_label="epoch", y_range=(0.0, 100.0))]}
 
 
 def _file_url(src: data.RunSource, result_dir: Path | None, epoch: int, rel: str) -> str:

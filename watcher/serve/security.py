@@ -1,6 +1,7 @@
 """Access token, CSRF tokens and safe file paths for `epochwatch serve`.
 
-- Bound to a loopback address the pages need no token (the same trust as the state files);
+- Bound to a loopback address the pages need no token (the same trust as the state files:
+  every local account on the machine can open them and post reviews);
   any other address needs EPOCHWATCH_SERVE_TOKEN from the environment (never the command
   line, where `ps` shows it). A browser presents it once as `?token=...` and gets an HttpOnly
   cookie; scripts send `Authorization: Bearer ...`.
@@ -24,6 +25,7 @@ MIN_TOKEN_CHARS = 16
 AUTH_COOKIE = "epochwatch_auth"
 CSRF_COOKIE = "epochwatch_csrf"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+MAX_NAME_BYTES = 255  # one path component, as file systems allow
 
 
 class SecurityError(Exception):
@@ -88,10 +90,15 @@ def safe_file(root: Path, relative: str) -> Path:
     parts = relative.split("/")
     if relative.startswith("/") or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
         raise SecurityError("not a results file")
-    base = root.resolve()
-    target = (base / relative).resolve()
-    if not target.is_relative_to(base) or target.suffix.lower() not in IMAGE_SUFFIXES:
-        raise SecurityError("not a results file")
-    if not target.is_file():
+    if any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
         raise SecurityError("no such results file")
+    try:  # a name too long for the file system, a symlink loop: no such file, not a 500
+        base = root.resolve()
+        target = (base / relative).resolve()
+        if not target.is_relative_to(base) or target.suffix.lower() not in IMAGE_SUFFIXES:
+            raise SecurityError("not a results file")
+        if not target.is_file():
+            raise SecurityError("no such results file")
+    except (OSError, RuntimeError):
+        raise SecurityError("no such results file") from None
     return target

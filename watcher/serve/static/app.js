@@ -1,16 +1,24 @@
 // epochwatch serve: live refresh of the run page, keyboard review on the epoch page.
 "use strict";
 
+// A fragment as the browser serialises it, without its timestamp (which changes every time):
+// the page's first rendering and each fetched one compare equal when nothing changed, so
+// nothing is redrawn (images reloaded, sliders reset) for nothing.
+function liveKey(html) {
+  const t = document.createElement("template");
+  t.innerHTML = html;
+  return t.innerHTML.replace(/updated \d\d:\d\d:\d\d/, "").trim();
+}
+
 function liveRefresh(box) {
   const url = box.dataset.live;
-  let last = "";
+  let last = liveKey(box.innerHTML);
   async function tick() {
     try {
       const r = await fetch(url, {credentials: "same-origin", cache: "no-store"});
       if (r.ok) {
         const html = await r.text();
-        // The timestamp changes every time; compare without it.
-        const key = html.replace(/updated \d\d:\d\d:\d\d/, "");
+        const key = liveKey(html);
         if (key !== last) { box.innerHTML = html; last = key; }
         else { const u = box.querySelector(".updated"); const m = html.match(/updated \d\d:\d\d:\d\d/); if (u && m) u.textContent = m[0]; }
       }
@@ -64,9 +72,22 @@ function reviewKeys(form) {
   });
 }
 
+// The sample strip's per-prompt slider: one epoch's sample, large, chosen by the slider.
+// Delegated, so it keeps working after the strip is refreshed.
+document.addEventListener("input", ev => {
+  const range = ev.target;
+  if (!range.matches || !range.matches("input[type=range][data-srcs]")) return;
+  const i = Number(range.value);
+  const row = range.closest(".slider");
+  const img = row.querySelector("img.slide");
+  img.src = range.dataset.srcs.split(" ")[i];
+  img.alt = "epoch " + range.dataset.epochs.split(" ")[i];
+  row.querySelector("a.slidelink").href = range.dataset.pages.split(" ")[i];
+  row.querySelector("output").textContent = range.dataset.epochs.split(" ")[i];
+});
+
 document.addEventListener("DOMContentLoaded", () => {
-  const box = document.getElementById("live");
-  if (box) liveRefresh(box);
+  document.querySelectorAll("[data-live]").forEach(liveRefresh);
   const form = document.getElementById("review-form");
   if (form) reviewKeys(form);
 });
