@@ -26,6 +26,7 @@ from launcher.process import TrainerProcess, describe_exit, spawn, stop_from_rec
 from watcher import logs
 from watcher.act import FINAL_RUN_STATES
 from watcher.cli import CommandError
+from watcher.commands._common import run_lock
 from watcher.config import WatchConfig
 from watcher.progress import Waiting
 from watcher.publish import alerts as alert_mod
@@ -163,6 +164,11 @@ class Launch:
 
     # ---- main ----------------------------------------------------------------------------------
     def run(self) -> int:
+        # one launcher per run, for its whole life (the daemon it starts takes its own lock)
+        with run_lock(self.cfg, "launch"):
+            return self._run()
+
+    def _run(self) -> int:
         self.store.ensure_run(self.run_name, config_path=str(self.cfg.path), params=self.cfg.params())
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from watcher.cli import CommandError
 from watcher.config import ConfigError, WatchConfig, load_config
+from watcher.runlock import RunLock, RunLocked
 
 
 def load(path: str) -> WatchConfig:
@@ -20,6 +22,21 @@ def load(path: str) -> WatchConfig:
     except FileNotFoundError as exc:
         raise CommandError(f"config file not found: {path}") from exc
 
+
+@contextmanager
+def run_lock(cfg: WatchConfig, role: str = "daemon") -> Iterator[RunLock]:
+    """Hold the run's lock (watcher/runlock.py) for the block: a second writer of the same
+    run is refused in one line naming the holder's pid."""
+    try:
+        lock = RunLock(cfg.run.state_dir, cfg.run.name, role).acquire()
+    except RunLocked as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"run.state_dir {cfg.run.state_dir}: {exc.strerror or exc}") from None
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def _readable(path: Path) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 from watcher import logs
 from watcher.act import FINAL_RUN_STATES
 from watcher.cli import CommandError
-from watcher.commands._common import load
+from watcher.commands._common import load, run_lock
 from watcher.commands.status import _epoch_decision
 from watcher.config import WatchConfig
 from watcher.progress import Batch
@@ -194,7 +194,7 @@ def run(args: Namespace) -> int:
     for warning in cfg.warnings:
         print(f"epochwatch replay: warning: {warning}", file=sys.stderr)
     layout = find_layout(cfg, args.images)
-    with Batch(len(layout.epochs), "epochs", "replaying", json_mode=args.json) as batch:
+    with run_lock(cfg), Batch(len(layout.epochs), "epochs", "replaying", json_mode=args.json) as batch:
         lines, summary = replay(cfg, layout, batch)
     if args.json:
         print(json.dumps({**summary, "images": str(layout.folder), "layout": layout.kind,
