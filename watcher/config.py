@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     Strict,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -30,7 +31,16 @@ from watcher.kohya import kohya_network_arg, load_kohya, load_kohya_config  # no
 
 # Re-exported: the prompt types and ConfigError are part of this module's API.
 from watcher.prompts import PromptDefaults, SamplePrompt, parse_prompt_file  # noqa: F401
-from watcher.rules import ACTIONS, COMPARISONS, METRICS, MODES, ON_MISSING, PLAN_RULES, Rule
+from watcher.rules import (
+    ACTIONS,
+    COMPARISONS,
+    METRICS,
+    MODES,
+    ON_MISSING,
+    PLAN_RULES,
+    Rule,
+    range_problem,
+)
 from watcher.tomllines import KeyLines, Loc, dotted_key, read_toml
 
 # sd-scripts' defaults for tracked options a kohya config may leave out (optimizer_type:
@@ -201,6 +211,14 @@ class Criterion(_Model):
     mode: Mode = "by"
     action: Action = "alert"
     on_missing: OnMissing = "alert"
+
+    @field_validator("threshold")
+    @classmethod
+    def _in_metric_range(cls, value: float, info: ValidationInfo) -> float:
+        # here, not only in Rule, so that the error names criteria[i].threshold and its line
+        if (problem := range_problem(str(info.data.get("metric", "")), value)) is not None:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _valid_rule(self) -> Criterion:
@@ -515,12 +533,20 @@ def load_config(path: Path | str) -> WatchConfig:
     # Fail now, not at epoch 4, on a bad prompt file, a typo in a colour code, or a rule
     # that no prompt lets the evaluators judge.
     _check_prompts(config, lines, fail, defaults=raw.criteria is None)
-    config.review_prompts()
     return config
 
 
 def _check_prompts(config: WatchConfig, lines: KeyLines, fail: Any, *, defaults: bool) -> None:
     prompts = config.prompts()
+    # An empty list, from any source, would judge nothing: refused like a missing prompt.
+    sampling = config.sampling
+    if sampling.prompts_file and not parse_prompt_file(sampling.prompts_file, config.prompt_defaults()):
+        raise ConfigError(f"{sampling.prompts_file}: no prompts in the file (the prompt list is empty)")
+    if "prompts" in sampling.model_fields_set and not sampling.prompts:
+        raise fail(("sampling", "prompts"), "the list is empty: give at least one prompt")
+    if sampling.review_prompts_file and not config.review_prompts():
+        raise ConfigError(f"{sampling.review_prompts_file}: no prompts in the file "
+                          "(sampling.review_prompts_file)")
     inline = {p.text: i for i, p in enumerate(config.sampling.prompts)}
     for prompt in dict.fromkeys(p.text for p in prompts):
         bad = malformed_hex(prompt)

@@ -4,7 +4,8 @@
   on_missing). Its `__post_init__` is the only rule validation: the config's `[[criteria]]`
   entries are turned into Rules and its errors reported with the TOML line.
 - `PLAN_RULES`: the plan's decision points (NEXT_TRAINING_RUN_PLAN.md), the default criteria.
-- `METRICS`: the metric names a rule may use, the numeric keys of `aggregate_epoch`.
+- `METRICS`: the metric names a rule may use, the numeric keys of `aggregate_epoch`;
+  `METRIC_RANGES` the values each can take (a threshold outside can never be met).
 - `Decision`: one rule's judgement at one epoch, with its reason; `alert_kind` says which
   decisions alert (and how), `stops` which ones stop the trainer.
 """
@@ -32,6 +33,25 @@ VALUE_DECIMALS = 9
 # aggregate_epoch keys that are not numbers, so no rule can compare them with a threshold.
 _NOT_NUMERIC = frozenset({"background_hex", "issues", "issue_counts"})
 METRICS: tuple[str, ...] = tuple(k for k in aggregate_epoch([]) if k not in _NOT_NUMERIC)
+# The values each metric can take, inclusive (evaluators/score.py): rates 0-1, percentages
+# 0-100, scores 1-10, counts from 0. The one copy: rule validation and plan targets use it.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "background_match_rate": (0.0, 1.0),
+    "color_accuracy": (0.0, 100.0), "style_quality": (0.0, 100.0),
+    "visual_score": (1.0, 10.0), "style_score": (1.0, 10.0), "prompt_score": (1.0, 10.0),
+    "overall_score": (1.0, 10.0),
+    "unique_colors": (0.0, math.inf), "n_images": (0.0, math.inf),
+}
+assert set(METRIC_RANGES) == set(METRICS), "every metric needs its range"
+
+
+def range_problem(metric: str, value: float) -> str | None:
+    """Why `value` can never be a value of `metric` (None when it can, or the metric is unknown)."""
+    low, high = METRIC_RANGES.get(metric, (-math.inf, math.inf))
+    if low <= value <= high:
+        return None
+    span = f"{low:g}-{high:g}" if math.isfinite(high) else f">= {low:g}"
+    return f"{value:g} is outside {metric}'s range ({span})"
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,8 @@ class Rule:
                 or not math.isfinite(self.threshold):
             raise ValueError(f"{where}: threshold must be a finite number")
         object.__setattr__(self, "threshold", float(self.threshold))
+        if (problem := range_problem(self.metric, self.threshold)) is not None:
+            raise ValueError(f"{where}: threshold {problem}: the rule could never be judged as meant")
         if self.epoch is not None and (isinstance(self.epoch, bool) or not isinstance(self.epoch, int)
                                        or self.epoch < 0):
             raise ValueError(f"{where}: epoch must be a whole number >= 0")
