@@ -22,7 +22,14 @@ from types import FrameType
 from typing import Any, TextIO
 
 from launcher.identity import identity_matches, process_alive
-from launcher.process import TrainerProcess, describe_exit, spawn, stop_from_record, trainer_state
+from launcher.process import (
+    SpawnError,
+    TrainerProcess,
+    describe_exit,
+    spawn,
+    stop_from_record,
+    trainer_state,
+)
 from watcher import logs
 from watcher.act import FINAL_RUN_STATES
 from watcher.cli import CommandError
@@ -42,6 +49,15 @@ DAEMON_READY_TIMEOUT_S = 600.0
 def _daemon_alive(store: Store, run: str) -> bool:
     d = store.daemon(run)
     return d is not None and d.state not in (None, "stopped") and process_alive(d.pid, d.start_time)
+
+
+def _last_line(path: Path) -> str:
+    """The daemon's last words (its one-line refusal), for the launcher's own message."""
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][-300:] if lines else "nothing logged"
 
 
 class Launch:
@@ -102,11 +118,25 @@ class Launch:
             if d and d.state in ("idle", "evaluating") and _daemon_alive(self.store, self.run_name):
                 return
             if self.daemon is not None and self.daemon.poll() is not None:
+                log = Path(self.cfg.state_db).parent / "daemon.log"
                 raise CommandError(f"the daemon exited with {self.daemon.returncode} before it was "
-                                   f"ready; see {Path(self.cfg.state_db).parent / 'daemon.log'}")
+                                   f"ready: {_last_line(log)} (see {log})")
             self._wait_note("the daemon is loading the model")
             time.sleep(POLL_S)
         raise CommandError(f"the daemon was not ready after {DAEMON_READY_TIMEOUT_S:.0f} s")
+
+    def stop_own_daemon(self) -> None:
+        """The daemon this launcher started, ended (SIGTERM, then SIGKILL): a launch that
+        fails before its trainer runs leaves nothing behind."""
+        if self.daemon is None or self.daemon.poll() is not None:
+            return
+        self.daemon.terminate()
+        try:
+            self.daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            self.daemon.wait(10)
+        self.say(f"daemon: pid {self.daemon.pid} stopped")
 
     def check_daemon(self) -> None:
         if self.daemon is None or self.daemon.poll() is None:
@@ -174,9 +204,17 @@ class Launch:
         signal.signal(signal.SIGINT, self._on_term)
         self.waiting = waiting = Waiting()  # a spinner on a terminal, nothing elsewhere
         try:
-            self.start_daemon()
-            self.wait_daemon_ready()
-            return self._supervise(self.start_trainer())
+            try:
+                self.start_daemon()
+                self.wait_daemon_ready()
+                trainer = self.start_trainer()
+            except SpawnError as exc:
+                self.stop_own_daemon()
+                raise CommandError(f"{self.cfg.path}: trainer.command: {exc}") from None
+            except BaseException:
+                self.stop_own_daemon()  # nothing to watch: never leave it running
+                raise
+            return self._supervise(trainer)
         finally:
             waiting.stop()
             self.waiting = None

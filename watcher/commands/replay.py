@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from launcher.preflight import check_writable
 from watcher import logs
 from watcher.act import FINAL_RUN_STATES
 from watcher.cli import CommandError
@@ -193,6 +194,7 @@ def run(args: Namespace) -> int:
     cfg = load(args.config)
     for warning in cfg.warnings:
         print(f"epochwatch replay: warning: {warning}", file=sys.stderr)
+    check_writable(cfg, "run.state_dir", "results.repo")
     layout = find_layout(cfg, args.images)
     with run_lock(cfg), Batch(len(layout.epochs), "epochs", "replaying", json_mode=args.json) as batch:
         lines, summary = replay(cfg, layout, batch)
