@@ -81,6 +81,7 @@ class Daemon:
         self._retry_at = 0.0  # after a transient error (disk full, read-only results...)
         self._last_backlog = 0.0
         self._rules: list[Rule] = cfg.rules()
+        self.interrupted = False
 
     @property
     def rules(self) -> list[Rule]:
@@ -95,6 +96,7 @@ class Daemon:
     # ---- signals --------------------------------------------------------------------------
     def _on_term(self, signum: int, _frame: FrameType | None) -> None:
         self._stopping = True
+        self.interrupted = self.interrupted or signum == signal.SIGINT  # Ctrl-C: exit 130
         self.paths.put(Path())  # wake the loop
         if self._evaluating:
             raise ShutdownRequested(signal.Signals(signum).name)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +40,19 @@ def run_lock(cfg: WatchConfig, role: str = "daemon") -> Iterator[RunLock]:
         yield lock
     finally:
         lock.release()
+
+
+def epochwatch_command() -> str:
+    """How to run epochwatch from the shell this process was started in: `epochwatch` when
+    that name on PATH is this installation, else this installation's script by its path
+    (`make demo` runs .venv/bin/epochwatch without .venv/bin on PATH)."""
+    script = Path(sys.executable).parent / "epochwatch"
+    on_path = shutil.which("epochwatch")
+    if on_path and script.exists() and Path(on_path).resolve() == script.resolve():
+        return "epochwatch"
+    if script.exists():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m watcher"
 
 
 def _readable(path: Path) -> bool:

@@ -23,6 +23,9 @@ def run(args: Namespace) -> int:
         print(f"epochwatch launch: warning: {warning}", file=sys.stderr)
     launch = Launch(cfg)
     try:
-        return launch.run()
+        rc = launch.run()
+        if launch.interrupted:
+            raise launch.interruption()
+        return rc
     finally:
         launch.store.close()

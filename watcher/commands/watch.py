@@ -6,10 +6,12 @@ from argparse import Namespace
 
 from launcher.preflight import check_trainer, check_writable
 from watcher import logs
-from watcher.cli import CommandError
+from watcher.cli import CommandError, Interrupted
 from watcher.commands._common import check_model, load, run_lock
 from watcher.daemon import Daemon
+from watcher.ending import last_epoch_reached
 from watcher.pipeline import PipelineError
+from watcher.store import Store
 
 
 def run(args: Namespace) -> int:
@@ -23,7 +25,12 @@ def run(args: Namespace) -> int:
         logs.get_logger(run=cfg.run.name).warning("config warning", detail=warning)
 
     with run_lock(cfg):  # one daemon per run, held until this process ends
+        daemon = Daemon(cfg, until_trainer_exits=args.until_trainer_exits, once=args.once)
         try:
-            return Daemon(cfg, until_trainer_exits=args.until_trainer_exits, once=args.once).run()
+            rc = daemon.run()
         except PipelineError as exc:  # the model named by model.base does not load
             raise CommandError(f"{cfg.path}: model.base: {exc}") from None
+    if daemon.interrupted:  # Ctrl-C: 130, naming the last epoch reached
+        with Store(cfg.state_db) as store:
+            raise Interrupted(last_epoch_reached(store, cfg.run.name), cfg.max_train_epochs, "epochs")
+    return rc
