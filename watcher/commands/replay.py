@@ -24,6 +24,7 @@ from watcher.cli import CommandError
 from watcher.commands._common import load, run_lock
 from watcher.commands.status import _epoch_decision
 from watcher.config import WatchConfig
+from watcher.decide import EpochRecord, verdict
 from watcher.progress import Batch
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.samples.layout import LayoutError, ReplayEpoch, ReplayLayout, scan
@@ -78,7 +79,7 @@ def replay(cfg: WatchConfig, layout: ReplayLayout,
             lines = [EpochLine(ep.epoch, word[status[idents[ep.epoch][0]]] if ep.epoch in idents
                                else "not judged", partial=ep.partial, problems=list(ep.problems))
                      for ep in layout.epochs]
-            return lines, _fill(store, cfg.run.name, lines)
+            return lines, _fill(store, cfg, lines)
     path = EpochPath.open(cfg)
     try:
         lines = []
@@ -88,7 +89,7 @@ def replay(cfg: WatchConfig, layout: ReplayLayout,
                 batch.advance()
         if lines:
             path.end_run(last_epoch_done=True)  # a past run: it is over, stopped or not
-        summary = _fill(path.store, cfg.run.name, lines)
+        summary = _fill(path.store, cfg, lines)
     finally:
         path.close()
     return lines, summary
@@ -108,8 +109,10 @@ def _all_judged(cfg: WatchConfig, idents: dict[int, tuple[str, int]]) -> bool:
     return bool(ResultsRepo(cfg.results_repo).commits_touching(str(report)))
 
 
-def _fill(store: Store, run: str, lines: list[EpochLine]) -> dict[str, Any]:
-    """Each line's metrics and decision from the state; the run's summary."""
+def _fill(store: Store, cfg: WatchConfig, lines: list[EpochLine]) -> dict[str, Any]:
+    """Each line's metrics and decision from the state; the run's summary (its verdict and
+    best epoch computed as the report computes them, from every evaluated epoch)."""
+    run = cfg.run.name
     # a replay's stop requests are all tied to an epoch (only a launcher's signal is not)
     stops = sorted((r for r in store.stop_requests(run) if r.epoch is not None),
                    key=lambda r: r.epoch or 0)
@@ -130,9 +133,9 @@ def _fill(store: Store, run: str, lines: list[EpochLine]) -> dict[str, Any]:
         if stop_epoch is not None and line.epoch > stop_epoch:
             line.after_stop = stop_epoch
     row = store.run_row(run)
+    summary = verdict(cfg.rules(), [EpochRecord(e, ev.aggregate) for e, ev in sorted(latest.items())])
     return {"run": run, "status": row.status if row else None,
-            "verdict": row.verdict if row else None,
-            "best_epoch": row.best_epoch if row else None,
+            "verdict": summary["verdict"], "best_epoch": summary["best_epoch"],
             "stop_epoch": stops[0].epoch if stops else None,
             "stop_reason": stops[0].reason if stops else None}
 
