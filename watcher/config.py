@@ -119,6 +119,9 @@ class ModelConfig(_Model):
     height: int = Field(512, ge=64, le=4096, multiple_of=8)
     batch_size: int = Field(8, ge=1, le=256)
     offload_between_epochs: bool = False
+    # When the pipeline does not fit in the free GPU memory (watcher/gpumemory.py): refuse to
+    # start, keep it off the GPU until an evaluation fits, or judge the trainer's samples.
+    on_gpu_memory_short: Literal["refuse", "offload", "trainer_samples"] = "refuse"
 
 
 class InlinePrompt(_Model):

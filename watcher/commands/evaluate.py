@@ -44,6 +44,7 @@ def run(args: Namespace) -> int:
 
 def _evaluate(cfg: WatchConfig, info: CheckpointInfo) -> int:
     from watcher.epoch import EpochPath
+    from watcher.gpumemory import shortfall
     from watcher.pipeline import SamplePipeline
     from watcher.publish.publisher import one_line_verdict
 
@@ -54,6 +55,8 @@ def _evaluate(cfg: WatchConfig, info: CheckpointInfo) -> int:
         if ck.status != "evaluated":
             pipeline = SamplePipeline(cfg.base_model, device=cfg.model.device,
                                       dtype=cfg.model.dtype, scheduler=cfg.model.scheduler)
+            if (short := shortfall(cfg.base_model, pipeline.device, pipeline.dtype)) is not None:
+                raise CommandError(f"{short}; not loaded beside the trainer")
             pipeline.load()
             try:
                 epochs.run_checkpoint(pipeline, ck)

@@ -10,6 +10,7 @@ from watcher.cli import CommandError, Interrupted
 from watcher.commands._common import check_model, load, run_lock
 from watcher.daemon import Daemon
 from watcher.ending import last_epoch_reached
+from watcher.gpumemory import GpuMemoryShort
 from watcher.pipeline import PipelineError
 from watcher.store import Store
 
@@ -30,6 +31,8 @@ def run(args: Namespace) -> int:
             rc = daemon.run()
         except PipelineError as exc:  # the model named by model.base does not load
             raise CommandError(f"{cfg.path}: model.base: {exc}") from None
+        except GpuMemoryShort as exc:  # model.on_gpu_memory_short = "refuse"
+            raise CommandError(f"{cfg.path}: {exc}") from None
     if daemon.interrupted:  # Ctrl-C: 130, naming the last epoch reached
         with Store(cfg.state_db) as store:
             raise Interrupted(last_epoch_reached(store, cfg.run.name), cfg.max_train_epochs, "epochs")
