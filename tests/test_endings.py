@@ -84,3 +84,23 @@ def test_ctrl_c_during_demo_exits_130_naming_the_last_epoch(tmp_path: Path) -> N
     assert "epoch None" not in out
     assert "stop requested: launcher received SIGINT" in out
     assert "restarting" not in out  # the daemon Ctrl-C reached stays stopped
+
+
+def test_ctrl_c_stops_watch_with_130_and_sigterm_with_0(tmp_path: Path) -> None:
+    config = write_trainer_source_config(tmp_path, demo_set.write_prompts(tmp_path / "prompts.txt"),
+                                         name="WATCH_SIGNALS")
+    (tmp_path / "output" / "sample").mkdir(parents=True)
+    lock = tmp_path / "state" / "WATCH_SIGNALS.daemon.lock"
+    for sig, rc in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):  # systemd stops with SIGTERM
+        daemon = subprocess.Popen([sys.executable, "-m", "watcher", "watch", "--config", str(config)],
+                                  cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 60
+        while not (lock.exists() and lock.read_text().strip() == str(daemon.pid)):
+            assert time.time() < deadline and daemon.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.5)  # past start-up, into the loop
+        daemon.send_signal(sig)
+        _, err = daemon.communicate(timeout=60)
+        assert daemon.returncode == rc, err
+        if sig == signal.SIGINT:
+            assert err.strip().splitlines()[-1] == "epochwatch watch: interrupted after 0 of 10 epochs"
