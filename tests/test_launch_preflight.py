@@ -57,7 +57,9 @@ def test_trainer_program_not_found(tmp_path: Path) -> None:
 def test_results_folder_that_cannot_be_written(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     cfg = config(tmp_path, results="a-file/results")
-    for args in (("watch", "--once"), ("replay", "--images", str(tmp_path))):
+    with Store(tmp_path / "state" / "state.db") as store:  # a run `report` can find
+        store.ensure_run(RUN, config_path=str(cfg), params={})
+    for args in (("watch", "--once"), ("replay", "--images", str(tmp_path)), ("report",)):
         line = refused(cli(*args, "--config", str(cfg)))
         assert f"results.repo {tmp_path / 'a-file' / 'results'}: {tmp_path / 'a-file'} is not a folder" in line
 

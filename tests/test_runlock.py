@@ -86,3 +86,20 @@ def test_second_watch_is_refused_while_status_reads(tmp_path: Path) -> None:
     # SIGKILL leaves no one to clean up: the successor starts all the same
     after = cli("watch", "--config", str(config), "--once")
     assert after.returncode == 0, after.stderr
+
+
+def test_evaluate_beside_a_live_daemon_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from watcher.testing import lora_bytes, write_watch_config
+
+    config = write_watch_config(tmp_path, tiny_model_dir, name=RUN, epochs=3)
+    lora = tmp_path / "output" / "e2e_lora-000001.safetensors"
+    lora.parent.mkdir(parents=True)
+    lora.write_bytes(lora_bytes(1, "e2e_lora"))
+    proc = holder(tmp_path / "state", "daemon")
+    try:
+        refused = cli("evaluate", str(lora), "--config", str(config))
+        assert refused.returncode == 2 and f"pid {proc.pid}" in refused.stderr, refused.stderr
+        assert not (tmp_path / "results").exists()  # nothing was written
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
