@@ -69,7 +69,16 @@ def check_trainer(cfg: WatchConfig) -> None:
         raise CommandError(f"{cfg.path}: trainer.log_file {tc.log_file}: {problem}")
 
 
+def check_prompts(cfg: WatchConfig) -> None:
+    """A config with no prompt at all loads (status and report need none), but a daemon
+    that renders would judge nothing: refused where one would start."""
+    if cfg.sampling.source == "render" and not cfg.prompts():
+        raise CommandError(f"{cfg.path}: sampling.prompts: no prompts (set sampling.prompts or "
+                           "sampling.prompts_file): the daemon would render nothing to judge")
+
+
 def check_launch(cfg: WatchConfig) -> None:
     """Everything `launch` needs that can be known without starting anything."""
+    check_prompts(cfg)
     check_trainer(cfg)
     check_writable(cfg, "run.state_dir", "run.output_dir", "results.repo")

@@ -80,3 +80,12 @@ def test_trainer_that_cannot_start_stops_the_daemon_launch_started(tmp_path: Pat
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     with Store(tmp_path / "state" / "state.db") as store:
         assert store.daemon_state(RUN) == "stopped"
+
+
+def test_a_rendering_daemon_without_prompts_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"  # loads (status and report need no prompt), but renders nothing
+    cfg.write_text('[run]\nname = "NP"\noutput_dir = "o"\noutput_name = "a"\nmax_train_epochs = 3\n'
+                   '[model]\nbase = "some/hub-model"\n')
+    line = refused(cli("watch", "--once", "--config", str(cfg)))
+    assert line.endswith("sampling.prompts: no prompts (set sampling.prompts or "
+                         "sampling.prompts_file): the daemon would render nothing to judge")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from argparse import Namespace
 
-from launcher.preflight import check_trainer, check_writable
+from launcher.preflight import check_prompts, check_trainer, check_writable
 from watcher import logs
 from watcher.cli import CommandError, Interrupted
 from watcher.commands._common import check_model, load, run_lock
@@ -18,6 +18,7 @@ from watcher.store import Store
 def run(args: Namespace) -> int:
     cfg = load(args.config)
     check_model(cfg)
+    check_prompts(cfg)
     check_writable(cfg, "run.state_dir", "results.repo")
     if args.once and cfg.trainer.command:  # the dry run before a launch checks what it needs
         check_trainer(cfg)
