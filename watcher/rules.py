@@ -4,8 +4,7 @@
   on_missing). Its `__post_init__` is the only rule validation: the config's `[[criteria]]`
   entries are turned into Rules and its errors reported with the TOML line.
 - `PLAN_RULES`: the plan's decision points (NEXT_TRAINING_RUN_PLAN.md), the default criteria.
-- `METRICS`: the metric names a rule may use, the numeric keys of `aggregate_epoch`;
-  `METRIC_RANGES` the values each can take (a threshold outside can never be met).
+- `METRICS`: the metric names a rule may use, the numeric keys of `aggregate_epoch`.
 - `Decision`: one rule's judgement at one epoch, with its reason; `alert_kind` says which
   decisions alert (and how), `stops` which ones stop the trainer.
 """
@@ -33,25 +32,22 @@ VALUE_DECIMALS = 9
 # aggregate_epoch keys that are not numbers, so no rule can compare them with a threshold.
 _NOT_NUMERIC = frozenset({"background_hex", "issues", "issue_counts"})
 METRICS: tuple[str, ...] = tuple(k for k in aggregate_epoch([]) if k not in _NOT_NUMERIC)
-# The values each metric can take, inclusive (evaluators/score.py): rates 0-1, percentages
-# 0-100, scores 1-10, counts from 0. The one copy: rule validation and plan targets use it.
-METRIC_RANGES: dict[str, tuple[float, float]] = {
-    "background_match_rate": (0.0, 1.0),
-    "color_accuracy": (0.0, 100.0), "style_quality": (0.0, 100.0),
-    "visual_score": (1.0, 10.0), "style_score": (1.0, 10.0), "prompt_score": (1.0, 10.0),
-    "overall_score": (1.0, 10.0),
-    "unique_colors": (0.0, math.inf), "n_images": (0.0, math.inf),
+# Each metric's possible values (low, high; None: unbounded): a threshold or target outside
+# them can never be met or never fail. Auto scores are 1 + 9 x (evaluators/score.py).
+METRIC_RANGES: dict[str, tuple[float, float | None]] = {
+    "background_match_rate": (0.0, 1.0), "color_accuracy": (0.0, 100.0),
+    "style_quality": (0.0, 100.0), "visual_score": (1.0, 10.0), "style_score": (1.0, 10.0),
+    "prompt_score": (1.0, 10.0), "overall_score": (1.0, 10.0), "unique_colors": (0.0, None),
+    "n_images": (0.0, None),
 }
 assert set(METRIC_RANGES) == set(METRICS), "every metric needs its range"
 
 
 def range_problem(metric: str, value: float) -> str | None:
     """Why `value` can never be a value of `metric` (None when it can, or the metric is unknown)."""
-    low, high = METRIC_RANGES.get(metric, (-math.inf, math.inf))
-    if low <= value <= high:
-        return None
-    span = f"{low:g}-{high:g}" if math.isfinite(high) else f">= {low:g}"
-    return f"{value:g} is outside {metric}'s range ({span})"
+    low, high = METRIC_RANGES.get(metric, (-math.inf, None))
+    top = math.inf if high is None else high
+    return None if low <= value <= top else f"{value:g} is outside {metric}'s range ({low:g}..{top:g})"
 
 
 @dataclass(frozen=True)
