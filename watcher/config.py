@@ -536,6 +536,7 @@ def load_config(path: Path | str) -> WatchConfig:
     # Fail now, not at epoch 4, on a bad prompt file, a typo in a colour code, or a rule
     # that no prompt lets the evaluators judge.
     _check_prompts(config, lines, fail, defaults=raw.criteria is None)
+    config.review_prompts()
     return config
 
 
