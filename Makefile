@@ -5,22 +5,32 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # CPU build on the dev/CI machines; override on a GPU host (e.g. TORCH_SPEC='torch>=2.4').
 TORCH_SPEC ?= torch==2.13.0
+# The spec torch was installed with: rewritten only when it changes, so that a new
+# TORCH_SPEC (the CUDA build after a CPU `make demo`) reinstalls torch.
+TORCH_STAMP := $(VENV)/.torch-spec
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup test lint demo demo-replay bench bench-gpu chaos clean e2e-kohya
+.PHONY: setup test lint demo demo-replay bench bench-gpu chaos clean e2e-kohya FORCE
 
+# Python packages only: the Debian packages the tests need are installed by `make test`.
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/system-deps.sh
-	scripts/system-deps.sh
+$(STAMP): pyproject.toml $(TORCH_STAMP)
+	@command -v git > /dev/null || { echo "setup: git is missing (epochwatch commits its results with it): apt-get install git" >&2; exit 1; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q '$(TORCH_SPEC)'
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+$(TORCH_STAMP): FORCE
+	@mkdir -p $(VENV)
+	@test "$$(cat $@ 2> /dev/null)" = '$(TORCH_SPEC)' || echo '$(TORCH_SPEC)' > $@
+
+FORCE:
 
 # ruff, then the type checker over watcher/ evaluators/ launcher/ ([tool.mypy] in pyproject.toml)
 lint: setup
@@ -30,6 +40,7 @@ lint: setup
 # The suite runs hermetically (scripts/hermetic.sh): empty git configs, a throwaway HOME,
 # an explicit locale, no inherited PYTHONPATH or HF_* variables. CI runs exactly this.
 test: setup lint
+	scripts/system-deps.sh
 	scripts/hermetic.sh $(BIN)/python -m pytest -q
 
 demo: setup

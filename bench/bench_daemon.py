@@ -133,7 +133,7 @@ def measure_daemon(epochs: int = 20, idle_s: float = 30.0) -> dict[str, Any]:
                 started = s.conn.execute("SELECT started_at FROM checkpoints WHERE id=?", (ck.id,)).fetchone()[0]
             latencies.append(started - t_complete)
             rss.append(proc.memory_info().rss / 2**20)
-        time.sleep(3)  # let the last commit and outbox settle
+        time.sleep(min(3.0, idle_s))  # let the last commit and outbox settle
         cpu0 = proc.cpu_times()
         t0 = time.time()
         time.sleep(idle_s)

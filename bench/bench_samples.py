@@ -70,9 +70,9 @@ def measure_trainer_source(epochs: int = 10) -> dict[str, Any]:
             "trainer_daemon_rss_mb": round(max(rss), 1), "epochs": epochs}
 
 
-def measure_replay() -> dict[str, Any]:
+def measure_replay(epochs: int = len(demo_set.DEMO_STORY)) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="epochwatch-bench-replay-"))
-    images = demo_set.build(root / "replay")
+    images = demo_set.build(root / "replay", story=demo_set.DEMO_STORY[:epochs])
     config = _config(root, demo_set.prompts_file(images))
     n = sum(1 for _ in images.glob("epoch_*/*.png"))
     t0 = time.perf_counter()

@@ -39,14 +39,17 @@ def peak_rss_mb(image: Path, cells: int) -> float:
     return round(int(kb) / 1024, 1)
 
 
-def measure_score_memory() -> dict[str, Any]:
+def measure_score_memory(noise: bool = True) -> dict[str, Any]:
+    """`noise=False` (bench/run_cpu.py --short): the 512 px sample only."""
     with tempfile.TemporaryDirectory() as tmp:
         sample = Path(tmp) / "sample.png"
         sample.write_bytes(sample_png())
-        noise = Path(tmp) / "noise.png"
-        Image.fromarray(np.random.default_rng(0).integers(0, 256, (192, 192, 3), dtype=np.uint8)).save(noise)
-        return {"score_peak_rss_mb_cells256": peak_rss_mb(sample, 256),
-                "noise_peak_rss_mb": peak_rss_mb(noise, 96)}
+        figures = {"score_peak_rss_mb_cells256": peak_rss_mb(sample, 256)}
+        if noise:
+            noisy = Path(tmp) / "noise.png"
+            Image.fromarray(np.random.default_rng(0).integers(0, 256, (192, 192, 3), dtype=np.uint8)).save(noisy)
+            figures["noise_peak_rss_mb"] = peak_rss_mb(noisy, 96)
+        return figures
 
 
 if __name__ == "__main__":

@@ -22,11 +22,20 @@ from types import FrameType
 from typing import Any, TextIO
 
 from launcher.identity import identity_matches, process_alive
-from launcher.process import TrainerProcess, describe_exit, spawn, stop_from_record, trainer_state
+from launcher.process import (
+    SpawnError,
+    TrainerProcess,
+    describe_exit,
+    spawn,
+    stop_from_record,
+    trainer_state,
+)
 from watcher import logs
 from watcher.act import FINAL_RUN_STATES
-from watcher.cli import CommandError
+from watcher.cli import CommandError, Interrupted
+from watcher.commands._common import run_lock
 from watcher.config import WatchConfig
+from watcher.ending import after_stop_note, first_stop_epoch, last_epoch_reached, late_stop
 from watcher.progress import Waiting
 from watcher.publish import alerts as alert_mod
 from watcher.publish.publisher import one_line_verdict
@@ -43,6 +52,15 @@ def _daemon_alive(store: Store, run: str) -> bool:
     return d is not None and d.state not in (None, "stopped") and process_alive(d.pid, d.start_time)
 
 
+def _last_line(path: Path) -> str:
+    """The daemon's last words (its one-line refusal), for the launcher's own message."""
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][-300:] if lines else "nothing logged"
+
+
 class Launch:
     """Start, relay, stop: one run's trainer and daemon, from start to the trainer's end."""
 
@@ -57,12 +75,19 @@ class Launch:
         self.stopped_by_us = False
         self._announced: set[int] = set()
         self._terminate = False
+        self.signal_received: str | None = None
         self.waiting: Waiting | None = None
 
     def _on_term(self, signum: int, _frame: FrameType | None) -> None:
         # `systemctl stop` or Ctrl-C: stop the trainer gracefully (same identity checks as a
         # decided stop), then let the daemon finish what it has.
         self._terminate = True
+        self.signal_received = signal.Signals(signum).name
+
+    @property
+    def interrupted(self) -> bool:
+        """Ctrl-C (SIGINT): the command then exits 130, naming the last epoch reached."""
+        return self.signal_received == "SIGINT"
 
     def say(self, text: str) -> None:
         if self.waiting is not None:
@@ -100,16 +125,37 @@ class Launch:
             d = self.store.daemon(self.run_name)
             if d and d.state in ("idle", "evaluating") and _daemon_alive(self.store, self.run_name):
                 return
+            if self._terminate:  # Ctrl-C or SIGTERM before the trainer started
+                raise KeyboardInterrupt
             if self.daemon is not None and self.daemon.poll() is not None:
+                log = Path(self.cfg.state_db).parent / "daemon.log"
                 raise CommandError(f"the daemon exited with {self.daemon.returncode} before it was "
-                                   f"ready; see {Path(self.cfg.state_db).parent / 'daemon.log'}")
+                                   f"ready: {_last_line(log)} (see {log})")
             self._wait_note("the daemon is loading the model")
             time.sleep(POLL_S)
         raise CommandError(f"the daemon was not ready after {DAEMON_READY_TIMEOUT_S:.0f} s")
 
-    def check_daemon(self) -> None:
-        if self.daemon is None or self.daemon.poll() is None:
+    def interruption(self) -> Interrupted:
+        """What a command raises after Ctrl-C (exit 130): the last epoch the run reached."""
+        return Interrupted(last_epoch_reached(self.store, self.run_name), self.cfg.max_train_epochs,
+                           "epochs")
+
+    def stop_own_daemon(self) -> None:
+        """The daemon this launcher started, ended (SIGTERM, then SIGKILL): a launch that
+        fails before its trainer runs leaves nothing behind."""
+        if self.daemon is None or self.daemon.poll() is not None:
             return
+        self.daemon.terminate()
+        try:
+            self.daemon.wait(30)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            self.daemon.wait(10)
+        self.say(f"daemon: pid {self.daemon.pid} stopped")
+
+    def check_daemon(self) -> None:
+        if self.daemon is None or self.daemon.poll() is None or self.interrupted:
+            return  # after Ctrl-C (which reached the daemon too) it stays stopped
         rc = self.daemon.returncode
         if self.daemon_restarts >= DAEMON_RESTARTS:
             return
@@ -139,7 +185,8 @@ class Launch:
         req = self.store.open_stop_request(self.run_name)
         if req is None:
             return
-        self.say(f"stop requested at epoch {req.epoch}: {req.reason}")
+        self.say(f"stop requested at epoch {req.epoch}: {req.reason}" if req.epoch is not None
+                 else f"stop requested: {req.reason}")
         # The record in the state database, checked against the live process (pid + start
         # time through a pidfd): only the trainer this launcher started is ever signalled.
         result = stop_from_record(self.store.trainer(self.run_name), self.cfg.trainer.stop_grace_s,
@@ -155,22 +202,37 @@ class Launch:
         self.say(f"trainer stop: {result.outcome} ({result.detail})")
 
     def announce_evaluations(self) -> None:
+        stop_epoch = first_stop_epoch(self.store, self.run_name)
         for e in self.store.evaluations(self.run_name):
             if e.checkpoint_id in self._announced:
                 continue
             self._announced.add(e.checkpoint_id)
-            self.say(f"epoch {e.epoch:>2}: {one_line_verdict(e.metrics['aggregate'], e.decisions)}")
+            self.say(f"epoch {e.epoch:>2}: {one_line_verdict(e.metrics['aggregate'], e.decisions)}"
+                     f"{after_stop_note(e.epoch, stop_epoch)}")
 
     # ---- main ----------------------------------------------------------------------------------
     def run(self) -> int:
+        # one launcher per run, for its whole life (the daemon it starts takes its own lock)
+        with run_lock(self.cfg, "launch"):
+            return self._run()
+
+    def _run(self) -> int:
         self.store.ensure_run(self.run_name, config_path=str(self.cfg.path), params=self.cfg.params())
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         self.waiting = waiting = Waiting()  # a spinner on a terminal, nothing elsewhere
         try:
-            self.start_daemon()
-            self.wait_daemon_ready()
-            return self._supervise(self.start_trainer())
+            try:
+                self.start_daemon()
+                self.wait_daemon_ready()
+                trainer = self.start_trainer()
+            except SpawnError as exc:
+                self.stop_own_daemon()
+                raise CommandError(f"{self.cfg.path}: trainer.command: {exc}") from None
+            except BaseException:
+                self.stop_own_daemon()  # nothing to watch: never leave it running
+                raise
+            return self._supervise(trainer)
         finally:
             waiting.stop()
             self.waiting = None
@@ -180,7 +242,7 @@ class Launch:
         while rc is None:
             rc = trainer.poll()
             if self._terminate and rc is None:
-                self.store.request_stop(self.run_name, None, "launcher received a termination signal")
+                self.store.request_stop(self.run_name, None, f"launcher received {self.signal_received}")
                 self._terminate = False
             self.handle_stop_request(trainer)
             self.announce_evaluations()
@@ -199,6 +261,8 @@ class Launch:
         self.say(f"trainer ended: {state} ({cause})")
         self.wait_for_daemon()
         self.announce_evaluations()
+        if (late := late_stop(self.store, self.run_name, self.cfg.max_train_epochs)) is not None:
+            self.say(f"the stop came too late: {late}")
         self.store.update_run(self.run_name, status={"stopped": "stopped", "killed": "stopped",
                                                      "exited": "finished"}.get(state, "failed"))
         return 0 if state in ("stopped", "killed", "exited") else (rc if rc and rc > 0 else 1)
@@ -236,6 +300,8 @@ class Launch:
     def wait_for_external_daemon(self, timeout_s: float = DAEMON_DRAIN_TIMEOUT_S) -> None:
         """EPOCHWATCH_DAEMON=external: wait (bounded) until the daemon service has finished
         the epochs already written, as with a daemon of our own, so their verdicts are told."""
+        if self.interrupted:
+            return  # Ctrl-C: the person is not waiting for the service's backlog
         deadline = time.time() + timeout_s
         while (left := self.epochs_left()) and time.time() < deadline:
             if self._run_over():  # a stop was decided: later epochs are not judged

@@ -41,7 +41,7 @@ def tiny_sdxl_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """On CI a skipped test is a failure: every skip names something the machine lacks, and
-    CI's own set-up (make setup, scripts/system-deps.sh) must provide it."""
+    CI's own set-up (make test: make setup, then scripts/system-deps.sh) must provide it."""
     if not os.environ.get("CI"):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -80,8 +80,8 @@ ALERT_EVERY_EPOCH = """
 [[criteria]]
 name = "chaos_alert_every_epoch"
 metric = "overall_score"
-comparison = ">="
-threshold = 11
+comparison = ">"
+threshold = 10
 epoch = 1
 mode = "from"
 action = "alert"

@@ -400,7 +400,7 @@ def test_a_rule_no_prompt_can_judge_is_refused(tmp_path: Path) -> None:
     assert message.startswith(f"{cfg}:9: sampling: criterion 'green_background_by_epoch_4' needs")
     assert message.endswith("(it is one of the plan's default criteria: list [[criteria]] to choose others)")
     # A rule the prompts can judge loads, with on_missing carried into the rule.
-    ok = rule.replace("background_match_rate", "overall_score") + 'on_missing = "stop"\n'
+    ok = rule.replace("background_match_rate", "overall_score").replace("0.5", "5") + 'on_missing = "stop"\n'
     loaded = load_config(write(tmp_path, "ok.toml", MINIMAL + prompts + ok))
     assert [(r.name, r.on_missing) for r in loaded.rules()] == [("bg", "stop")]
     bad = write(tmp_path, "m.toml", MINIMAL + prompts + ok.replace('on_missing = "stop"',

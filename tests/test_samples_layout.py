@@ -67,7 +67,8 @@ def test_missing_and_extra_images_reported_never_guessed(tmp_path: Path) -> None
                            "matched without guessing; epoch 1 not judged",)
     assert not e2.judged and "5 images for 4 (prompt, seed) pairs: extra images" in e2.problems[0]
     assert e3.judged and len(e3.samples) == 4
-    assert e3.problems == ("epoch_3/'5.jpg': not a PNG, ignored", "epoch_3/'notes.txt': not a PNG, ignored")
+    assert e3.problems == ("epoch_3/'5.jpg': not an image (format not recognised), ignored",
+                           "epoch_3/'notes.txt': not a PNG, JPEG or WebP image, ignored")
 
 
 def test_half_written_png_is_not_counted(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     Strict,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,6 +41,7 @@ from watcher.rules import (
     PLAN_RULES,
     TRAINING_METRICS,
     Rule,
+    range_problem,
 )
 from watcher.tomllines import KeyLines, Loc, dotted_key, read_toml
 
@@ -123,6 +125,9 @@ class ModelConfig(_Model):
     height: int = Field(512, ge=64, le=4096, multiple_of=8)
     batch_size: int = Field(8, ge=1, le=256)
     offload_between_epochs: bool = False
+    # When the pipeline does not fit in the free GPU memory (watcher/gpumemory.py): refuse to
+    # start, keep it off the GPU until an evaluation fits, or judge the trainer's samples.
+    on_gpu_memory_short: Literal["refuse", "offload", "trainer_samples"] = "refuse"
 
 
 class InlinePrompt(_Model):
@@ -234,6 +239,14 @@ class Criterion(_Model):
     mode: Mode = "by"
     action: Action = "alert"
     on_missing: OnMissing = "alert"
+
+    @field_validator("threshold")
+    @classmethod
+    def _in_metric_range(cls, value: float, info: ValidationInfo) -> float:
+        # here, not only in Rule, so that the error names criteria[i].threshold and its line
+        if (problem := range_problem(str(info.data.get("metric", "")), value)) is not None:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _valid_rule(self) -> Criterion:
@@ -599,6 +612,15 @@ def _resolve_family(model: ModelConfig, data: dict[str, Any], command: list[str]
 
 def _check_prompts(config: WatchConfig, lines: KeyLines, fail: Any, *, defaults: bool) -> None:
     prompts = config.prompts()
+    # An empty list, from any source, would judge nothing: refused like a missing prompt.
+    sampling = config.sampling
+    if sampling.prompts_file and not parse_prompt_file(sampling.prompts_file, config.prompt_defaults()):
+        raise ConfigError(f"{sampling.prompts_file}: no prompts in the file (the prompt list is empty)")
+    if "prompts" in sampling.model_fields_set and not sampling.prompts:
+        raise fail(("sampling", "prompts"), "the list is empty: give at least one prompt")
+    if sampling.review_prompts_file and not config.review_prompts():
+        raise ConfigError(f"{sampling.review_prompts_file}: no prompts in the file "
+                          "(sampling.review_prompts_file)")
     inline = {p.text: i for i, p in enumerate(config.sampling.prompts)}
     for prompt in dict.fromkeys(p.text for p in prompts):
         bad = malformed_hex(prompt)

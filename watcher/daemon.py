@@ -29,6 +29,7 @@ from watcher.config import ConfigError, WatchConfig, load_config
 from watcher.detect import CheckpointDetector, is_candidate
 from watcher.epoch import EpochPath
 from watcher.evaluate import WarmPipeline
+from watcher.gpumemory import GpuMemoryShort, shortfall
 from watcher.health import EpochClock
 from watcher.pipeline import LoraLoadError, SamplePipeline  # torch itself loads in load()
 from watcher.publish.publisher import Publisher
@@ -45,6 +46,7 @@ HEALTH_EVERY_S = 5.0
 BACKLOG_RETRY_S = 15.0
 TRANSIENT_BACKOFF_MAX_S = 300.0
 RUNTIME_ERROR_ATTEMPTS = 3  # e.g. CUDA out of memory: retried, then the checkpoint fails
+GPU_MEMORY_RETRY_S = 30.0  # an evaluation that does not fit in the free GPU memory waits
 
 
 class ShutdownRequested(BaseException):
@@ -82,6 +84,10 @@ class Daemon:
         self._retry_at = 0.0  # after a transient error (disk full, read-only results...)
         self._last_backlog = 0.0
         self._rules: list[Rule] = cfg.rules()
+        self.interrupted = False
+        self._resident = False  # the pipeline is on its device (not offloaded, not unloaded)
+        self._offload = cfg.model.offload_between_epochs  # off the device between epochs
+        self._gpu_wait_noted: int | None = None  # the checkpoint whose wait was logged
 
     @property
     def rules(self) -> list[Rule]:
@@ -97,6 +103,7 @@ class Daemon:
     # ---- signals --------------------------------------------------------------------------
     def _on_term(self, signum: int, _frame: FrameType | None) -> None:
         self._stopping = True
+        self.interrupted = self.interrupted or signum == signal.SIGINT  # Ctrl-C: exit 130
         self.paths.put(Path())  # wake the loop
         if self._evaluating:
             raise ShutdownRequested(signal.Signals(signum).name)
@@ -132,23 +139,46 @@ class Daemon:
 
         self.source: TrainerSource | None = None
         self.pipeline: WarmPipeline | None = None
-        if cfg.sampling.source == "trainer":  # kohya renders the samples: no model here
-            self.source = TrainerSource(cfg, self.path, self.log)
-            self.log.info("judging the trainer's samples; no pipeline", folder=str(self.source.folder))
-        else:
-            self.notifier.status("loading pipeline")
+        if cfg.sampling.source == "render":
             self.pipeline = self._given_pipeline or SamplePipeline(
                 cfg.base_model, device=cfg.model.device, dtype=cfg.model.dtype,
                 scheduler=cfg.model.scheduler, family=cfg.model.family)
-            self.pipeline.load()
-            self.log.info("pipeline loaded", base=str(cfg.model.base),
-                          device=str(self.pipeline.device))
+            self._load_if_it_fits(self.pipeline)
+        if self.pipeline is None:  # kohya renders the samples: no model here
+            self.source = TrainerSource(cfg, self.path, self.log)
+            self.log.info("judging the trainer's samples; no pipeline", folder=str(self.source.folder))
         self.settler = Settler(cfg.output_dir, cfg.output_name, cfg.max_train_epochs,
                                settle_interval_s=cfg.daemon.settle_interval_s)
         self.clock = EpochClock(expected_epoch_s=cfg.run.expected_epoch_minutes * 60,
                                 factor=cfg.run.overdue_factor,
                                 epochs_per_checkpoint=cfg.save_every_n_epochs,
                                 total_epochs=cfg.run.max_train_epochs)
+
+    def _shortfall(self, pipeline: WarmPipeline) -> str | None:
+        dtype = str(getattr(pipeline, "dtype", self.cfg.model.dtype))
+        return shortfall(self.cfg.base_model, str(pipeline.device), dtype)
+
+    def _load_if_it_fits(self, pipeline: WarmPipeline) -> None:
+        """Load the pipeline unless it would take GPU memory the trainer needs; then follow
+        model.on_gpu_memory_short (watcher/gpumemory.py). Never loads what does not fit."""
+        short = self._shortfall(pipeline)
+        policy = self.cfg.model.on_gpu_memory_short
+        if short is None:
+            self.notifier.status("loading pipeline")
+            pipeline.load()
+            self._resident = True
+            self.log.info("pipeline loaded", base=str(self.cfg.model.base), device=str(pipeline.device))
+            return
+        if policy == "refuse":
+            raise GpuMemoryShort(f"{short}; not loaded (model.on_gpu_memory_short = \"refuse\")")
+        self.store.add_event(self.run_name, "warning", "gpu_memory_short", f"{short}; {policy}")
+        if policy == "trainer_samples":
+            self.log.warning("GPU memory short: judging the trainer's own samples instead", detail=short)
+            self.pipeline = None
+        else:  # offload: off the GPU; each evaluation waits until it fits
+            self._offload = True
+            self.log.warning("GPU memory short: the pipeline stays off the GPU until an "
+                             "evaluation fits", detail=short)
 
     def close(self) -> None:
         self.publisher.stop()
@@ -303,13 +333,17 @@ class Daemon:
 
     # ---- evaluate, decide, publish, act: the epoch path, with the daemon's retry policy ------
     def _process(self, checkpoint: Checkpoint) -> None:
-        assert self.pipeline is not None  # render source: loaded in open()
+        assert self.pipeline is not None  # render source: built in open()
         epoch = checkpoint.epoch if checkpoint.epoch is not None else 0
         log = self.log.bind(epoch=epoch)
+        if not self._resident and (short := self._shortfall(self.pipeline)) is not None:
+            self._wait_for_gpu_memory(checkpoint, epoch, short)
+            return
         try:
             # The flag first: once the state says "evaluating" (path.evaluate marks it),
             # SIGTERM abandons it.
             self._evaluating = True
+            self._resident = True  # applying the LoRA brings the pipeline to its device
             self._heartbeat("evaluating")
             evaluation = self.path.evaluate(self.pipeline, checkpoint,
                                             heartbeat=self.notifier.watchdog)
@@ -334,7 +368,8 @@ class Daemon:
             raise
         finally:
             self._evaluating = False
-        if self.cfg.model.offload_between_epochs:
+        self._resident = not self._offload
+        if self._offload:
             self.pipeline.release()
         try:
             self.path.conclude(evaluation)
@@ -373,6 +408,17 @@ class Daemon:
             self._evaluating = False
         self._retry_at = 0.0
         return True
+
+    def _wait_for_gpu_memory(self, checkpoint: Checkpoint, epoch: int, short: str) -> None:
+        """The pipeline would not fit now: the checkpoint stays pending (epochs keep their
+        order) and is tried again later; said once per checkpoint, never an OOM."""
+        self._retry_at = time.time() + GPU_MEMORY_RETRY_S
+        if self._gpu_wait_noted != checkpoint.id:
+            self._gpu_wait_noted = checkpoint.id
+            self.store.add_event(self.run_name, "warning", "gpu_memory_short",
+                                 f"{short}; epoch {epoch} waits", epoch)
+            self.log.warning("GPU memory short; the evaluation waits", epoch=epoch, detail=short,
+                             retry_in_s=GPU_MEMORY_RETRY_S)
 
     def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: logs.Logger,
                               cause: BaseException | None = None) -> None:

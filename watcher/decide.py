@@ -157,7 +157,12 @@ class _Judge:
                 return self.decision("pass", f"{self.now()}: reached", reached_at=[self.epoch])
             return self.pending(f"not reached yet: {self.now()}", "not_reached")
         if holds:
-            return self.decision("pass", f"{self.now()}: stable since epoch {reached[0]}",
+            # "stable since" the start of the current unbroken stretch, naming any relapse
+            relapses = sorted(e for e, v in self.series.items()
+                              if reached[0] < e < self.epoch and v is not None and not self.rule.holds(v))
+            since = min((e for e in reached if not relapses or e > relapses[-1]), default=self.epoch)
+            note = f" (after a relapse at epoch(s) {', '.join(map(str, relapses))})" if relapses else ""
+            return self.decision("pass", f"{self.now()}: stable since epoch {since}{note}",
                                  reached_at=reached)
         epochs = ", ".join(map(str, reached))
         return self.decision("fail", f"oscillation: held at epoch(s) {epochs}, now {self.now()}",

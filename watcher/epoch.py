@@ -30,6 +30,7 @@ from watcher import logs
 from watcher.act import FINAL_RUN_STATES, act, redo_lost_stops
 from watcher.config import SamplePrompt, WatchConfig
 from watcher.decide import EpochRecord, decide_epoch
+from watcher.ending import late_stop
 from watcher.evaluate import EpochEvaluation, Renderer, evaluate_checkpoint, evaluate_images
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.publish.publisher import Publisher
@@ -220,7 +221,9 @@ class EpochPath:
         if self.store.run_status(self.run) in FINAL_RUN_STATES:
             self.publisher.commit_report_if_missing(self.rules, self.history())
             return None
-        stopped = bool(self.store.stop_requests(self.run))
+        # a stop decided after the trainer wrote its last epoch stopped nothing: it finished
+        late = late_stop(self.store, self.run, self.cfg.max_train_epochs)
+        stopped = bool(self.store.stop_requests(self.run)) and late is None
         status = "stopped" if stopped else ("finished" if last_epoch_done else "failed")
         self.publisher.finish_run(status, self.rules, self.history())
         return status

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from watcher.errors import ConfigError
-from watcher.rules import METRIC_RANGES, METRICS, Rule
+from watcher.rules import METRIC_RANGES, METRICS, Rule, range_problem
 from watcher.tomllines import Loc, dotted_key
 
 PathT = Annotated[Path, Strict(False)]
@@ -153,12 +153,13 @@ class Plan(_Model):
 
 
 def _in_range(metric: str, value: float, *, span: bool = False) -> str | None:
+    """A target outside the metric's range, or (span) a difference wider than the range."""
+    if not span:
+        return range_problem(metric, value)
     low, high = METRIC_RANGES.get(metric, (float("-inf"), None))
     top = float("inf") if high is None else high
-    if span:
-        ok = 0 <= value <= top - low
-        return None if ok else f"{value:g} is more than {metric}'s whole range ({low:g}..{top:g})"
-    return None if low <= value <= top else f"{value:g} is outside {metric}'s range ({low:g}..{top:g})"
+    ok = 0 <= value <= top - low
+    return None if ok else f"{value:g} is more than {metric}'s whole range ({low:g}..{top:g})"
 
 
 def _checks(plan: Plan, rules: dict[str, Rule]) -> list[tuple[Loc, str]]:

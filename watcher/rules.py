@@ -40,12 +40,15 @@ VALUE_DECIMALS = 9
 _NOT_NUMERIC = frozenset({"background_hex", "issues", "issue_counts"})
 METRICS: tuple[str, ...] = tuple(k for k in aggregate_epoch([]) if k not in _NOT_NUMERIC)
 # Each metric's possible values (low, high; None: unbounded): a threshold or target outside
-# them can never be met or never fail.
+# them can never be met or never fail. Auto scores are 1 + 9 x (evaluators/score.py).
 METRIC_RANGES: dict[str, tuple[float, float | None]] = {
     "background_match_rate": (0.0, 1.0), "color_accuracy": (0.0, 100.0),
-    "style_quality": (0.0, 100.0), "visual_score": (0.0, 10.0), "style_score": (0.0, 10.0),
-    "prompt_score": (0.0, 10.0), "overall_score": (0.0, 10.0), "unique_colors": (0.0, None),
+    "style_quality": (0.0, 100.0), "visual_score": (1.0, 10.0), "style_score": (1.0, 10.0),
+    "prompt_score": (1.0, 10.0), "overall_score": (1.0, 10.0), "unique_colors": (0.0, None),
     "n_images": (0.0, None),
+    # the trainer's figures (below)
+    "loss": (0.0, None), "loss_finite": (0.0, 1.0), "loss_rise": (0.0, None), "lr": (0.0, None),
+    "steps_per_s": (0.0, None), "validation_loss": (0.0, None), "minutes_since_step": (0.0, None),
 }
 
 # Training metrics (watcher.training.health.training_metrics): the trainer's own figures,
@@ -55,11 +58,19 @@ METRIC_RANGES: dict[str, tuple[float, float | None]] = {
 TRAINING_METRICS: tuple[str, ...] = ("loss", "loss_finite", "loss_rise", "lr", "steps_per_s",
                                      "validation_loss", "minutes_since_step")
 METRICS += TRAINING_METRICS
+assert set(METRIC_RANGES) == set(METRICS), "every metric needs its range"
 
 
 def is_training_rule(rule: Rule) -> bool:
     """Judged over the trainer's figures (watcher.training.monitor), not an epoch's samples."""
     return rule.metric in TRAINING_METRICS
+
+
+def range_problem(metric: str, value: float) -> str | None:
+    """Why `value` can never be a value of `metric` (None when it can, or the metric is unknown)."""
+    low, high = METRIC_RANGES.get(metric, (-math.inf, None))
+    top = math.inf if high is None else high
+    return None if low <= value <= top else f"{value:g} is outside {metric}'s range ({low:g}..{top:g})"
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,8 @@ class Rule:
                 or not math.isfinite(self.threshold):
             raise ValueError(f"{where}: threshold must be a finite number")
         object.__setattr__(self, "threshold", float(self.threshold))
+        if (problem := range_problem(self.metric, self.threshold)) is not None:
+            raise ValueError(f"{where}: threshold {problem}: the rule could never be judged as meant")
         if self.epoch is not None and (isinstance(self.epoch, bool) or not isinstance(self.epoch, int)
                                        or self.epoch < 0):
             raise ValueError(f"{where}: epoch must be a whole number >= 0")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+import shlex
+import shutil
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from watcher.cli import CommandError
 from watcher.config import ConfigError, WatchConfig, load_config
+from watcher.runlock import RunLock, RunLocked
 
 
 def load(path: str) -> WatchConfig:
@@ -20,6 +25,34 @@ def load(path: str) -> WatchConfig:
     except FileNotFoundError as exc:
         raise CommandError(f"config file not found: {path}") from exc
 
+
+@contextmanager
+def run_lock(cfg: WatchConfig, role: str = "daemon") -> Iterator[RunLock]:
+    """Hold the run's lock (watcher/runlock.py) for the block: a second writer of the same
+    run is refused in one line naming the holder's pid."""
+    try:
+        lock = RunLock(cfg.run.state_dir, cfg.run.name, role).acquire()
+    except RunLocked as exc:
+        raise CommandError(str(exc)) from None
+    except OSError as exc:
+        raise CommandError(f"run.state_dir {cfg.run.state_dir}: {exc.strerror or exc}") from None
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def epochwatch_command() -> str:
+    """How to run epochwatch from the shell this process was started in: `epochwatch` when
+    that name on PATH is this installation, else this installation's script by its path
+    (`make demo` runs .venv/bin/epochwatch without .venv/bin on PATH)."""
+    script = Path(sys.executable).parent / "epochwatch"
+    on_path = shutil.which("epochwatch")
+    if on_path and script.exists() and Path(on_path).resolve() == script.resolve():
+        return "epochwatch"
+    if script.exists():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m watcher"
 
 
 def _readable(path: Path) -> bool:

@@ -10,6 +10,7 @@ names), rendered at 512 px: 1024 px, SDXL's native size, costs ~9x the CPU time 
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from launcher.launch import Launch
 from watcher import logs
-from watcher.commands._common import load
+from watcher.commands._common import epochwatch_command, load
 from watcher.commands.status import _fmt, collect
 from watcher.config import WatchConfig
 from watcher.publish.gitrepo import ResultsRepo
@@ -115,7 +116,8 @@ def summary(cfg: WatchConfig) -> str:
     for e in s["epochs"]:
         lines.append(f"{_fmt(e['epoch'], 'd'):>5}  {_fmt(e['background_match_rate'], '.2f'):>8}  "
                      f"{_fmt(e['color_accuracy']):>6}  {_fmt(e['style_quality']):>6}  "
-                     f"{_fmt(e['overall_score']):>5}  {e['decision'] or e['status']}")
+                     f"{_fmt(e['overall_score']):>5}  {e['decision'] or e['status']}"
+                     + (" (after the stop)" if e["after_stop"] else ""))
     written = sorted(Path(cfg.output_dir).glob("*.safetensors"))
     repo = ResultsRepo(cfg.results_repo)
     rel = str(Path(cfg.run_results_dir).relative_to(cfg.results_repo))
@@ -127,7 +129,7 @@ def summary(cfg: WatchConfig) -> str:
         *(f"refused: {Path(r['path']).name}: {r['reason']}" for r in s["rejected"]),
         f"results: {s['results']['dir']}",
         f"commits: {len(commits)} in {s['results']['repo']} (git -C {s['results']['repo']} log --oneline)",
-        f"state:   {cfg.state_db}  (epochwatch status --config {cfg.path})",
+        f"state:   {cfg.state_db}  ({epochwatch_command()} status --config {shlex.quote(str(cfg.path))})",
     ]
     return "\n".join(lines)
 
@@ -148,6 +150,7 @@ def run(args: Namespace) -> int:
     launch = Launch(cfg)
     try:
         rc = launch.run()
+        interrupted = launch.interruption() if launch.interrupted else None
     finally:
         launch.store.close()
     print(summary(cfg))
@@ -155,4 +158,6 @@ def run(args: Namespace) -> int:
     if report.exists():
         print(f"report:  {report} (grid.png, curves.png beside it)")
     print(f"demo took {time.time() - t0:.0f} s")
+    if interrupted is not None:  # Ctrl-C: 130, after the summary of what was reached
+        raise interrupted
     return rc

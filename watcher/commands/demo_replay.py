@@ -9,6 +9,7 @@ epochs are marked production candidates. The report, grid and curves show it. No
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import time
 from argparse import Namespace
@@ -55,7 +56,7 @@ def setup(workdir: Path) -> tuple[Path, Path]:
 def run(args: Namespace) -> int:
     from watcher import logs
     from watcher.commands import replay
-    from watcher.commands._common import load
+    from watcher.commands._common import epochwatch_command, load
 
     logs.configure(level="warning", json_lines=False)  # a person is watching
     t0 = time.time()
@@ -73,6 +74,6 @@ def run(args: Namespace) -> int:
     print(replay.render(layout, lines, summary))
     report = Path(cfg.run_results_dir) / "report.md"
     print(f"report:  {report} (grid.png, curves.png beside it)")
-    print(f"state:   epochwatch status --config {config}")
+    print(f"state:   {epochwatch_command()} status --config {shlex.quote(str(config))}")
     print(f"demo took {time.time() - t0:.0f} s")
     return 0

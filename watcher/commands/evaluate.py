@@ -10,18 +10,20 @@ from __future__ import annotations
 
 from argparse import Namespace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from watcher import logs
 from watcher.cli import CommandError
-from watcher.commands._common import check_model, load
+from watcher.commands._common import check_model, load, run_lock
+from watcher.config import WatchConfig
+
+if TYPE_CHECKING:
+    from watcher.settle import CheckpointInfo
 
 
 def run(args: Namespace) -> int:
     # The epoch path brings torch and diffusers: imported when this command runs, not when
     # the CLI starts (status, score, downscale must never load them).
-    from watcher.epoch import EpochPath
-    from watcher.pipeline import SamplePipeline
-    from watcher.publish.publisher import one_line_verdict
     from watcher.settle import NotReady, Rejected, inspect_checkpoint
 
     cfg = load(args.config)
@@ -36,6 +38,16 @@ def run(args: Namespace) -> int:
     except (NotReady, Rejected) as exc:
         raise CommandError(f"{path}: {exc}") from exc
 
+    with run_lock(cfg):  # the daemon's writes: never beside a live daemon of the run
+        return _evaluate(cfg, info)
+
+
+def _evaluate(cfg: WatchConfig, info: CheckpointInfo) -> int:
+    from watcher.epoch import EpochPath
+    from watcher.gpumemory import shortfall
+    from watcher.pipeline import SamplePipeline
+    from watcher.publish.publisher import one_line_verdict
+
     epochs = EpochPath.open(cfg)
     try:
         ck, _ = epochs.record(info)
@@ -44,6 +56,8 @@ def run(args: Namespace) -> int:
             pipeline = SamplePipeline(cfg.base_model, device=cfg.model.device,
                                       dtype=cfg.model.dtype, scheduler=cfg.model.scheduler,
                                       family=cfg.model.family)
+            if (short := shortfall(cfg.base_model, pipeline.device, pipeline.dtype)) is not None:
+                raise CommandError(f"{short}; not loaded beside the trainer")
             pipeline.load()
             try:
                 epochs.run_checkpoint(pipeline, ck)

@@ -9,6 +9,7 @@ import sys
 from argparse import Namespace
 
 from launcher.launch import Launch
+from launcher.preflight import check_launch
 from watcher import logs
 from watcher.commands._common import check_model, load
 
@@ -16,11 +17,15 @@ from watcher.commands._common import check_model, load
 def run(args: Namespace) -> int:
     cfg = load(args.config)
     check_model(cfg)
+    check_launch(cfg)
     logs.configure()
     for warning in cfg.warnings:  # e.g. the trainer does not sample every epoch
         print(f"epochwatch launch: warning: {warning}", file=sys.stderr)
     launch = Launch(cfg)
     try:
-        return launch.run()
+        rc = launch.run()
+        if launch.interrupted:
+            raise launch.interruption()
+        return rc
     finally:
         launch.store.close()

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from launcher.preflight import check_writable
 from watcher import logs
 from watcher.act import FINAL_RUN_STATES
 from watcher.cli import CommandError
-from watcher.commands._common import load
+from watcher.commands._common import load, run_lock
 from watcher.commands.status import _epoch_decision
 from watcher.config import WatchConfig
+from watcher.decide import EpochRecord, verdict
 from watcher.progress import Batch
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.samples.layout import LayoutError, ReplayEpoch, ReplayLayout, scan
@@ -77,7 +79,7 @@ def replay(cfg: WatchConfig, layout: ReplayLayout,
             lines = [EpochLine(ep.epoch, word[status[idents[ep.epoch][0]]] if ep.epoch in idents
                                else "not judged", partial=ep.partial, problems=list(ep.problems))
                      for ep in layout.epochs]
-            return lines, _fill(store, cfg.run.name, lines)
+            return lines, _fill(store, cfg, lines)
     path = EpochPath.open(cfg)
     try:
         lines = []
@@ -87,7 +89,7 @@ def replay(cfg: WatchConfig, layout: ReplayLayout,
                 batch.advance()
         if lines:
             path.end_run(last_epoch_done=True)  # a past run: it is over, stopped or not
-        summary = _fill(path.store, cfg.run.name, lines)
+        summary = _fill(path.store, cfg, lines)
     finally:
         path.close()
     return lines, summary
@@ -107,8 +109,10 @@ def _all_judged(cfg: WatchConfig, idents: dict[int, tuple[str, int]]) -> bool:
     return bool(ResultsRepo(cfg.results_repo).commits_touching(str(report)))
 
 
-def _fill(store: Store, run: str, lines: list[EpochLine]) -> dict[str, Any]:
-    """Each line's metrics and decision from the state; the run's summary."""
+def _fill(store: Store, cfg: WatchConfig, lines: list[EpochLine]) -> dict[str, Any]:
+    """Each line's metrics and decision from the state; the run's summary (its verdict and
+    best epoch computed as the report computes them, from every evaluated epoch)."""
+    run = cfg.run.name
     # a replay's stop requests are all tied to an epoch (only a launcher's signal is not)
     stops = sorted((r for r in store.stop_requests(run) if r.epoch is not None),
                    key=lambda r: r.epoch or 0)
@@ -129,9 +133,9 @@ def _fill(store: Store, run: str, lines: list[EpochLine]) -> dict[str, Any]:
         if stop_epoch is not None and line.epoch > stop_epoch:
             line.after_stop = stop_epoch
     row = store.run_row(run)
+    summary = verdict(cfg.rules(), [EpochRecord(e, ev.aggregate) for e, ev in sorted(latest.items())])
     return {"run": run, "status": row.status if row else None,
-            "verdict": row.verdict if row else None,
-            "best_epoch": row.best_epoch if row else None,
+            "verdict": summary["verdict"], "best_epoch": summary["best_epoch"],
             "stop_epoch": stops[0].epoch if stops else None,
             "stop_reason": stops[0].reason if stops else None}
 
@@ -193,8 +197,9 @@ def run(args: Namespace) -> int:
     cfg = load(args.config)
     for warning in cfg.warnings:
         print(f"epochwatch replay: warning: {warning}", file=sys.stderr)
+    check_writable(cfg, "run.state_dir", "results.repo")
     layout = find_layout(cfg, args.images)
-    with Batch(len(layout.epochs), "epochs", "replaying", json_mode=args.json) as batch:
+    with run_lock(cfg), Batch(len(layout.epochs), "epochs", "replaying", json_mode=args.json) as batch:
         lines, summary = replay(cfg, layout, batch)
     if args.json:
         print(json.dumps({**summary, "images": str(layout.folder), "layout": layout.kind,

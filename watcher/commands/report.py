@@ -6,6 +6,7 @@ from __future__ import annotations
 from argparse import Namespace
 from pathlib import Path
 
+from launcher.preflight import check_writable
 from watcher.cli import CommandError
 from watcher.commands._common import load
 from watcher.criteria import Rule
@@ -20,6 +21,7 @@ def run(args: Namespace) -> int:
     cfg = load(args.config)
     if not cfg.state_db.exists():
         raise CommandError(f"no state database at {cfg.state_db}: has the daemon run yet?")
+    check_writable(cfg, "results.repo")
 
     with Store(cfg.state_db) as store:
         if store.run_row(cfg.run.name) is None:

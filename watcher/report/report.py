@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import WatchConfig
+from watcher.ending import late_stop
 from watcher.plan import Plan
 from watcher.report.analysis import outcomes
 from watcher.report.baselines import plan_baselines
@@ -243,6 +244,8 @@ def write_report(cfg: WatchConfig, store: Store) -> Path:
     run_dir = Path(cfg.run_results_dir)
     write_run_pictures(cfg, store)
     run = load_run(store, cfg.run.name)
+    if (late := late_stop(store, cfg.run.name, cfg.max_train_epochs)) is not None:
+        run.status = f"{run.status or 'finished'} ({late})"  # the run status line says so
     if not run.params:
         run.params = cfg.params()
     plan = cfg.plan

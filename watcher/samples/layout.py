@@ -1,7 +1,7 @@
 """Where a past run's images are: the folder layouts `epochwatch replay --images DIR` reads.
 
 - Epoch sub-folders `epoch_N`, `epoch-N`, `epochN` or `eN` (any zero padding, any case): the
-  PNGs in each, sorted by name (numbers compared as numbers), are matched in order to the
+  PNG, JPEG and WebP images in each, sorted by name (numbers compared as numbers), are matched in order to the
   config's (prompt, seed) pairs: prompt 1 seed 1, prompt 1 seed 2, ..., prompt 2 seed 1, ...
   A count that differs cannot be matched without guessing which image is missing or extra,
   so that epoch is reported and not judged.
@@ -19,12 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from watcher.commands._images import ImageLoadError, load_rgb
 from watcher.prompts import SamplePrompt
 from watcher.samples.epochs import EpochCollector, EpochSample, EpochSet, KohyaPrompt
 from watcher.samples.names import NameRefused, looks_like_sample, parse_sample_name
 from watcher.samples.png import check_png
 from watcher.settle import NotReady, Rejected, describe_name
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # in epoch folders; kohya writes PNG
 EPOCH_FOLDER = re.compile(r"^(?:epoch[_-]?|e)(\d{1,6})$", re.IGNORECASE)
 
 
@@ -60,13 +62,21 @@ def natural_key(name: str) -> list[tuple[int, int | str]]:
             for part in re.split(r"(\d+)", name) if part]
 
 
-def _png_problem(path: Path) -> str | None:
-    if path.suffix.lower() != ".png":
-        return f"{describe_name(path)}: not a PNG, ignored"
-    try:
-        check_png(path)
-    except (NotReady, Rejected) as exc:
-        return f"{describe_name(path)}: not a complete PNG ({exc.reason}), ignored"
+def _image_problem(path: Path) -> str | None:
+    """Why the file in an epoch folder cannot be one of its images (None: it can)."""
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        return f"{describe_name(path)}: not a PNG, JPEG or WebP image, ignored"
+    if suffix == ".png":
+        try:
+            check_png(path)
+        except (NotReady, Rejected) as exc:
+            return f"{describe_name(path)}: not a complete PNG ({exc.reason}), ignored"
+        return None
+    try:  # JPEG and WebP: decoded as `score` decodes them, so a bad file is named here
+        load_rgb(path)
+    except ImageLoadError as exc:
+        return f"{describe_name(path)}: {exc}, ignored"
     return None
 
 
@@ -120,7 +130,7 @@ def _scan_folders(layout: ReplayLayout, dirs: list[tuple[int, Path]],
                        key=lambda p: natural_key(p.name))
         problems, images = [], []
         for p in files:
-            bad = f"{describe_name(p)}: a folder, ignored" if p.is_dir() else _png_problem(p)
+            bad = f"{describe_name(p)}: a folder, ignored" if p.is_dir() else _image_problem(p)
             if bad:
                 problems.append(f"{path.name}/{bad}")
             else:
@@ -146,7 +156,7 @@ def _scan_kohya(layout: ReplayLayout, files: list[Path], kohya: Sequence[KohyaPr
         except NameRefused as exc:
             layout.problems.append(exc.reason)
             continue
-        bad = _png_problem(path)
+        bad = _image_problem(path)
         if bad is None:
             bad = collector.add(name, now=0.0)[1]
         if bad:

@@ -16,6 +16,7 @@ from typing import Any
 
 from PIL import Image
 
+from watcher.commands._images import ImageLoadError, load_rgb
 from watcher.prompts import SamplePrompt
 from watcher.samples.epochs import (
     UNKNOWN_SEED,
@@ -126,8 +127,10 @@ def identity(samples: Sequence[EpochSample]) -> tuple[str, int]:
 def open_images(samples: Sequence[EpochSample]) -> list[tuple[SamplePrompt, Image.Image]]:
     """Each sample decoded (fully, so a bad file fails here, before anything is recorded)."""
     out = []
-    for s in samples:
-        with Image.open(s.path) as im:
-            im.load()
-            out.append((s.prompt, im.convert("RGB")))
+    for s in samples:  # decoded as `score` decodes (alpha over white, EXIF rotation)
+        try:
+            rgb = load_rgb(s.path)
+        except ImageLoadError as exc:
+            raise OSError(f"{s.path.name}: {exc}") from None
+        out.append((s.prompt, Image.fromarray(rgb)))
     return out

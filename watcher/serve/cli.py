@@ -7,7 +7,8 @@ the other commands stay fast. The web stack (Starlette, uvicorn) loads only in `
 from __future__ import annotations
 
 import argparse
-import sys
+import errno
+import socket
 from typing import Any
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     except (SecurityError, data.ServeError) as exc:
         raise CommandError(str(exc)) from None
 
+    sock = _bind(args.host, args.port)  # before the URL is printed: a taken port is one line
     import uvicorn
 
     from watcher.serve.app import create_app
@@ -55,9 +57,26 @@ def run(args: argparse.Namespace) -> int:
               f"token> once, or send 'Authorization: Bearer <the token>')", flush=True)
     config = uvicorn.Config(create_app(sources, token=token), host=args.host, port=args.port,
                             log_level="warning", server_header=False, proxy_headers=False)
-    try:
-        uvicorn.Server(config).run()
-    except OSError as exc:  # e.g. the port is taken
-        print(f"epochwatch serve: {exc}", file=sys.stderr)
-        return 1
+    with sock:
+        uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, or a one-line CommandError (port in use, address not here)."""
+    from watcher.cli import CommandError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise CommandError(f"--host {host}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        why = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise CommandError(f"cannot listen on {host} port {port}: {why}") from None
+    return sock
