@@ -203,7 +203,7 @@ def _bad(tmp_path: Path, edit: tuple[str, str] | None, append: str = "") -> Path
     (('metric = "overall_score"\nmax_drop', 'metric = "overall_scor"\nmax_drop'), "",
      r"plan\.toml:\d+: criteria\[4\]\.metric: "),
     (('at_least = 8.0', 'at_least = 80.0'), "",
-     r"plan\.toml:\d+: decision_points\[1\]\.at_least: 80 is outside overall_score's range \(0\.\.10\)"),
+     r"plan\.toml:\d+: decision_points\[1\]\.at_least: 80 is outside overall_score's range \(1\.\.10\)"),
     (('run = "SD15_KEEP_TOKENS_3_EXPERIMENT"', 'run = "LR5E5_LONGER_RUN"'), "",
      r"plan\.toml:\d+: plan\.run: this plan is for run 'LR5E5_LONGER_RUN'"),
     (None, "\n[[baselines]]\nname = \"SD15_NOWHERE\"\n", r"plan\.toml:\d+: baselines\[2\]: baseline 'SD15_NOWHERE': no file"),
