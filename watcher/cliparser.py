@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_commands(sub: Any) -> None:
     p = _command(sub, "score", "score images against a prompt",
                  "epochwatch score sample.png --prompt 'red hair, solid green background (#00ff00)'\n"
-                 "epochwatch score --manifest images.jsonl --json")
+                 "epochwatch score --manifest images.jsonl --json\n"
+                 "epochwatch score sample.png --prompt 'green background' -c config.toml --colour-match exact")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="PNG/JPEG/WebP files to score")
     p.add_argument("--prompt", default="",
                    help="prompt text naming colours by word or hex, e.g. 'green background (#00ff00)'")
