@@ -7,6 +7,12 @@ gradient", "black and white checkered"): together they must cover that, and each
 MIN_EACH of the weighted ring. Structure: "solid X" needs a solid background, "X gradient"
 a gradient, "checkered" a checker, "two-tone" two tones (evaluators.structure).
 A colour that is right but not all around adds `uneven_background`.
+
+Outcome: `match`; `partly` when the asked colours are all around but not as asked (a solid
+X where "X gradient" or "X and Y checkered" was asked, one colour of "X to Y gradient"
+missing, a gradient where "solid X" was asked): not a match (background_match false) and
+not a miss (half the visual penalty, counted apart in background_partly_rate); `miss`
+when the asked colours are not all around.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 from evaluators.accuracy import ColorMatch, meets, target_lab
 from evaluators.background import MIN_RING, MIN_SIDE, MIN_TOP, Background
 from evaluators.color import delta_e, rgb_to_hex
-from evaluators.colornames import classify_lab
+from evaluators.colornames import accepted, categories_of, primary
 from evaluators.prompt import PromptColor
 from evaluators.structure import Structure, ring_masks_hw, ring_weights
 
@@ -28,6 +34,7 @@ MIN_EACH = 0.15
 @dataclass(frozen=True)
 class BackgroundVerdict:
     match: bool
+    outcome: str          # match | partly | miss (see PARTLY)
     colour_ok: bool
     structure_ok: bool
     uneven: bool
@@ -58,19 +65,20 @@ def judge(targets: tuple[PromptColor, ...], requested: str | None, structure: St
     colour_ok = all_around and enough_each
     structure_ok = requested is None or structure.kind == requested or (
         requested == "two_tone" and structure.kind == "gradient" and len(targets) > 1)
-    first_meets = bool(meets(targets[0], background.lab, classify_lab(background.lab)[0], mode, threshold))
+    first_meets = bool(meets(targets[0], background.lab, categories_of(background.lab)[0], mode, threshold))
     matches = []
     for t, share in zip(targets, shares, strict=True):
         ref = target_lab(t)
         # What the ring shows for this target: the structure colour closest to it.
         seen = min(structure.colors_lab, key=lambda c: float(delta_e(c, ref)))
-        seen_cat = classify_lab(seen)[0]
+        seen_cat = categories_of(seen)[0]
         ok = colour_ok and structure_ok and (len(targets) == 1 or share >= MIN_EACH)
         matches.append(ColorMatch(t.hex, t.role, t.phrase, _lab_to_hex(seen), float(delta_e(seen, ref)),
-                                  t.category, seen_cat, bool(seen_cat in t.accept) if t.accept else None,
+                                  t.category, primary(seen_cat), accepted(seen_cat, t.accept) if t.accept else None,
                                   ok, t.source))
+    match = colour_ok and structure_ok
     return BackgroundVerdict(
-        match=colour_ok and structure_ok, colour_ok=colour_ok, structure_ok=structure_ok,
+        match=match, outcome="match" if match else "partly" if all_around else "miss", colour_ok=colour_ok, structure_ok=structure_ok,
         uneven=first_meets and not all_around,
         delta_e=float(delta_e(background.lab, target_lab(targets[0]))),
         coverage=coverage, matches=tuple(matches))

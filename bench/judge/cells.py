@@ -23,7 +23,15 @@ from collections import defaultdict
 import numpy as np
 from PIL import Image
 
-from bench.degrade import FIXTURES, DegradeParams, load_avatars, pad_sprite, placements, random_params, render
+from bench.degrade import (
+    FIXTURES,
+    DegradeParams,
+    load_avatars,
+    pad_sprite,
+    placements,
+    random_params,
+    render,
+)
 from evaluators import recover_grid
 from evaluators.color import delta_e, hex_to_rgb, to_lab
 
