@@ -286,7 +286,13 @@ def sample_cells(rgb: np.ndarray, grid_x: AxisGrid, grid_y: AxisGrid) -> tuple[n
     ys = _sample_positions(grid_y.lines, height)
     rows, cols = len(ys), len(xs)
     block = rgb[ys[:, None, :, None], xs[None, :, None, :]]          # (R, C, ky, kx, 3)
-    block = block.reshape(rows, cols, -1, 3).transpose(0, 1, 3, 2)   # (R, C, 3, S)
+    return read_cells(block.reshape(rows, cols, -1, 3))
+
+
+def read_cells(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R, C, S, 3) pixel samples of each cell -> its colour, the per-channel median (a
+    palette vote measured worse, docs/evaluators.md), and its mean deviation from it."""
+    block = samples.transpose(0, 1, 3, 2)                            # (R, C, 3, S)
     colour = np.median(block, axis=-1)
     deviation = np.abs(block - colour[..., None]).mean(axis=(-1, -2))
     return np.clip(np.rint(colour), 0, 255).astype(np.uint8), deviation
