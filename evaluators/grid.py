@@ -228,6 +228,14 @@ def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int
         lasts.append(last - 1)
     middle = (first + last) / 2
     doubtful = {c for c in (first - 1, first, last, last + 1) if 0 <= c < len(starts) and near_half[c]}
+    # A border cell whose inner line shows no edge at all may be filler continuing its
+    # neighbour: it may be dropped when that comes closer to `cells`, whatever its share.
+    if first < last and not edged[first + 1]:
+        firsts.append(first + 1)
+        doubtful.add(first)
+    if first < last and not edged[last]:
+        lasts.append(last - 1)
+        doubtful.add(last)
     # +1 for a doubtful border cell kept that an edge sets off from its inner neighbour,
     # -1 for one dropped: filler beyond the drawn grid continues its neighbour, content does not.
     edge = {c: bool(edged[c + 1] if c <= middle else edged[c]) for c in doubtful}
