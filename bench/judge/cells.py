@@ -10,6 +10,9 @@ Each is drawn twice: grid offset anywhere in +-0.5 cell ("any"), and 0.3-0.5 cel
 centre on both axes ("offset", the hard case). A cell is right within CIEDE2000 5 of the
 sprite's colour; an image is "shifted" under 95% right; "size right" when the measured grid
 is N x N. Prints a summary, then one JSON line.
+
+Other tools on the same images: `--export DIR` writes them (and their truths), a tool
+downscales DIR/*.png into OUT/, `--export DIR --score-dir OUT` scores what it wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import dataclasses
 import json
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -114,11 +118,66 @@ def run(seed: int, per_group: int) -> dict[str, object]:
     }
 
 
+def export(seed: int, per_group: int, folder: Path) -> int:
+    """The same images as PNGs (`folder/NNN_group_mode.png`) and their truths
+    (`folder/truth.npz`), for other tools to downscale (see --score-dir)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, np.ndarray] = {}
+    for i, (group, cells_rgb) in enumerate(truths(rng, per_group)):
+        for mode in ("any", "offset"):
+            name = f"{i:03d}_{group}_{mode}"
+            image = render(cells_rgb, _offset_params(rng, cells_rgb.shape[0], mode == "offset"), rng)
+            Image.fromarray(image).save(folder / f"{name}.png")
+            truth[name] = cells_rgb
+    np.savez_compressed(folder / "truth.npz", **truth)
+    return len(truth)
+
+
+def score_dir(folder: Path, outputs: Path) -> dict[str, object]:
+    """Another tool's downscaled `outputs/<name>.png` against the exported truths: the share
+    of images of the right size, cells right on those, and cells right when an output one
+    or two cells too large is cut to the N x N window that fits best."""
+    truth = np.load(folder / "truth.npz")
+    sized, right, cut, missing = [], [], [], 0
+    for name in truth.files:
+        want = truth[name]
+        n = want.shape[0]
+        path = outputs / f"{name}.png"
+        if not path.is_file():
+            missing += 1
+            sized.append(False)
+            continue
+        with Image.open(path) as im:
+            got = np.asarray(im.convert("RGB"))
+        sized.append(got.shape[:2] == (n, n))
+        if got.shape[:2] == (n, n):
+            right.append(float((delta_e(to_lab(got), to_lab(want)) < RIGHT_DELTA_E).mean()))
+            cut.append(right[-1])
+        elif n <= got.shape[0] <= n + 2 and n <= got.shape[1] <= n + 2:
+            cut.append(max(float((delta_e(to_lab(got[y: y + n, x: x + n]), to_lab(want)) < RIGHT_DELTA_E).mean())
+                           for y in range(got.shape[0] - n + 1) for x in range(got.shape[1] - n + 1)))
+    return {"n_images": len(truth.files), "missing": missing, "size_right": round(float(np.mean(sized)), 4),
+            "cells_right_where_sized": round(float(np.mean(right)), 4) if right else None,
+            "n_cut": len(cut), "cells_right_cut_to_n": round(float(np.mean(cut)), 4) if cut else None}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="4 images per group instead of 12")
+    parser.add_argument("--export", type=Path, metavar="DIR", help="write the images and truths to DIR")
+    parser.add_argument("--score-dir", type=Path, metavar="OUT",
+                        help="score another tool's OUT/<name>.png against the truths in --export DIR")
     args = parser.parse_args(argv)
+    if args.score_dir:
+        if not args.export:
+            parser.error("--score-dir needs --export DIR (where the truths are)")
+        print(json.dumps(score_dir(args.export, args.score_dir)))
+        return 0
+    if args.export:
+        print(f"{export(args.seed, 4 if args.quick else 12, args.export)} images -> {args.export}")
+        return 0
     out = run(args.seed, 4 if args.quick else 12)
     print(f"cells right (CIEDE2000 < 5): {out['cells_right']} of {out['n_images']} images "
           f"(offset anywhere {out['cells_right_any_offset']}, 0.3-0.5 cell off {out['cells_right_offset']}, "
