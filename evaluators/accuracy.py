@@ -2,8 +2,8 @@
 
 A colour is *met* (colour_match = "category", the default) when what the image shows there
 falls in a category the target accepts (evaluators.colornames: "green (#00ff00)" is met by any
-green, not by teal or olive; a borderline colour, "olive|green", by either) and, for specific targets (a light / dark modifier, a name such
-as navy or lavender, a bare hex code), its lightness is within LIGHTNESS_BAND of the
+green, not by teal or olive; a borderline colour, "olive|green", by either) and, for specific
+targets (a light / dark modifier, a name such as navy or lavender, a bare hex code), its lightness is within LIGHTNESS_BAND of the
 reference, or it is within `exact_threshold` of the reference (CIEDE2000: the same colour
 on either side of a category border); with colour_match = "exact" it is met when CIEDE2000 to the reference is under
 `exact_threshold`. Exactness (CIEDE2000) is reported either way.

@@ -36,7 +36,7 @@ MIN_EACH_RAMP = 0.05
 @dataclass(frozen=True)
 class BackgroundVerdict:
     match: bool
-    outcome: str          # match | partly | miss (see PARTLY)
+    outcome: str          # match | partly | miss (see the module docstring)
     colour_ok: bool
     structure_ok: bool
     uneven: bool
