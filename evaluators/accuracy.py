@@ -2,8 +2,8 @@
 
 A colour is *met* (colour_match = "category", the default) when what the image shows there
 falls in a category the target accepts (evaluators.colornames: "green (#00ff00)" is met by any
-green, not by teal or olive) and, for specific targets (a light / dark modifier, a name such
-as navy or lavender, a bare hex code), its lightness is within LIGHTNESS_BAND of the
+green, not by teal or olive; a borderline colour, "olive|green", by either) and, for specific
+targets (a light / dark modifier, a name such as navy or lavender, a bare hex code), its lightness is within LIGHTNESS_BAND of the
 reference, or it is within `exact_threshold` of the reference (CIEDE2000: the same colour
 on either side of a category border); with colour_match = "exact" it is met when CIEDE2000 to the reference is under
 `exact_threshold`. Exactness (CIEDE2000) is reported either way.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluators.color import Palette, delta_e, rgb_to_hex, to_lab
-from evaluators.colornames import LIGHTNESS_BAND
+from evaluators.colornames import LIGHTNESS_BAND, accepted, primary
 from evaluators.prompt import PromptColor
 from evaluators.roles import DOMINANT_ROLES, candidate_mask, seen_clusters
 
@@ -83,7 +83,9 @@ def meets(colour: PromptColor, lab: np.ndarray, category: np.ndarray | str, mode
     if mode == "exact":
         return np.asarray(delta_e(lab, ref) < threshold)
     cats = np.asarray(category)
-    ok = np.isin(cats, list(colour.accept)) if colour.accept else cats == colour.category
+    accept = colour.accept or frozenset({colour.category})
+    ok = np.vectorize(lambda c: accepted(str(c), accept), otypes=[bool])(cats) if cats.size \
+        else np.zeros(cats.shape, dtype=bool)
     if colour.specific:
         ok = ok & (np.abs(np.asarray(lab)[..., 0] - ref[0]) <= LIGHTNESS_BAND)
     # Within the exact threshold of the reference a reviewer sees the same colour, whatever
@@ -120,8 +122,8 @@ def judge_foreground(colours: tuple[PromptColor, ...], palette: Palette, categor
         cat = str(categories[cluster])
         met = bool(meets(colour, lab, cat, mode, threshold))
         out.append(ColorMatch(colour.hex, colour.role, colour.phrase, rgb_to_hex(palette.rgb[cluster]),
-                              float(delta_e(lab, ref)), colour.category, cat,
-                              bool(cat in colour.accept) if colour.accept else None, met, colour.source))
+                              float(delta_e(lab, ref)), colour.category, primary(cat),
+                              accepted(cat, colour.accept) if colour.accept else None, met, colour.source))
     return out
 
 

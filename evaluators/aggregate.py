@@ -11,7 +11,7 @@ from evaluators.prompt import ParsedPrompt
 
 # Epoch metrics that exist only when some prompt names what they judge; every other metric
 # of aggregate_epoch is produced for any prompt.
-NEEDS_BACKGROUND = frozenset({"background_match_rate"})
+NEEDS_BACKGROUND = frozenset({"background_match_rate", "background_partly_rate"})
 NEEDS_COLOR = frozenset({"color_accuracy", "prompt_score"})
 
 
@@ -37,6 +37,8 @@ def aggregate_epoch(scores: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Epoch metrics; the keys are the metric names criteria refer to."""
     items = [s for s in scores if "error" not in s]
     matches = [bool(s["background_match"]) for s in items if s.get("background_match") is not None]
+    # `partly` (evaluators.bgjudge) is not a match: counted apart, never in the match rate
+    partly = [s.get("background_outcome") == "partly" for s in items if s.get("background_match") is not None]
     visual, style, prompt = (_mean_of(items, k) for k in ("visual_score", "style_score", "prompt_score"))
     parts = [v for v in (visual, style, prompt) if v is not None]
     issue_counts = Counter(issue for s in items for issue in s.get("issues", []))
@@ -44,6 +46,7 @@ def aggregate_epoch(scores: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     uniques = [int(s["unique_colors"]) for s in items if s.get("unique_colors") is not None]
     return {
         "background_match_rate": round(sum(matches) / len(matches), 4) if matches else None,
+        "background_partly_rate": round(sum(partly) / len(partly), 4) if partly else None,
         "color_accuracy": _mean_of(items, "color_accuracy"),
         "style_quality": _mean_of(items, "style_quality"),
         "visual_score": visual,

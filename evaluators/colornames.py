@@ -56,7 +56,8 @@ HEAD_WORDS: dict[str, str] = {
                      "periwinkle"], "blue"),
     **dict.fromkeys(["purple", "violet", "lavender", "lilac", "indigo", "plum", "mauve", "amethyst",
                      "grape", "eggplant", "aubergine"], "purple"),
-    **dict.fromkeys(["pink", "rose", "magenta", "fuchsia", "salmon", "coral", "blush"], "pink"),
+    **dict.fromkeys(["pink", "rose", "magenta", "fuchsia", "salmon", "coral", "blush", "raspberry"],
+                    "pink"),
     **dict.fromkeys(["brown", "chocolate", "coffee", "chestnut", "mahogany", "umber", "sienna",
                      "mocha", "auburn", "copper"], "brown"),
     **dict.fromkeys(["beige", "tan", "sand", "cream", "wheat", "buff", "ecru", "taupe"], "beige"),
@@ -103,6 +104,9 @@ OVERRIDE_MODIFIERS: dict[str, str] = {
 }
 K_NEIGHBOURS = 7
 NEUTRAL_CHROMA, WHITE_L, BLACK_L = 6.0, 95.0, 10.0
+# A colour whose runner-up category gets this share of the survey vote is borderline: it
+# meets targets of either category (bench.judge.compound measures where this sits).
+BORDER_SHARE = 0.4
 # Names between two hues ("blue green", "turquoise blue") vote with this weight.
 COMPOUND_WEIGHT = 0.35
 JOKE_WORDS = frozenset({"shit", "poop", "puke", "vomit", "barf", "snot", "booger", "baby", "ugly",
@@ -187,6 +191,24 @@ def other_hue(name: str) -> bool:
 def classify_lab(lab: np.ndarray, exclude_self: bool = False) -> list[str]:
     """Category of each Lab colour (..., 3) -> flat list: weighted vote of the nearest names.
     `exclude_self` leaves out named colours within 0.5 of the query (leave-one-out checks)."""
+    return [primary(c) for c in categories_of(lab, exclude_self)]
+
+
+def primary(category: str) -> str:
+    """The winning category of a `categories_of` entry ("olive|green" -> "olive")."""
+    return category.split("|", 1)[0]
+
+
+def accepted(category: str, accept: frozenset[str]) -> bool:
+    """Does a `categories_of` entry meet a target accepting `accept` (either of a borderline
+    colour's two categories does)?"""
+    return any(part in accept for part in category.split("|"))
+
+
+def categories_of(lab: np.ndarray, exclude_self: bool = False) -> list[str]:
+    """Like classify_lab, but a borderline colour, one whose runner-up category holds at
+    least BORDER_SHARE of the survey vote, is "winner|runner-up" ("olive|green": an olive
+    sage that many people call green)."""
     table = named_colors()
     queries = np.asarray(lab, dtype=float).reshape(-1, 3)
     if not len(queries):
@@ -211,7 +233,10 @@ def classify_lab(lab: np.ndarray, exclude_self: bool = False) -> list[str]:
         for j in idx:
             name = str(table.category[j])
             votes[name] = votes.get(name, 0.0) + float(table.weight[j]) / (1.0 + float(row[j]))
-        out.append(max(votes, key=votes.__getitem__))  # ties: the first voted, as Counter did
+        ranked = sorted(votes, key=lambda c: -votes[c])  # stable: ties go to the first voted
+        total = sum(votes.values())
+        second = ranked[1] if len(ranked) > 1 and votes[ranked[1]] >= BORDER_SHARE * total else None
+        out.append(f"{ranked[0]}|{second}" if second else ranked[0])
     return out
 
 

@@ -5,7 +5,8 @@ A colour word is a colour name from the xkcd / CSS4 data whose head word is a co
 platinum, ...), or, for skin, a skin-tone word (pale, fair, tan, olive, dark). The longest
 name wins ("forest green" over "green"); modifiers before it (light, dark, pale, bright, neon,
 pastel, deep) set a lightness the image must show. Adjacent colour words are one colour
-("platinum blonde", "blue green" when the data has no such name).
+("platinum blonde", "blue green" when the data has no such name); "X or Y" and "X/Y" are one
+colour met by either.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def _rgb_of(name: str) -> tuple[int, int, int]:
 
 
 def tokens(text: str) -> list[str]:
-    return [t.lower().replace("gray", "grey") for t in _TOKEN.findall(text)]
+    """Lower-case words; "X/Y" reads as "X or Y" (either colour)."""
+    return [t.lower().replace("gray", "grey") for t in _TOKEN.findall(text.replace("/", " or "))]
 
 
 def _lookup(words: list[str], role: str) -> tuple[str, tuple[int, int, int], frozenset[str], bool] | None:
@@ -122,11 +124,23 @@ def find_color_words(words: list[str], role: str) -> list[ColorWord]:
             word = ColorWord(f"{prev.phrase} {word.phrase}", word.rgb, word.category,
                              prev.accept | word.accept, word.lightness or prev.lightness,
                              word.specific, prev.start, j)
+        elif found and found[-1].end == start - 1 and words[start - 1] == "or":
+            word = either(found.pop(), word)
         found.append(word)
         i = j
     if role == "skin":
         found = _skin(words, found)
     return found
+
+
+def either(first: ColorWord, second: ColorWord) -> ColorWord:
+    """"X or Y" / "X/Y": one target met by either (the first is the reference; a lightness
+    band only where both ask for the same one)."""
+    same_light = first.lightness if first.lightness == second.lightness else None
+    return ColorWord(f"{first.phrase} or {second.phrase}", first.rgb, first.category,
+                     first.accept | second.accept, same_light,
+                     first.specific and second.specific and same_light is not None,
+                     first.start, second.end)
 
 
 def _skin(words: list[str], found: list[ColorWord]) -> list[ColorWord]:

@@ -228,6 +228,14 @@ def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int
         lasts.append(last - 1)
     middle = (first + last) / 2
     doubtful = {c for c in (first - 1, first, last, last + 1) if 0 <= c < len(starts) and near_half[c]}
+    # A border cell whose inner line shows no edge at all may be filler continuing its
+    # neighbour: it may be dropped when that comes closer to `cells`, whatever its share.
+    if first < last and not edged[first + 1]:
+        firsts.append(first + 1)
+        doubtful.add(first)
+    if first < last and not edged[last]:
+        lasts.append(last - 1)
+        doubtful.add(last)
     # +1 for a doubtful border cell kept that an edge sets off from its inner neighbour,
     # -1 for one dropped: filler beyond the drawn grid continues its neighbour, content does not.
     edge = {c: bool(edged[c + 1] if c <= middle else edged[c]) for c in doubtful}
@@ -286,7 +294,13 @@ def sample_cells(rgb: np.ndarray, grid_x: AxisGrid, grid_y: AxisGrid) -> tuple[n
     ys = _sample_positions(grid_y.lines, height)
     rows, cols = len(ys), len(xs)
     block = rgb[ys[:, None, :, None], xs[None, :, None, :]]          # (R, C, ky, kx, 3)
-    block = block.reshape(rows, cols, -1, 3).transpose(0, 1, 3, 2)   # (R, C, 3, S)
+    return read_cells(block.reshape(rows, cols, -1, 3))
+
+
+def read_cells(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R, C, S, 3) pixel samples of each cell -> its colour, the per-channel median (a
+    palette vote measured worse, docs/evaluators.md), and its mean deviation from it."""
+    block = samples.transpose(0, 1, 3, 2)                            # (R, C, 3, S)
     colour = np.median(block, axis=-1)
     deviation = np.abs(block - colour[..., None]).mean(axis=(-1, -2))
     return np.clip(np.rint(colour), 0, 255).astype(np.uint8), deviation

@@ -8,7 +8,8 @@ background model does not claim):
   palette_fit = ramp(n, 2, 4) x (1 - ramp(n, 32, 96)),
   composition = ramp(s, 0.03, 0.15) x (1 - ramp(s, 0.85, 0.97)), and miss_factor is the
   product of (1 - MISS_PENALTY[role]) over the roles whose prompt colour is missed (a wrong
-  background or a green face is a visual fault a reviewer sees at once);
+  background or a green face is a visual fault a reviewer sees at once; a background that is
+  `partly` right, PARTLY_SHARE of its penalty);
 - prompt_score = 1 + 9 color_accuracy / 100; None when the prompt names no colour;
 - overall_score = mean of the three (of the two without prompt_score).
 """
@@ -30,7 +31,7 @@ from evaluators.accuracy import (
 )
 from evaluators.background import estimate_background
 from evaluators.color import merge_palette, to_lab
-from evaluators.colornames import classify_lab
+from evaluators.colornames import categories_of
 from evaluators.grid import GridResult, recover_grid
 from evaluators.prompt import ParsedPrompt, parse_prompt
 from evaluators.structure import Structure, analyse
@@ -49,6 +50,8 @@ ISSUE_ORDER = ("wrong_background", "wrong_background_structure", "uneven_backgro
 MISS_PENALTY = {"background": 0.55, "skin": 0.55, "hair": 0.5, "clothing": 0.1, "eyes": 0.05,
                 "lips": 0.05}
 OTHER_MISS_PENALTY = 0.05
+# A background that is `partly` right (evaluators.bgjudge) costs this share of a miss.
+PARTLY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class ImageScore:
     background_structure_wanted: str | None = None
     overall_score: float | None = None
     expected_cells: int = 24
+    background_outcome: str | None = None  # match | partly | miss (evaluators.bgjudge)
 
     def to_dict(self) -> dict[str, Any]:
         def r(v: float | None, nd: int = 3) -> float | None:
@@ -98,6 +102,7 @@ class ImageScore:
             "background_structure": None if self.background_structure is None else {
                 **self.background_structure.to_dict(), "wanted": self.background_structure_wanted},
             "overall_score": r(self.overall_score, 2),
+            "background_outcome": self.background_outcome,
             "expected_cells": self.expected_cells,
         }
 
@@ -139,10 +144,11 @@ def _issues(bg: bgjudge.BackgroundVerdict | None, matches: tuple[ColorMatch, ...
     return tuple(name for name in ISSUE_ORDER if name in found)
 
 
-def miss_factor(matches: tuple[ColorMatch, ...]) -> float:
+def miss_factor(matches: tuple[ColorMatch, ...], partly_background: bool = False) -> float:
     factor = 1.0
     for role in {m.role for m in matches if m.match is False}:
-        factor *= 1.0 - MISS_PENALTY.get(role, OTHER_MISS_PENALTY)
+        penalty = MISS_PENALTY.get(role, OTHER_MISS_PENALTY)
+        factor *= 1.0 - (penalty * PARTLY_SHARE if role == "background" and partly_background else penalty)
     return factor
 
 
@@ -160,7 +166,7 @@ def score_image(rgb: np.ndarray, prompt: str | ParsedPrompt, cells: int = 24, *,
     lab = to_lab(seen)
     palette = merge_palette(seen, lab)
     unique = len(palette)
-    categories = np.array(classify_lab(palette.lab))
+    categories = np.array(categories_of(palette.lab))   # "olive|green" when borderline
     cell_categories = categories[palette.labels.reshape(seen.shape[:2])]
     background = estimate_background(seen, lab)
     structure = analyse(lab)
@@ -179,7 +185,8 @@ def score_image(rgb: np.ndarray, prompt: str | ParsedPrompt, cells: int = 24, *,
     q = style.quality / 100.0
     palette_fit = ramp(unique, 2, 4) * (1.0 - ramp(unique, 32, 96))
     composition = ramp(subject, 0.03, 0.15) * (1.0 - ramp(subject, 0.85, 0.97))
-    visual = 1.0 + 9.0 * (0.6 * q + 0.2 * palette_fit + 0.2 * composition) * miss_factor(accuracy.matches)
+    visual = 1.0 + 9.0 * (0.6 * q + 0.2 * palette_fit + 0.2 * composition) * miss_factor(
+        accuracy.matches, partly_background=verdict is not None and verdict.outcome == "partly")
     style_score = 1.0 + 9.0 * q
     prompt_score = None if accuracy.score is None else 1.0 + 9.0 * accuracy.score / 100.0
     parts = [v for v in (visual, style_score, prompt_score) if v is not None]
@@ -190,6 +197,7 @@ def score_image(rgb: np.ndarray, prompt: str | ParsedPrompt, cells: int = 24, *,
         background_hex=background.hex,
         background_delta_e=None if verdict is None else verdict.delta_e,
         background_match=None if verdict is None else verdict.match,
+        background_outcome=None if verdict is None else verdict.outcome,
         background_coverage=None if verdict is None else verdict.coverage,
         color_accuracy=accuracy.score, per_color=accuracy.matches,
         style_quality=style.quality, style=style, unique_colors=unique, subject_share=subject,

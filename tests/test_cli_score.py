@@ -211,11 +211,63 @@ def test_downscale_never_overwrites_inputs(images: dict[str, Path], tmp_path: Pa
         assert im.size == (16, 16)
 
 
+def _run_config(folder: Path, evaluation: str) -> Path:
+    config = folder / "config.toml"
+    config.write_text('[run]\nname = "r1"\noutput_dir = "out"\noutput_name = "lora"\nmax_train_epochs = 3\n'
+                      f'[model]\nbase = "tiny-model"\n[evaluation]\n{evaluation}\n', encoding="utf-8")
+    return config
+
+
+def test_score_takes_the_runs_evaluation_settings_and_flags_override_them(
+        images: dict[str, Path], tmp_path: Path) -> None:
+    # #00ff00 is green to a person but CIEDE2000 ~19 from the word's reference (xkcd green)
+    config = _run_config(tmp_path, 'colour_match = "exact"\nexact_delta_e = 10\ncells = 12')
+
+    def score(*flags: str) -> dict:
+        result = subprocess.run([sys.executable, "-m", "watcher", "score", str(images["green"]), "--json",
+                                 "--prompt", "pixel art portrait, green background", *flags],
+                                capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return _json_lines(result.stdout)[0]
+
+    default, run, category, loose = (score(), score("-c", str(config)),
+                                     score("-c", str(config), "--colour-match", "category", "--cells", "24"),
+                                     score("--colour-match", "exact", "--exact-delta-e", "25"))
+    assert 15 < default["background_delta_e"] < 25
+    assert default["background_match"] is True and default["expected_cells"] == 24
+    assert run["background_match"] is False and run["expected_cells"] == 12
+    assert "wrong_background" in run["issues"]
+    assert category["background_match"] is True and category["expected_cells"] == 24
+    assert loose["background_match"] is True
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--exact-delta-e", "0"], "epochwatch score: --exact-delta-e: Input should be greater than 0"),
+    (["--exact-delta-e", "101"], "epochwatch score: --exact-delta-e: Input should be less than or equal to 100"),
+    (["-c", "missing.toml"], "epochwatch score: missing.toml: config file not found"),
+])
+def test_bad_settings_are_refused_in_one_line(images: dict[str, Path], flags: list[str], message: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["score", str(images["green"]), *flags]) == 2
+    out, err = capsys.readouterr()
+    assert err.strip() == message and out == ""
+
+
+def test_score_refuses_a_config_with_a_bad_colour_match(images: dict[str, Path], tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    config = _run_config(tmp_path, 'colour_match = "fuzzy"')
+    assert main(["score", str(images["green"]), "-c", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "evaluation.colour_match" in err
+
+
 def test_score_and_downscale_do_not_import_torch(images: dict[str, Path], tmp_path: Path) -> None:
+    config = _run_config(tmp_path, 'colour_match = "exact"')
     code = (
         "import sys\n"
         "from watcher.cli import main\n"
         f"assert main(['score', {str(images['green'])!r}, '--json']) == 0\n"
+        f"assert main(['score', {str(images['green'])!r}, '-c', {str(config)!r}, '--json']) == 0\n"
         f"assert main(['downscale', {str(images['green'])!r}, '--out-dir', {str(tmp_path)!r}]) == 0\n"
         "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
         "assert not bad, bad\n"

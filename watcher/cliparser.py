@@ -76,15 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_commands(sub: Any) -> None:
     p = _command(sub, "score", "score images against a prompt",
                  "epochwatch score sample.png --prompt 'red hair, solid green background (#00ff00)'\n"
-                 "epochwatch score --manifest images.jsonl --json")
+                 "epochwatch score --manifest images.jsonl --json\n"
+                 "epochwatch score sample.png --prompt 'green background' -c config.toml --colour-match exact")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="PNG/JPEG/WebP files to score")
     p.add_argument("--prompt", default="",
                    help="prompt text naming colours by word or hex, e.g. 'green background (#00ff00)'")
     p.add_argument("--manifest", metavar="FILE",
                    help='JSON Lines of {"image": path, "prompt": text}; relative paths are '
                         "taken from the manifest's folder")
-    p.add_argument("--cells", type=int, default=24, metavar="N", help=CELLS_HELP)
+    p.add_argument("--cells", type=int, default=None, metavar="N",
+                   help=CELLS_HELP + " (with -c: the config's evaluation.cells)")
     p.add_argument("--json", action="store_true", help="one JSON object per image, one per line")
+    _config(p, required=False, help="judge with this run config's [evaluation] settings "
+                                     "(cells, colour_match, exact_delta_e); flags override them")
+    p.add_argument("--colour-match", "--color-match", dest="colour_match", choices=("category", "exact"),
+                   help="'category' (default: the colour a person would name) or 'exact' "
+                        "(CIEDE2000 to the reference under --exact-delta-e)")
+    p.add_argument("--exact-delta-e", type=float, metavar="D",
+                   help="CIEDE2000 threshold of exact matching (default 10)")
 
     p = _command(sub, "downscale", "recover the logical pixel grid of images",
                  "epochwatch downscale sample.png --out-dir small/ --cells 24")

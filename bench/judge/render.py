@@ -61,6 +61,9 @@ def logical_image(item: dict, n: int) -> np.ndarray:
     yy, xx = np.mgrid[0:n, 0:n]
     if bg["structure"] == "gradient":
         canvas[:] = _shade(colour, yy / max(n - 1, 1))
+    elif bg["structure"] == "gradient2":   # "X to Y gradient": X at the top, Y at the bottom
+        t = (yy / max(n - 1, 1))[..., None]
+        canvas[:] = colour.astype(float) * (1 - t) + second.astype(float) * t
     elif bg["structure"] == "checkered":
         canvas[:] = np.where((((yy // 2) + (xx // 2)) % 2 == 0)[..., None], colour, second)
     elif bg["structure"] == "two_tone":

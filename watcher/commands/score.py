@@ -71,18 +71,56 @@ def read_manifest(manifest: str, default_prompt: str) -> list[Job]:
     return jobs
 
 
-def score_job(job: Job, cells: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Settings:
+    """How images are judged: the config's [evaluation] section, overridden by flags."""
+    cells: int = 24
+    colour_match: str = "category"
+    exact_delta_e: float | None = None   # None: the evaluators' default
+
+    def scoring_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"colour_match": self.colour_match}
+        if self.exact_delta_e is not None:
+            kwargs["exact_threshold"] = self.exact_delta_e
+        return kwargs
+
+
+def resolve_settings(args: argparse.Namespace) -> Settings:
+    """`-c CONFIG` gives the run's [evaluation] settings; --cells, --colour-match and
+    --exact-delta-e override them; a bad value is refused in one line naming the flag."""
+    given = {key: value for key, value in (("colour_match", args.colour_match),
+                                           ("exact_delta_e", args.exact_delta_e)) if value is not None}
+    cells: int | None = args.cells
+    if args.config is None and "exact_delta_e" not in given:
+        return Settings(cells=check_cells(24 if cells is None else cells), **given)
+    from pydantic import ValidationError
+
+    from watcher.commands._common import load
+    from watcher.config import EvaluationConfig
+
+    base = load(args.config).evaluation if args.config else EvaluationConfig()
+    try:  # the config's own rules (one source for the ranges)
+        evaluation = EvaluationConfig.model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        flag = "--" + str(error["loc"][0]).replace("_", "-")
+        raise CommandError(f"{flag}: {error['msg']}") from None
+    return Settings(cells=check_cells(evaluation.cells if cells is None else cells),
+                    colour_match=evaluation.colour_match, exact_delta_e=evaluation.exact_delta_e)
+
+
+def score_job(job: Job, settings: Settings) -> dict[str, Any]:
     """{"image", ...score} or {"image", "error"}."""
     if job.error is not None or job.path is None:
         return {"image": job.image, "error": job.error or "no image"}
     try:
-        rgb = load_rgb(job.path, cells=cells)
+        rgb = load_rgb(job.path, cells=settings.cells)
     except ImageLoadError as exc:
         return {"image": job.image, "error": str(exc)}
     from evaluators import score_image
 
     try:
-        result = score_image(rgb, job.prompt, cells=cells)
+        result = score_image(rgb, job.prompt, cells=settings.cells, **settings.scoring_kwargs())
     except (ValueError, MemoryError) as exc:
         return {"image": job.image, "error": f"could not score: {exc}"}
     return {"image": job.image, **result.to_dict()}
@@ -143,7 +181,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cells = check_cells(args.cells)
+    settings = resolve_settings(args)
     jobs = [Job(image, args.prompt, Path(image)) for image in args.images]
     if args.manifest:
         jobs.extend(read_manifest(args.manifest, args.prompt))
@@ -160,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
                     warning = prompt_warning(job.prompt)
                     if warning:
                         print(f"epochwatch score: warning: {warning}", file=sys.stderr)
-                result = score_job(job, cells)
+                result = score_job(job, settings)
                 if "error" in result:
                     failures += 1
                     if not args.json:
