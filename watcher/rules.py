@@ -42,7 +42,8 @@ METRICS: tuple[str, ...] = tuple(k for k in aggregate_epoch([]) if k not in _NOT
 # Each metric's possible values (low, high; None: unbounded): a threshold or target outside
 # them can never be met or never fail. Auto scores are 1 + 9 x (evaluators/score.py).
 METRIC_RANGES: dict[str, tuple[float, float | None]] = {
-    "background_match_rate": (0.0, 1.0), "color_accuracy": (0.0, 100.0),
+    "background_match_rate": (0.0, 1.0), "background_partly_rate": (0.0, 1.0),
+    "color_accuracy": (0.0, 100.0),
     "style_quality": (0.0, 100.0), "visual_score": (1.0, 10.0), "style_score": (1.0, 10.0),
     "prompt_score": (1.0, 10.0), "overall_score": (1.0, 10.0), "unique_colors": (0.0, None),
     "n_images": (0.0, None),
