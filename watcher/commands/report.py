@@ -29,10 +29,10 @@ def run(args: Namespace) -> int:
             batch.advance()
             run_history = load_run(store, cfg.run.name)
             paths = [path.parent / name for name in ("grid.png", "curves.png", "report.md")]
+            verdict = verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria], cfg.plan)
             committed = _commit(cfg.results_repo, [p for p in paths if p.exists()], cfg.run.name,
-                                verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria])["verdict"])
+                                verdict["verdict"])
             batch.advance()
-    verdict = verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria])
     so_far = "" if finished(run_history) or verdict["verdict"] == "pending" else (
         f" so far ({len(run_history.epochs)} of {run_history.max_epochs or '?'} epochs)")
     best = verdict["best_epoch"]

@@ -249,7 +249,7 @@ def write_report(cfg: WatchConfig, store: Store) -> Path:
     baselines, missing = plan_baselines(plan, cfg.state_db) if plan is not None else ([], [])
     rules = cfg.rules()
     findings = root_cause(run, on_time_epoch(rules))
-    verdict = verdict_of(run, rules)
+    verdict = verdict_of(run, rules, plan)
     branch, steps = next_experiments(run, findings, dict(cfg.kohya), rules, plan, baselines)
     text = render_report(
         run, run_dir=run_dir,
