@@ -4,12 +4,12 @@ missing metrics, skipped epochs, determinism, storage, and the run verdict."""
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

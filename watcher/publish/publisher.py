@@ -10,8 +10,8 @@ from typing import Any
 from watcher import logs
 from watcher.config import WatchConfig
 from watcher.decide import EpochRecord, verdict
-from watcher.plan import partial_at_least
 from watcher.evaluate import EpochEvaluation
+from watcher.plan import partial_at_least
 from watcher.publish import alerts as alert_mod
 from watcher.publish import host as host_mod
 from watcher.publish import supabase as supabase_mod
