@@ -236,10 +236,10 @@ class Publisher:
             self._commit_report(verdict(rules, history, partial_at_least=partial_at_least(self.cfg.plan)))
 
     def _commit_report(self, summary: dict[str, Any]) -> None:
-        """report.md, grid.png and curves.png, committed once more at the end of the run."""
+        """report.md, grid.png, curves.png and loss.png, committed once more at the end of the run."""
         try:
             report = write_report(self.cfg, self.store)
-            paths = [report, *(report.parent / n for n in ("grid.png", "curves.png"))]
+            paths = [report, *(report.parent / n for n in ("grid.png", "curves.png", "loss.png"))]
             subject = f"{self.run} report: {summary['verdict']}, best epoch {summary.get('best_epoch')}"
             commit = self.repo.commit_paths([p for p in paths if p.exists()], subject,
                                             "Final report and pictures.", f"report:{self.run}")
