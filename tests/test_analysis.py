@@ -305,3 +305,36 @@ def test_a_run_that_never_got_the_background_ranks_after_a_late_one(tmp_path: Pa
     runs = [_stored(tmp_path, NEVER_GREEN), _baseline("SD15_FINAL_CORRECTED_CAPTIONS")]
     rows = {(c.parameter, c.outcome): c for c in correlations(runs)}
     assert rows[("keep_tokens", "first_green_epoch")].rho == pytest.approx(1.0)
+
+
+def test_each_stored_run_is_judged_by_its_own_recorded_rules(tmp_path: Path) -> None:
+    from watcher.epoch import EpochPath
+    from watcher.report.analysis import DEFAULT_RULES_NOTE, render_correlations
+    from watcher.testing import write_watch_config
+
+    own = """
+[[criteria]]
+name = "quality_9_by_epoch_5"
+metric = "overall_score"
+threshold = 9.0
+epoch = 5
+action = "stop"
+"""
+    config = write_watch_config(tmp_path, tmp_path / "no-model-needed", name="OWN", criteria=own)
+    cfg = load_config(config)
+    EpochPath.open(cfg).close()  # a daemon's start records what the run is judged by
+    with Store(cfg.state_db) as store:
+        recorded = store.judged_by("OWN")
+        assert recorded is not None and [r.name for r in recorded[0]] == ["quality_9_by_epoch_5"]
+        add_run(store, tmp_path / "results", "OWN", ON_TIME, KEEP_TOKENS_3_PARAMS, pictures=False)
+        add_run(store, tmp_path / "results", "OLD", ON_TIME, KEEP_TOKENS_3_PARAMS, pictures=False)
+        assert store.judged_by("OLD") is None  # stored before the rules were recorded
+    runs = {r.name: r for r in load_store(cfg.state_db)}
+    mine, old = outcomes(runs["OWN"]), outcomes(runs["OLD"])
+    # the same epochs: a failure by its own 9-by-epoch-5 stop rule, a success by the defaults
+    assert (mine["verdict"], mine["judged_by"]) == ("failure", "own rules")
+    assert (old["verdict"], old["judged_by"]) == ("success", DEFAULT_RULES_NOTE)
+    text = render_correlations(list(runs.values()), correlations(list(runs.values())))
+    rows = {line.split()[0]: line for line in text.splitlines() if line.startswith(("OWN", "OLD"))}
+    assert rows["OWN"].endswith("failure") and rows["OLD"].endswith("success*")
+    assert f"(*: verdict by {DEFAULT_RULES_NOTE})" in text

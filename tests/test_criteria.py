@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,9 @@ from watcher.rules import OUTCOMES, PLAN_RULES, Decision, Rule
 from watcher.store import Store
 
 GATE = "green_background_by_epoch_4"
+# the KEEP_TOKENS_3 plan's line between failure and partial success, read from its plan.toml
+KEEP_TOKENS_3_PARTIAL = tomllib.loads((Path(__file__).parents[1] / "configs" / "SD15_KEEP_TOKENS_3_EXPERIMENT"
+                                       / "plan.toml").read_text())["plan"]["partial_at_least"]
 STABLE = "background_oscillation"
 
 
@@ -250,12 +254,36 @@ def test_plan_rules_are_the_plans_decision_points() -> None:
     ([0.0, 0.25], [6, 7], "pending"),  # the epoch 4 gate is not judged yet
 ])
 def test_verdict(bg: list[float], score: list[float], expected: str) -> None:
-    result = verdict(PLAN_RULES, run(bg, score=[float(s) for s in score]))
+    result = verdict(PLAN_RULES, run(bg, score=[float(s) for s in score]),
+                     partial_at_least=KEEP_TOKENS_3_PARTIAL)
     assert result["verdict"] == expected, result["reasons"]
     assert result["reasons"]
     if expected != "pending":
         best = max(score)
         assert result["best_score"] == best and result["best_epoch"] == score.index(best) + 1
+
+
+def test_the_verdicts_numbers_come_from_the_plan_and_the_rules_never_from_the_code() -> None:
+    low = run([0.0, 0.5, 0.75, 1.0, 1.0], score=[3, 4, 5, 6, 6.9])
+    with_plan = verdict(PLAN_RULES, low, partial_at_least=KEEP_TOKENS_3_PARTIAL)
+    assert with_plan["verdict"] == "failure" and with_plan["partial_at_least"] == 7.0
+    # no plan: below the rules' target is partial, and the reasons say why not a failure
+    no_plan = verdict(PLAN_RULES, low)
+    assert no_plan["verdict"] == "partial" and no_plan["quality_target"] == 8.0
+    assert no_plan["reasons"][0] == "best overall_score 6.9 < target 8"
+    assert "sets no partial_at_least" in no_plan["reasons"][-1]
+    stricter = verdict(PLAN_RULES, low, partial_at_least=6.5)  # another plan, another line
+    assert stricter["verdict"] == "partial"
+    # no quality rule: the quality is not judged (no invented 8), the stop rules decide
+    gate = [r for r in PLAN_RULES if r.action == "stop"]
+    unjudged = verdict(gate, low)
+    assert unjudged["verdict"] == "success" and unjudged["quality_target"] is None
+    assert "quality not judged: no overall_score rule" in unjudged["reasons"][0]
+    assert verdict(gate, run([0.0, 0.0, 0.0, 0.0]))["verdict"] == "failure"
+    # a run judged by no rule at all stays pending, and says so
+    candidate_only = [r for r in PLAN_RULES if r.mode == "candidate"]
+    nothing = verdict(candidate_only, low)
+    assert nothing["verdict"] == "pending" and "nothing to judge the run by" in nothing["reasons"][0]
 
 
 def test_verdict_lists_candidates_and_failure_reason() -> None:

@@ -143,3 +143,41 @@ def test_the_daemon_in_process_settles_evaluates_and_stops_at_epoch_4(tmp_path: 
         (refused,) = store.rejected("LOOP_RUN")
         assert refused.path.endswith("-000005.safetensors")
         assert store.daemon_state("LOOP_RUN") == "stopped"
+
+
+QUALITY_9 = """
+[[criteria]]
+name = "quality_9_by_epoch_1"
+metric = "overall_score"
+threshold = 9.0
+epoch = 1
+action = "alert"
+"""
+
+
+def test_the_final_verdict_uses_the_plans_partial_at_least(tmp_path: Path) -> None:
+    """The same epoch, missing the rule's 9: a failure under a plan whose partial_at_least is
+    9, partial with no plan (no failure line is made up)."""
+    verdicts = {}
+    for with_plan in (True, False):
+        root = tmp_path / str(with_plan)
+        root.mkdir()
+        config = write_watch_config(root, root / "no-model-needed", name="PATH_RUN", criteria=QUALITY_9)
+        if with_plan:
+            (root / "plan.toml").write_text('[plan]\nrun = "PATH_RUN"\ngoal = "a line at 9"\n'
+                                            "partial_at_least = 9.0\n")
+            config.write_text(config.read_text().replace("[run]\n", '[run]\nplan = "plan.toml"\n', 1))
+        path = EpochPath.open(load_config(config))
+        try:
+            ck = path.add_source(root / "lora-000001.safetensors", 1, "c" * 64, 1000)
+            score = path.run_checkpoint(FakePipeline(background="#00ff00"), ck).evaluation.aggregate["overall_score"]
+            assert score < 9.0
+            path.end_run(last_epoch_done=True)
+            row = path.store.run_row("PATH_RUN")
+            assert row is not None
+            verdicts[with_plan] = row.verdict
+            judged = path.store.judged_by("PATH_RUN")  # recorded at start, for later analyses
+            assert judged is not None and judged[1] == (9.0 if with_plan else None)
+        finally:
+            path.close()
+    assert verdicts == {True: "failure", False: "partial"}

@@ -82,5 +82,8 @@ def test_the_own_run_walkthrough_runs(tmp_path: Path, tiny_model_dir: Path) -> N
     status = outputs["epochwatch status"]
     assert "run       MY_PIXEL_LORA_V1 (finished)" in status
     assert len(re.findall(r"^\s+\d\s+evaluated", status, re.M)) == 3
+    # the trainer's figures, from its progress lines (this kohya config has no logging_dir)
+    assert re.search(r"^training  step (\d+)/\1, epoch 3/3, loss \d\.\d+, .* \(log\)$", status, re.M), status
+    assert "results/runs/MY_PIXEL_LORA_V1/loss.png" in outputs["epochwatch report"]
     assert len(outputs["git -C results log --oneline"].splitlines()) >= 4  # 3 epochs + the report
     assert outputs["epochwatch report"].splitlines()[-1].startswith(("committed", "unchanged since commit"))

@@ -48,10 +48,9 @@ from watcher.rules import (
 )
 
 __all__ = ["PLAN_RULES", "Decision", "EpochRecord", "Rule", "decide", "decide_all",
-           "decide_epoch", "verdict"]
+           "decide_epoch", "quality_rule", "verdict"]
 
 QUALITY_METRIC = "overall_score"
-PARTIAL_QUALITY = 7.0  # the plan: 7-7.9/10 is a partial success, below 7 a failure
 
 
 @dataclass(frozen=True)
@@ -207,17 +206,28 @@ def decide_all(rules: Sequence[Rule], history: Iterable[EpochRecord]) -> dict[in
     return {e: decide(rules, records, e) for e in sorted({r.epoch for r in records})}
 
 
-def verdict(rules: Sequence[Rule], history: Iterable[EpochRecord]) -> dict[str, Any]:
-    """The run so far against the plan's decision points.
+def quality_rule(rules: Sequence[Rule]) -> Rule | None:
+    """The rule whose threshold is the run's quality target: the first `overall_score` rule
+    of mode at/by/from that asks for a value at or above its threshold."""
+    return next((r for r in rules if r.metric == QUALITY_METRIC
+                 and r.mode in ("at", "by", "from") and r.comparison in (">=", ">")), None)
 
-    - "success": overall_score reached the quality target (the threshold of the first
-      `overall_score` rule of mode at/by/from, else 8) at some epoch, every stop rule passed,
-      and no oscillation rule failed;
+
+def verdict(rules: Sequence[Rule], history: Iterable[EpochRecord], *,
+            partial_at_least: float | None = None) -> dict[str, Any]:
+    """The run so far against its rules and its plan's `partial_at_least` (watcher.plan).
+
+    - "success": overall_score reached the quality target (the threshold of `quality_rule`)
+      at some epoch, every stop rule passed, and no oscillation rule failed;
     - "failure": a stop rule failed, a stop rule's metric never met its condition, or the
-      best overall_score is below 7;
-    - "partial": anything else with a best overall_score of 7 or more (7-7.9, or 8+ with a
-      late or unstable background);
-    - "pending": nothing evaluated, no overall_score yet, or a stop rule not judged yet.
+      best overall_score is below `partial_at_least`;
+    - "partial": anything else with a best overall_score of `partial_at_least` or more (below
+      the target, or on target with a late or unstable background);
+    - "pending": nothing evaluated, a stop rule not judged yet, no overall_score yet while a
+      target or `partial_at_least` needs one, or nothing to judge the run by at all.
+    No number is made up: without a quality rule the quality is not judged (the verdict
+    rests on the stop and oscillation rules), and without `partial_at_least` a best score
+    below the target makes the run partial, never a failure; the reasons say which.
     Also: best epoch (highest overall_score, the earliest on ties) and production candidates.
     """
     rules = [r for r in rules if not is_training_rule(r)]  # the samples' verdict only
@@ -226,8 +236,8 @@ def verdict(rules: Sequence[Rule], history: Iterable[EpochRecord]) -> dict[str, 
     epochs = _epochs(records, max(per_epoch, default=0))
     scores = {e: v for e, m in epochs.items() if (v := metric_value(m, QUALITY_METRIC)[0]) is not None}
     best_epoch = max(scores, key=lambda e: (scores[e], -e)) if scores else None
-    target = next((r.threshold for r in rules if r.metric == QUALITY_METRIC
-                   and r.mode in ("at", "by", "from") and r.comparison in (">=", ">")), 8.0)
+    quality = quality_rule(rules)
+    target = quality.threshold if quality is not None else None
 
     def made(outcomes: set[str], modes: set[str]) -> list[dict[str, Any]]:
         return [{"criterion": d.criterion, "epoch": e, "value": d.value, "message": d.message}
@@ -255,24 +265,36 @@ def verdict(rules: Sequence[Rule], history: Iterable[EpochRecord]) -> dict[str, 
     if not unjudged:
         failed = {f["criterion"] for f in stop_failures}
         reasons += [f"{name}: condition never met" for name in never_met if name not in failed]
+    judged_by = bool(stop_rules or target is not None or partial_at_least is not None
+                     or any(r.mode == "oscillation" for r in rules))
     if reasons:
         outcome = "failure"
-    elif not epochs or best is None or unjudged:
+    elif not epochs or unjudged or not judged_by or (
+            best is None and (target is not None or partial_at_least is not None)):
         outcome = "pending"
         reasons.append("nothing evaluated yet" if not epochs else
                        f"not judged yet: {', '.join(unjudged)}" if unjudged else
+                       "nothing to judge the run by: no stop rule, no oscillation rule and "
+                       f"no {QUALITY_METRIC} target" if not judged_by else
                        f"no {QUALITY_METRIC} yet")
-    elif best < PARTIAL_QUALITY:
+    elif best is not None and partial_at_least is not None and best < partial_at_least:
         outcome = "failure"
-        reasons.append(f"best {QUALITY_METRIC} {best:g} < {PARTIAL_QUALITY:g}")
+        reasons.append(f"best {QUALITY_METRIC} {best:g} < {partial_at_least:g}")
     else:
-        if best < target:
+        if best is not None and target is not None and best < target:
             reasons.append(f"best {QUALITY_METRIC} {best:g} < target {target:g}")
         reasons += [o["message"] for o in oscillations]
         outcome = "partial" if reasons else "success"
         if outcome == "success":
-            reasons.append(f"best {QUALITY_METRIC} {best:g} >= {target:g} at epoch {best_epoch}; "
-                           "stop rules passed; no oscillation")
+            quality_said = (f"best {QUALITY_METRIC} {best:g} >= {target:g} at epoch {best_epoch}"
+                            if best is not None and target is not None else
+                            f"quality not judged: no {QUALITY_METRIC} rule (at/by/from, >= or >) "
+                            "sets a target")
+            reasons.append(f"{quality_said}; stop rules passed; no oscillation")
+        elif target is not None and partial_at_least is None and best is not None and best < target:
+            reasons.append("the plan sets no partial_at_least, so a score below the target "
+                           "counts as partial, not as a failure")
     return {"verdict": outcome, "reasons": reasons, "best_epoch": best_epoch, "best_score": best,
-            "quality_target": target, "epochs": list(epochs), "candidates": candidates,
+            "quality_target": target, "partial_at_least": partial_at_least,
+            "epochs": list(epochs), "candidates": candidates,
             "stop_failures": stop_failures, "oscillations": oscillations}

@@ -32,6 +32,7 @@ from watcher.config import SamplePrompt, WatchConfig
 from watcher.decide import EpochRecord, decide_epoch
 from watcher.ending import late_stop
 from watcher.evaluate import EpochEvaluation, Renderer, evaluate_checkpoint, evaluate_images
+from watcher.plan import partial_at_least
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.publish.publisher import Publisher
 from watcher.rules import Decision, Rule
@@ -68,6 +69,7 @@ class EpochPath:
         self.run = cfg.run.name
         self.log = log or logs.get_logger(run=self.run)
         self.rules: list[Rule] = cfg.rules()
+        store.set_judged_by(self.run, self.rules, partial_at_least(cfg.plan))
         self.repo = ResultsRepo(cfg.results_repo, cfg.results.remote)
         self.publisher = Publisher(cfg, store, self.repo, self.log)
 

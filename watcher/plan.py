@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
+from watcher.decide import QUALITY_METRIC, quality_rule
 from watcher.errors import ConfigError
 from watcher.rules import METRIC_RANGES, METRICS, Rule, range_problem
 from watcher.tomllines import Loc, dotted_key
@@ -49,6 +50,8 @@ class PlanInfo(_Model):
     source: str = ""                        # where the plan was written down
     tries: dict[str, Any] = {}              # the kohya changes this run makes
     compare_at_epoch: int | None = Field(None, ge=1)  # the baselines table's "score at N"
+    # a best overall_score below this is a failure, from it up to the target a partial success
+    partial_at_least: float | None = None
 
 
 class Criterion(_Model):
@@ -166,6 +169,12 @@ def _checks(plan: Plan, rules: dict[str, Rule]) -> list[tuple[Loc, str]]:
     """What is wrong beyond the schema, as (key, message), in file order."""
     bad: list[tuple[Loc, str]] = []
     known = {b.name for b in plan.baselines}
+    floor, quality = plan.plan.partial_at_least, quality_rule(list(rules.values()))
+    if floor is not None and (why := _in_range(QUALITY_METRIC, floor)):
+        bad.append((("plan", "partial_at_least"), why))
+    elif floor is not None and quality is not None and floor > quality.threshold:
+        bad.append((("plan", "partial_at_least"), f"{floor:g} is above the quality target "
+                    f"{quality.threshold:g} of rule {quality.name!r}"))
     for i, c in enumerate(plan.criteria):
         at: Loc = ("criteria", i)
         if (c.rule is None) == (c.check is None):
@@ -268,3 +277,8 @@ def load_plan(path: Path, *, run: str | None, rules: list[Rule], state_db: Path 
         b.model_copy(update={"file": base / b.file if b.file else None,
                              "store": base / b.store if b.store else None})
         for b in plan.baselines]})
+
+
+def partial_at_least(plan: Plan | None) -> float | None:
+    """The plan's line between a partial success and a failure (None: no plan, or not set)."""
+    return plan.plan.partial_at_least if plan is not None else None

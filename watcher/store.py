@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from watcher.records import (
     StopRequest,
     TrainerRow,
 )
-from watcher.rules import Decision
+from watcher.rules import Decision, Rule
 
 __all__ = ["Checkpoint", "Store"]
 
@@ -582,6 +583,21 @@ class Store:
     def sinks(self, run: str) -> dict[str, bool] | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key=?", (f"sinks:{run}",)).fetchone()
         return None if row is None else dict(json.loads(row["value"]))
+
+    def set_judged_by(self, run: str, rules: Sequence[Rule], partial_at_least: float | None) -> None:
+        """The rules and the plan's `partial_at_least` the run is judged by, recorded when its
+        daemon starts, so a later analysis judges the run as its daemon did."""
+        judged = {"rules": [asdict(r) for r in rules], "partial_at_least": partial_at_least}
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                          (f"judged_by:{run}", json.dumps(judged, sort_keys=True)))
+
+    def judged_by(self, run: str) -> tuple[list[Rule], float | None] | None:
+        """(rules, partial_at_least) as recorded; None for a run from before the record."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (f"judged_by:{run}",)).fetchone()
+        if row is None:
+            return None
+        judged = json.loads(row["value"])
+        return [Rule(**r) for r in judged["rules"]], judged["partial_at_least"]
 
     # ---- events and reviews ----------------------------------------------------------------
     def add_event(self, run: str, level: str, kind: str, message: str, epoch: int | None = None) -> None:

@@ -1,4 +1,5 @@
-"""`epochwatch report --config FILE`: report.md, grid.png and curves.png for the run,
+"""`epochwatch report --config FILE`: report.md, grid.png, curves.png (loss.png with training
+figures) for the run,
 committed to the results repository when they changed (or a line saying why not)."""
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ def run(args: Namespace) -> int:
             path = write_report(cfg, store)
             batch.advance()
             run_history = load_run(store, cfg.run.name)
-            paths = [path.parent / name for name in ("grid.png", "curves.png", "report.md")]
-            committed = _commit(cfg.results_repo, [p for p in paths if p.exists()], cfg.run.name,
-                                verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria])["verdict"])
+            names = ("grid.png", "curves.png", "loss.png", "report.md")  # loss.png: with training figures
+            paths = [p for p in (path.parent / name for name in names) if p.exists()]
+            verdict = verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria], cfg.plan)
+            committed = _commit(cfg.results_repo, paths, cfg.run.name,
+                                verdict["verdict"])
             batch.advance()
-    verdict = verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria])
     so_far = "" if finished(run_history) or verdict["verdict"] == "pending" else (
         f" so far ({len(run_history.epochs)} of {run_history.max_epochs or '?'} epochs)")
     best = verdict["best_epoch"]

@@ -11,6 +11,7 @@ from watcher import logs
 from watcher.config import WatchConfig
 from watcher.decide import EpochRecord, verdict
 from watcher.evaluate import EpochEvaluation
+from watcher.plan import partial_at_least
 from watcher.publish import alerts as alert_mod
 from watcher.publish import host as host_mod
 from watcher.publish import supabase as supabase_mod
@@ -209,7 +210,7 @@ class Publisher:
     def finish_run(self, status: str, rules: Sequence[Rule],
                    history: Sequence[EpochRecord]) -> dict[str, Any]:
         """The run is over: verdict and best epoch recorded, sent to Supabase, announced."""
-        summary = verdict(rules, history)
+        summary = verdict(rules, history, partial_at_least=partial_at_least(self.cfg.plan))
         best = summary.get("best_epoch")
         # Queued before the run is marked final (the mark is what a restarted daemon checks):
         # a kill in between repeats the announcement, it never loses it.
@@ -232,13 +233,13 @@ class Publisher:
         rel = (self.cfg.run_results_dir / "report.md").relative_to(self.cfg.results_repo)
         if not self.repo.commits_touching(str(rel)):
             self.log.info("final report missing; committing it now")
-            self._commit_report(verdict(rules, history))
+            self._commit_report(verdict(rules, history, partial_at_least=partial_at_least(self.cfg.plan)))
 
     def _commit_report(self, summary: dict[str, Any]) -> None:
-        """report.md, grid.png and curves.png, committed once more at the end of the run."""
+        """report.md, grid.png, curves.png and loss.png, committed once more at the end of the run."""
         try:
             report = write_report(self.cfg, self.store)
-            paths = [report, *(report.parent / n for n in ("grid.png", "curves.png"))]
+            paths = [report, *(report.parent / n for n in ("grid.png", "curves.png", "loss.png"))]
             subject = f"{self.run} report: {summary['verdict']}, best epoch {summary.get('best_epoch')}"
             commit = self.repo.commit_paths([p for p in paths if p.exists()], subject,
                                             "Final report and pictures.", f"report:{self.run}")

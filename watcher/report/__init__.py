@@ -22,7 +22,8 @@ T = TypeVar("T")
 
 
 def write_run_pictures(cfg: WatchConfig, store: Store) -> list[Path]:
-    """grid.png and curves.png in `cfg.run_results_dir`; called after every epoch."""
+    """grid.png, curves.png and, with training figures, loss.png in `cfg.run_results_dir`;
+    called after every epoch."""
     from watcher.report.pictures import write_run_pictures as write
 
     return write(cfg, store)

@@ -15,6 +15,7 @@ from typing import Any
 from watcher.decide import PLAN_RULES, verdict
 from watcher.report.history import RunHistory, number
 
+DEFAULT_RULES_NOTE = "the default rules (its own were not recorded: a run from before they were)"
 MIN_RUNS = 5  # below this a rank correlation says next to nothing
 OUTCOMES = ("best_score", "best_epoch", "first_green_epoch", "oscillations")
 OUTCOME_MEANING = {
@@ -50,10 +51,15 @@ def outcomes(run: RunHistory) -> dict[str, Any]:
         "first_green_censored": censored,
         "oscillations": oscillations(run) if len(run.green()) >= 2 else None,
         "verdict": None,
+        "judged_by": None,
     }
     if run.kind == "store" and run.epochs:
-
-        out["verdict"] = verdict(list(PLAN_RULES), run.records())["verdict"]
+        # by its own rules and plan, as its daemon judged it; a run from before they were
+        # recorded (Store.judged_by) by the default rules, and `judged_by` says so
+        own = run.rules is not None
+        rules = run.rules if run.rules is not None else list(PLAN_RULES)
+        out["verdict"] = verdict(rules, run.records(), partial_at_least=run.partial_at_least)["verdict"]
+        out["judged_by"] = "own rules" if own else DEFAULT_RULES_NOTE
     for key, value in run.stated_outcomes.items():
         out[key] = value
     return out
@@ -169,14 +175,19 @@ def render_correlations(runs: Sequence[RunHistory], rows: Sequence[Correlation])
     lines.append("")
     header = f"{'run':<34} {'best':>5} {'at':>3} {'green':>8} {'osc':>4}  verdict"
     lines.append(header)
+    by_default = False
     for run in runs:
         o = outcomes(run)
         green = (f"never<={o['first_green_epoch'] - 1}" if o["first_green_censored"]
                  else _fmt(o["first_green_epoch"]))
+        star = "*" if o["judged_by"] == DEFAULT_RULES_NOTE else ""
+        by_default |= bool(star)
         lines.append(f"{run.name[:34]:<34} {_fmt(o['best_score']):>5} {_fmt(o['best_epoch']):>3} "
-                     f"{green:>8} {_fmt(o['oscillations']):>4}  {o['verdict'] or '-'}")
+                     f"{green:>8} {_fmt(o['oscillations']):>4}  {o['verdict'] or '-'}{star}")
     lines.append("(green: first epoch with the right background; never<=N: not by epoch N, "
                  "ranked after every run that got it)")
+    if by_default:
+        lines.append(f"(*: verdict by {DEFAULT_RULES_NOTE})")
     lines.append("")
     by_param: dict[str, list[Correlation]] = {}
     for c in rows:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.decide import EpochRecord
-from watcher.rules import Decision
+from watcher.rules import Decision, Rule
 from watcher.store import Store
 
 # An epoch counts as "green" (right background) when most background prompts come out
@@ -49,6 +49,8 @@ class RunHistory:
     decisions: dict[int, list[Decision]] = field(default_factory=dict)
     max_epochs_known: int | None = None  # baselines: how many epochs the run had
     stated_outcomes: dict[str, Any] = field(default_factory=dict)  # baselines: the plan's words
+    rules: list[Rule] | None = None  # what its daemon judged it by (None: not recorded)
+    partial_at_least: float | None = None  # its plan's line between failure and partial
 
     @property
     def evaluated(self) -> list[int]:
@@ -111,6 +113,9 @@ def load_run(store: Store, name: str) -> RunHistory:
     row = store.run_row(name)
     history = RunHistory(name=name, params=row.params if row else {}, kind="store",
                          source=str(store.path), status=row.status if row else None)
+    judged = store.judged_by(name)
+    if judged is not None:
+        history.rules, history.partial_at_least = judged
     for ev in store.evaluations(name):
         history.epochs[ev.epoch] = dict(ev.aggregate)
         history.images[ev.epoch] = list(ev.metrics.get("images") or [])

@@ -1,5 +1,5 @@
 """Pictures committed with the results: the per-epoch contact sheet, the run grid (epochs down,
-prompts across) and the metric curves.
+prompts across), the metric curves and the trainer's loss (`watcher.report.losscurve`).
 
 Sheets and the grid are drawn with Pillow (exact pixels: the 24 px recoveries are enlarged
 with nearest-neighbour so every logical pixel stays a crisp square); the curves with
@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from watcher.config import WatchConfig
 from watcher.report.baselines import plan_baselines
 from watcher.report.history import RunHistory, load_run
-from watcher.rules import Rule
+from watcher.rules import Rule, decision_word
 from watcher.store import Store
 
 THUMB = 256                      # px of the 512 px sample in a contact sheet
@@ -310,4 +310,18 @@ def write_run_pictures(cfg: WatchConfig, store: Store) -> list[Path]:
     # the plan's baselines, local ones only: pictures are redrawn after every epoch
     bases = plan_baselines(cfg.plan, cfg.state_db, remote=False)[0] if cfg.plan is not None else []
     curves = _save(curves_figure(run, bases, rules), out / "curves.png")
-    return [grid, curves]
+    return [grid, curves, *_loss_picture(store, run, out)]
+
+
+def _loss_picture(store: Store, run: RunHistory, out: Path) -> list[Path]:
+    """[loss.png] from the run's stored training figures, [] (and no file) without them."""
+    from watcher.report.losscurve import LOSS_PNG, loss_figure
+    from watcher.training.storage import load_series
+
+    path = out / LOSS_PNG
+    decisions = {e: decision_word(ds) for e, ds in run.decisions.items() if ds}
+    fig = loss_figure(run.name, load_series(store, run.name), decisions)
+    if fig is None:
+        path.unlink(missing_ok=True)  # from figures since cleared: it would show a stale curve
+        return []
+    return [_save(fig, path)]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from watcher.decide import decide_all, verdict
-from watcher.plan import Branch, Criterion, DecisionPoint, Plan
+from watcher.plan import Branch, Criterion, DecisionPoint, Plan, partial_at_least
 from watcher.report.analysis import outcomes
 from watcher.report.history import RunHistory
 from watcher.report.rootcause import Finding
@@ -276,8 +276,8 @@ def branch_of(run: RunHistory, rules: Sequence[Rule], plan: Plan) -> Branch | No
     return None
 
 
-def verdict_of(run: RunHistory, rules: Sequence[Any]) -> dict[str, Any]:
+def verdict_of(run: RunHistory, rules: Sequence[Any], plan: Plan | None) -> dict[str, Any]:
     """The run's verdict as `watcher.decide.verdict` gives it (success / partial / failure /
-    pending), from the same rules the daemon judged with."""
+    pending), from the same rules the daemon judged with and its plan's `partial_at_least`."""
 
-    return verdict(list(rules), run.records())
+    return verdict(list(rules), run.records(), partial_at_least=partial_at_least(plan))

@@ -20,6 +20,7 @@ from watcher.report.baselines import plan_baselines
 from watcher.report.calibration import MIN_REVIEWS, NARROW_SPREAD, Calibration, calibrate
 from watcher.report.history import RunHistory, load_run
 from watcher.report.hypotheses import Hypothesis, next_experiments
+from watcher.report.losscurve import LOSS_PNG
 from watcher.report.pictures import write_run_pictures
 from watcher.report.plan import (
     CriterionResult,
@@ -144,7 +145,10 @@ def _calibration(run: RunHistory, fits: Sequence[Calibration]) -> list[str]:
 
 
 def _pictures(run: RunHistory, run_dir: Path) -> list[str]:
-    lines = ["![metric curves](curves.png)", "", "![samples by epoch](grid.png)", ""]
+    lines = ["![metric curves](curves.png)", ""]
+    if (run_dir / LOSS_PNG).is_file():  # only a run with training figures has one
+        lines += ["![training loss by step, epoch ends dotted](loss.png)", ""]
+    lines += ["![samples by epoch](grid.png)", ""]
     sheets = []
     for e in run.evaluated:
         folder = run.result_dirs.get(e)
@@ -237,7 +241,7 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
 
 
 def write_report(cfg: WatchConfig, store: Store) -> Path:
-    """report.md, grid.png and curves.png in the run's results folder; once the run is over
+    """report.md, grid.png, curves.png (and loss.png) in the run's results folder; once the run is over
     (stopped, or its last epoch evaluated) records the verdict and best epoch in the store.
     Returns the report's path."""
 
@@ -252,7 +256,7 @@ def write_report(cfg: WatchConfig, store: Store) -> Path:
     baselines, missing = plan_baselines(plan, cfg.state_db) if plan is not None else ([], [])
     rules = cfg.rules()
     findings = root_cause(run, on_time_epoch(rules))
-    verdict = verdict_of(run, rules)
+    verdict = verdict_of(run, rules, plan)
     branch, steps = next_experiments(run, findings, dict(cfg.kohya), rules, plan, baselines)
     text = render_report(
         run, run_dir=run_dir,
