@@ -24,9 +24,10 @@ from watcher.cli import CommandError
 from watcher.commands._common import load, run_lock
 from watcher.commands.status import _epoch_decision
 from watcher.config import WatchConfig
-from watcher.decide import EpochRecord, verdict
 from watcher.progress import Batch
 from watcher.publish.gitrepo import ResultsRepo
+from watcher.report.history import load_run
+from watcher.report.plan import verdict_of
 from watcher.samples.layout import LayoutError, ReplayEpoch, ReplayLayout, scan
 from watcher.samples.source import identity, open_images, trainer_prompts
 from watcher.store import Store
@@ -133,7 +134,8 @@ def _fill(store: Store, cfg: WatchConfig, lines: list[EpochLine]) -> dict[str, A
         if stop_epoch is not None and line.epoch > stop_epoch:
             line.after_stop = stop_epoch
     row = store.run_row(run)
-    summary = verdict(cfg.rules(), [EpochRecord(e, ev.aggregate) for e, ev in sorted(latest.items())])
+    # the report's own verdict (same records, rules and plan), so the two never disagree
+    summary = verdict_of(load_run(store, run), cfg.rules(), cfg.plan)
     return {"run": run, "status": row.status if row else None,
             "verdict": summary["verdict"], "best_epoch": summary["best_epoch"],
             "stop_epoch": stops[0].epoch if stops else None,
