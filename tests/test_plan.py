@@ -330,3 +330,19 @@ def test_the_default_criteria_are_data_and_a_broken_file_names_itself(tmp_path: 
     bad.write_text('[[criteria]]\nname = "x"\nmetric = "overall_score"\nthreshold = 1\nmode = "sometimes"\n')
     with pytest.raises(RuntimeError, match=r"default_criteria\.toml: cannot read the default criteria: .*mode"):
         _default_rules(bad)
+
+
+def test_the_demo_is_judged_by_the_plan_it_imitates(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`demo --setup-only` writes the KEEP_TOKENS_3 plan under the demo's run name, so the
+    demo's report and run page read that plan's criteria, not the generic ones."""
+    import shutil
+
+    from watcher.commands.demo import setup
+
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "tiny-sd")  # setup reuses a built model
+    cfg = load_config(setup(tmp_path))
+    assert cfg.plan is not None and cfg.plan.plan.run == cfg.run.name == "DEMO_KEEP_TOKENS_3"
+    shipped = load_config(REPO / "configs" / "SD15_KEEP_TOKENS_3_EXPERIMENT" / "watcher.toml").plan
+    assert shipped is not None
+    assert [c.name for c in cfg.plan.criteria] == [c.name for c in shipped.criteria]
+    assert {r.name for r in cfg.rules()} >= {c.rule for c in cfg.plan.criteria if c.rule}

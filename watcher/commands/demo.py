@@ -10,6 +10,7 @@ names), rendered at 512 px: 1024 px, SDXL's native size, costs ~9x the CPU time 
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import sys
@@ -27,6 +28,8 @@ from watcher.store import Store
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 KOHYA_TEMPLATE = REPO_CONFIGS / "SD15_KEEP_TOKENS_3_EXPERIMENT" / "training_config_SD15_KEEP_TOKENS_3.toml"
+# The demo is judged by the plan it imitates: its plan.toml, with the demo's run name.
+PLAN_TEMPLATE = REPO_CONFIGS / "SD15_KEEP_TOKENS_3_EXPERIMENT" / "plan.toml"
 
 DEMO_PROMPTS = [
     "pixel art portrait of a woman, pink hair (#ff66cc), lips (#cc6666), gold crown (#ffd700), solid green background (#00ff00)",
@@ -39,7 +42,7 @@ CONFIG_TEMPLATE = """\
 # epochwatch demo: CPU, tiny random model, SQLite state, local results repository.
 [run]
 name = "{name}"
-{kohya_line}output_dir = "output"
+{kohya_line}{plan_line}output_dir = "output"
 output_name = "demo_lora"
 max_train_epochs = 10
 save_every_n_epochs = 1
@@ -95,11 +98,18 @@ def setup(workdir: Path, sdxl: bool = False) -> Path:
     if KOHYA_TEMPLATE.exists():
         shutil.copyfile(KOHYA_TEMPLATE, workdir / "kohya.toml")
         kohya_line = 'kohya_config = "kohya.toml"\n'
+    name = "DEMO_SDXL_KEEP_TOKENS_3" if sdxl else "DEMO_KEEP_TOKENS_3"
+    plan_line = ""
+    if PLAN_TEMPLATE.exists():
+        text = re.sub(r'(?m)^run = ".*"$', f'run = "{name}"', PLAN_TEMPLATE.read_text(), count=1)
+        (workdir / "plan.toml").write_text(text)
+        plan_line = 'plan = "plan.toml"\n'
     config = workdir / "config.toml"
     command = [sys.executable, "-m", "watcher", "simtrain", "--config", str(config), "--interval", "8"]
     config.write_text(CONFIG_TEMPLATE.format(
         kohya_line=kohya_line,
-        name="DEMO_SDXL_KEEP_TOKENS_3" if sdxl else "DEMO_KEEP_TOKENS_3",
+        plan_line=plan_line,
+        name=name,
         model=model,
         family_note="   # SDXL: found from the model's files (model.family = \"auto\")" if sdxl else "",
         prompts=",\n".join(f'  {{ text = "{p}" }}' for p in DEMO_PROMPTS),
