@@ -72,6 +72,16 @@ def _epochs(run: RunHistory) -> list[str]:
     return lines if run.evaluated else ["No epoch evaluated yet."]
 
 
+def _learned(run: RunHistory) -> list[str]:
+    """The learned judge's CLIPScore per epoch, when the run had one (advisory: no decision
+    rests on it unless a rule opted in)."""
+    scored = [e for e in run.evaluated if run.value(e, "clip_score") is not None]
+    if not scored:
+        return []
+    return ["CLIPScore (prompt adherence, 100 x max(cos, 0); advisory): "
+            + ", ".join(f"epoch {e} {_f(run.value(e, 'clip_score'))}" for e in scored) + ".", ""]
+
+
 def _criteria(results: Sequence[CriterionResult]) -> list[str]:
     lines = ["| | criterion | target | result | evidence |", "|---|---|---|---|---|"]
     for r in results:
@@ -204,7 +214,7 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
     out += [f"## Success criteria ({source})", "", *_criteria(criteria), ""]
     if plan is not None:
         out += ["## Decision points", "", *_decisions(points), ""]
-    out += ["## Epochs", "", *_epochs(run), ""]
+    out += ["## Epochs", "", *_epochs(run), "", *_learned(run)]
     out += ["## Pictures", "", *_pictures(run, run_dir), ""]
     out += ["## Comparison with the baselines", ""]
     out += [f"- **not available**: {m}" for m in missing] + ([""] if missing else [])
