@@ -113,10 +113,18 @@ def follows(epochs: list[dict], runs: list[list[dict]]) -> dict[str, Any]:
     """Per family: Spearman of the reviewer's score with each recipe fault, and of the raw and
     the ridge-calibrated (leave-one-run-out, all other runs' reviews) score with the reviewer."""
     calibrated: dict[str, float] = {}
+    best: dict[str, list[tuple[bool, bool, float]]] = {"sd15": [], "sdxl": [], "all": []}
     for i, run in enumerate(runs):
         others = [e for j, r in enumerate(runs) if j != i for e in r]
-        for e, value in zip(run, _predict("ridge", others, run), strict=True):
+        ridge = _predict("ridge", others, run)
+        for e, value in zip(run, ridge, strict=True):
             calibrated[e["set"] + e["id"]] = float(value)
+        human = np.array([e["human"] for e in run])
+        # the third: a random epoch's chance of being one the reviewer scores highest
+        hit = (_judge(run, _predict("raw", [], run))[2], _judge(run, ridge)[2],
+               float(np.mean(human == human.max())))
+        best[run[0]["family"]].append(hit)
+        best["all"].append(hit)
     out: dict[str, Any] = {}
     for family in ("sd15", "sdxl", "all"):
         part = [e for e in epochs if family in ("all", e["family"]) and e["set"] + e["id"] in calibrated]
@@ -125,6 +133,10 @@ def follows(epochs: list[dict], runs: list[list[dict]]) -> dict[str, Any]:
                        "raw": round(float(spearmanr([e["auto"] for e in part], human).statistic), 3),
                        "ridge": round(float(spearmanr([calibrated[e["set"] + e["id"]] for e in part],
                                                       human).statistic), 3),
+                       "best_epoch_is_reviewers_raw": round(float(np.mean([b[0] for b in best[family]])), 3),
+                       "best_epoch_is_reviewers_ridge": round(float(np.mean([b[1] for b in best[family]])), 3),
+                       "best_epoch_by_chance": round(float(np.mean([b[2] for b in best[family]])), 3),
+                       "n_runs": len(best[family]),
                        "faults": {f: round(float(spearmanr([e["faults"][f] for e in part], human).statistic), 3)
                                   for f in FAULTS}}
     fit = fit_team("overall", [e["auto"] for e in epochs], [e["features"] for e in epochs],
@@ -161,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:>10} {row['mae']:>6.3f} {row['spearman_in_run']:>8.3f} {row['best_epoch_is_reviewers']:>8.3f}")
     for family in ("sd15", "sdxl", "all"):
         f = result["follows"][family]
-        print(f"{family}: n={f['n']} Spearman raw {f['raw']}, ridge {f['ridge']}; reviewer vs faults {f['faults']}")
+        print(f"{family}: n={f['n']} Spearman raw {f['raw']}, ridge {f['ridge']}; best epoch the reviewer's "
+              f"in {f['best_epoch_is_reviewers_raw']} of {f['n_runs']} runs (ridge {f['best_epoch_is_reviewers_ridge']}, "
+              f"a random epoch {f['best_epoch_by_chance']}); "
+              f"reviewer vs faults {f['faults']}")
     print(json.dumps(result))
     return 0
 
