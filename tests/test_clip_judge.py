@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from watcher.cli import main
 from watcher.clipjudge import CLIP_SCALE, ClipJudge, build_tiny_clip
 from watcher.config import ConfigError, WatchConfig, load_config
 from watcher.epoch import EpochPath
+from watcher.report import write_report
 from watcher.rules import Rule
+from watcher.store import Store
 from watcher.testing import E2E_PROMPTS, FakePipeline, write_watch_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,12 +102,13 @@ def test_the_trainer_source_refuses_a_clip_model(tmp_path: Path, clip_dir: Path)
         load_config(config)
 
 
-def test_rendered_epochs_store_clip_score_and_an_alert_rule_judges_it(tmp_path: Path, clip_dir: Path) -> None:
+def test_rendered_epochs_store_clip_score_and_an_alert_rule_judges_it(
+        tmp_path: Path, clip_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     criteria = (f'[evaluation]\nclip_model = "{clip_dir}"\n'
                 '[[criteria]]\nname = "adherence"\nmetric = "clip_score"\ncomparison = ">="\n'
                 'threshold = 100\nepoch = 1\nmode = "from"\naction = "alert"\n')
-    path = EpochPath.open(load_config(write_watch_config(tmp_path, tmp_path / "m", name="CLIP_RUN",
-                                                         criteria=criteria)))
+    config = write_watch_config(tmp_path, tmp_path / "m", name="CLIP_RUN", criteria=criteria)
+    path = EpochPath.open(load_config(config))
     try:
         ck = path.add_source(tmp_path / "lora-000001.safetensors", 1, f"{1:064x}", 1000)
         outcome = path.run_checkpoint(FakePipeline(background="#00ff00"), ck)
@@ -121,6 +125,17 @@ def test_rendered_epochs_store_clip_score_and_an_alert_rule_judges_it(tmp_path: 
         assert not decision.stops and not outcome.stops  # advisory: alerts, never stops
     finally:
         path.close()
+    capsys.readouterr()
+    assert main(["status", "-c", str(config), "--json"]) == 0
+    (epoch,) = json.loads(capsys.readouterr().out)["epochs"]
+    assert epoch["clip_score"] == outcome.evaluation.aggregate["clip_score"]
+    assert main(["status", "-c", str(config)]) == 0
+    text = capsys.readouterr().out
+    assert "  clip  decision" in text and f"{epoch['clip_score']:.1f}  alert" in text
+    cfg = load_config(config)
+    with Store(cfg.state_db) as store:
+        report = write_report(cfg, store).read_text()
+    assert f"CLIPScore (prompt adherence, 100 x max(cos, 0); advisory): epoch 1 {epoch['clip_score']:.1f}." in report
 
 
 def test_score_with_a_config_naming_the_judge_adds_clip_score(tmp_path: Path, clip_dir: Path) -> None:
