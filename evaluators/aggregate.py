@@ -13,14 +13,16 @@ from evaluators.prompt import ParsedPrompt
 # of aggregate_epoch is produced for any prompt.
 NEEDS_BACKGROUND = frozenset({"background_match_rate", "background_partly_rate"})
 NEEDS_COLOR = frozenset({"color_accuracy", "prompt_score"})
+# Only with a learned judge configured ([evaluation] clip_model: watcher.clipjudge).
+NEEDS_CLIP = frozenset({"clip_score"})
 
 
-def judgeable_metrics(prompts: Iterable[ParsedPrompt]) -> frozenset[str]:
-    """The epoch metrics these prompts let the evaluators produce (for refusing, at config load,
-    a rule that could never be judged)."""
+def judgeable_metrics(prompts: Iterable[ParsedPrompt], clip: bool = False) -> frozenset[str]:
+    """The epoch metrics these prompts (and a CLIP judge, with clip=True) let the evaluators
+    produce (for refusing, at config load, a rule that could never be judged)."""
     prompts = list(prompts)
-    always = frozenset(aggregate_epoch([])) - NEEDS_BACKGROUND - NEEDS_COLOR
-    out = set(always)
+    always = frozenset(aggregate_epoch([])) - NEEDS_BACKGROUND - NEEDS_COLOR - NEEDS_CLIP
+    out = set(always) | (NEEDS_CLIP if clip else set())
     if any(p.background is not None for p in prompts):
         out |= NEEDS_BACKGROUND
     if any(p.colors for p in prompts):
@@ -58,4 +60,6 @@ def aggregate_epoch(scores: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "issues": sorted(issue_counts),
         "issue_counts": dict(sorted(issue_counts.items())),
         "n_images": len(items),
+        # CLIPScore 0-100 (watcher.clipjudge), only with [evaluation] clip_model: advisory
+        "clip_score": _mean_of(items, "clip_score"),
     }

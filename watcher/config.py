@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from evaluators.aggregate import judgeable_metrics
+from evaluators.aggregate import NEEDS_CLIP, judgeable_metrics
 from evaluators.prompt import malformed_hex, parse_prompt
 from watcher.errors import ConfigError
 from watcher.family import NATIVE_SIZE, family_of_command, family_of_model
@@ -171,6 +171,11 @@ class EvaluationConfig(_Model):
     # or by CIEDE2000 distance to the hex code, at most exact_delta_e ("exact").
     colour_match: Literal["category", "exact"] = "category"
     exact_delta_e: float = Field(10.0, gt=0, le=100)
+    # An optional learned judge: a local CLIP model folder (never a hub id), giving the
+    # advisory clip_score (watcher.clipjudge).
+    clip_model: PathT | None = None
+
+    _unset = field_validator("clip_model", mode="before")(_empty_path_is_unset)
 
     def scoring_kwargs(self) -> dict[str, Any]:
         """What the evaluators' scoring functions take from this section."""
@@ -239,6 +244,7 @@ class Criterion(_Model):
     mode: Mode = "by"
     action: Action = "alert"
     on_missing: OnMissing = "alert"
+    learned_stop: bool = False  # watcher.rules.LEARNED_METRICS: opt in to a stop on clip_score
 
     @field_validator("threshold")
     @classmethod
@@ -258,7 +264,7 @@ class Criterion(_Model):
 
     def rule(self) -> Rule:
         return Rule(self.name, self.metric, self.comparison, self.threshold, self.epoch,
-                    self.mode, self.action, self.on_missing)
+                    self.mode, self.action, self.on_missing, self.learned_stop)
 
 
 def default_criteria() -> list[Criterion]:
@@ -561,6 +567,8 @@ def load_config(path: Path | str) -> WatchConfig:
     per_family: FamilyEvaluation = getattr(evaluation, model.family)
     if per_family.cells is not None:
         evaluation = evaluation.model_copy(update={"cells": per_family.cells})
+    if evaluation.clip_model is not None:
+        evaluation = _checked_clip_model(evaluation, base, trainer_source, fail)
     criteria = raw.criteria if raw.criteria is not None else default_criteria()
     names = [c.name for c in criteria]
     for i, name in enumerate(names):
@@ -610,6 +618,21 @@ def _resolve_family(model: ModelConfig, data: dict[str, Any], command: list[str]
     return model.model_copy(update=update)
 
 
+def _checked_clip_model(evaluation: EvaluationConfig, base: Path, trainer_source: bool,
+                        fail: Any) -> EvaluationConfig:
+    """The clip_model folder made absolute and checked now, in one line, not at epoch 1."""
+    from watcher.clipjudge import clip_model_problem
+
+    assert evaluation.clip_model is not None
+    if trainer_source:
+        raise fail(("evaluation", "clip_model"), 'needs sampling.source = "render" (CLIP runs '
+                   "beside the daemon's pipeline; score -c judges other images)")
+    folder = _absolute(base, evaluation.clip_model)
+    if (problem := clip_model_problem(folder)) is not None:
+        raise fail(("evaluation", "clip_model"), problem)
+    return evaluation.model_copy(update={"clip_model": folder})
+
+
 def _check_prompts(config: WatchConfig, lines: KeyLines, fail: Any, *, defaults: bool) -> None:
     prompts = config.prompts()
     # An empty list, from any source, would judge nothing: refused like a missing prompt.
@@ -634,12 +657,15 @@ def _check_prompts(config: WatchConfig, lines: KeyLines, fail: Any, *, defaults:
         raise ConfigError(f"{config.sampling.prompts_file}: {what}")
     if not prompts:
         return  # nothing rendered yet (status, report): rules are checked once prompts exist
-    judgeable = judgeable_metrics(parse_prompt(p.text) for p in prompts)
+    judgeable = judgeable_metrics((parse_prompt(p.text) for p in prompts),
+                                  clip=config.evaluation.clip_model is not None)
     for i, c in enumerate(config.criteria):
         if c.metric in judgeable or c.metric in TRAINING_METRICS:  # the trainer's, not prompts'
             continue
         why = (f"criterion {c.name!r} needs {c.metric}, and no sample prompt names what it "
-               "judges (e.g. a background colour); add such a prompt or drop the rule")
+               "judges (e.g. a background colour); add such a prompt or drop the rule"
+               if c.metric not in NEEDS_CLIP else f"criterion {c.name!r} needs {c.metric}: "
+               "set [evaluation] clip_model to a local CLIP model folder, or drop the rule")
         if defaults:
             raise fail(("sampling",), f"{why} (it is one of the plan's default criteria: "
                        "list [[criteria]] to choose others)")

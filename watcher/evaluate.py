@@ -67,6 +67,17 @@ def score_sample(rgb: np.ndarray, prompt: str, evaluation: EvaluationConfig) -> 
     return score_image(rgb, prompt, evaluation.cells, **evaluation.scoring_kwargs())
 
 
+def clip_entries(evaluation: EvaluationConfig, device: str, prompts: Sequence[SamplePrompt],
+                 images: Sequence[Image.Image]) -> list[dict[str, float]]:
+    """{"clip_score": ...} per image with [evaluation] clip_model set, else [] (nothing loaded)."""
+    if evaluation.clip_model is None:
+        return []
+    from watcher.clipjudge import judge_for
+
+    judge = judge_for(str(evaluation.clip_model), device)
+    return [{"clip_score": s} for s in judge.scores(images, [p.text for p in prompts])]
+
+
 def _caption(index: int, seed: int, entry: dict[str, Any]) -> str:
     match = entry.get("background_match")
     verdict = "no bg" if match is None else ("bg ok" if match else "bg wrong")
@@ -99,6 +110,8 @@ def evaluate_checkpoint(
     prompts = cfg.prompts()
     images = pipeline.generate(prompts, cfg.model.batch_size)
     heartbeat()
+    learned = clip_entries(cfg.evaluation, str(getattr(pipeline, "device", "cpu")), prompts, images)
+    heartbeat()
     review = review_set(cfg) if epoch in cfg.sampling.review_epochs else []
 
     def render_review(folder: EpochFolder) -> None:
@@ -108,7 +121,8 @@ def evaluate_checkpoint(
         heartbeat()
 
     return _score(cfg, checkpoint, epoch, list(zip(prompts, images, strict=True)), heartbeat,
-                  generate_s=time.perf_counter() - t0, review=review, render_review=render_review)
+                  generate_s=time.perf_counter() - t0, review=review, render_review=render_review,
+                  learned=learned)
 
 
 def evaluate_images(
@@ -132,6 +146,7 @@ def _score(
     generate_s: float,
     review: Sequence[SamplePrompt] = (),
     render_review: Callable[[EpochFolder], None] | None = None,
+    learned: Sequence[dict[str, float]] = (),
 ) -> EpochEvaluation:
     t_generated = time.perf_counter()
     folder = EpochFolder(cfg.run_results_dir, epoch)
@@ -143,7 +158,8 @@ def _score(
             score = score_sample(np.asarray(image.convert("RGB")), prompt.text, cfg.evaluation)
             sample, sample_24 = folder.save_sample(index, prompt.seed, image, score.cells)
             entry = {"prompt": prompt.text, "seed": prompt.seed, "sample": sample,
-                     "sample_24px": sample_24, **score.to_dict()}
+                     "sample_24px": sample_24, **score.to_dict(),
+                     **(learned[index] if learned else {})}
             entries.append(entry)
             sheet_rows.append((image, score.cells, _caption(index, prompt.seed, entry)))
             heartbeat()

@@ -46,7 +46,7 @@ METRIC_RANGES: dict[str, tuple[float, float | None]] = {
     "color_accuracy": (0.0, 100.0),
     "style_quality": (0.0, 100.0), "visual_score": (1.0, 10.0), "style_score": (1.0, 10.0),
     "prompt_score": (1.0, 10.0), "overall_score": (1.0, 10.0), "unique_colors": (0.0, None),
-    "n_images": (0.0, None),
+    "n_images": (0.0, None), "clip_score": (0.0, 100.0),
     # the trainer's figures (below)
     "loss": (0.0, None), "loss_finite": (0.0, 1.0), "loss_rise": (0.0, None), "lr": (0.0, None),
     "steps_per_s": (0.0, None), "validation_loss": (0.0, None), "minutes_since_step": (0.0, None),
@@ -60,6 +60,9 @@ TRAINING_METRICS: tuple[str, ...] = ("loss", "loss_finite", "loss_rise", "lr", "
                                      "validation_loss", "minutes_since_step")
 METRICS += TRAINING_METRICS
 assert set(METRIC_RANGES) == set(METRICS), "every metric needs its range"
+# A learned judge's metrics (watcher.clipjudge): advisory, so a rule may stop the trainer on
+# one only when it says so itself (`learned_stop = true`).
+LEARNED_METRICS = frozenset({"clip_score"})
 
 
 def is_training_rule(rule: Rule) -> bool:
@@ -93,6 +96,7 @@ class Rule:
     mode: str = "by"
     action: str = "alert"
     on_missing: str = "alert"
+    learned_stop: bool = False  # the explicit opt-in for a stop rule on a LEARNED_METRICS metric
 
     def __post_init__(self) -> None:
         where = f"criterion {self.name!r}"
@@ -106,6 +110,10 @@ class Rule:
             raise ValueError(f"{where}: action must be one of {', '.join(ACTIONS)}")
         if self.on_missing not in ON_MISSING:
             raise ValueError(f"{where}: on_missing must be one of {', '.join(ON_MISSING)}")
+        if self.metric in LEARNED_METRICS and "stop" in (self.action, self.on_missing) \
+                and self.learned_stop is not True:
+            raise ValueError(f"{where}: {self.metric} is a learned judge's, advisory: it stops "
+                             "nothing unless the rule sets learned_stop = true")
         if self.action == "mark" and self.mode != "candidate":
             raise ValueError(f"{where}: action 'mark' needs mode 'candidate'")
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) \
@@ -131,7 +139,8 @@ class Rule:
 
         return cls(name=get("name"), metric=get("metric"), comparison=get("comparison", ">="),
                    threshold=get("threshold"), epoch=get("epoch"), mode=get("mode", "by"),
-                   action=get("action", "alert"), on_missing=get("on_missing", "alert"))
+                   action=get("action", "alert"), on_missing=get("on_missing", "alert"),
+                   learned_stop=bool(get("learned_stop", False)))
 
     @property
     def start(self) -> int:

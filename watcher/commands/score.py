@@ -2,7 +2,8 @@
 
 Every image is scored on its own: a bad one gets a one-line error (in --json mode an
 object with `image` and `error`), the others are still scored, and the exit status is 1
-when any failed. Never imports torch.
+when any failed. Never imports torch, unless the config (-c) names a learned judge
+([evaluation] clip_model): then its CLIPScore is a column too.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class Settings:
     cells: int = 24
     colour_match: str = "category"
     exact_delta_e: float | None = None   # None: the evaluators' default
+    clip_model: str | None = None        # the config's learned judge (torch loaded only then)
 
     def scoring_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"colour_match": self.colour_match}
@@ -106,7 +108,8 @@ def resolve_settings(args: argparse.Namespace) -> Settings:
         flag = "--" + str(error["loc"][0]).replace("_", "-")
         raise CommandError(f"{flag}: {error['msg']}") from None
     return Settings(cells=check_cells(evaluation.cells if cells is None else cells),
-                    colour_match=evaluation.colour_match, exact_delta_e=evaluation.exact_delta_e)
+                    colour_match=evaluation.colour_match, exact_delta_e=evaluation.exact_delta_e,
+                    clip_model=None if evaluation.clip_model is None else str(evaluation.clip_model))
 
 
 def score_job(job: Job, settings: Settings) -> dict[str, Any]:
@@ -123,7 +126,15 @@ def score_job(job: Job, settings: Settings) -> dict[str, Any]:
         result = score_image(rgb, job.prompt, cells=settings.cells, **settings.scoring_kwargs())
     except (ValueError, MemoryError) as exc:
         return {"image": job.image, "error": f"could not score: {exc}"}
-    return {"image": job.image, **result.to_dict()}
+    learned: dict[str, float] = {}
+    if settings.clip_model is not None:
+        from watcher.clipjudge import judge_for
+
+        try:
+            learned["clip_score"] = judge_for(settings.clip_model).scores([rgb], [job.prompt])[0]
+        except ValueError as exc:  # a folder that is not a CLIP model: once per image, in a line
+            raise CommandError(str(exc)) from None
+    return {"image": job.image, **result.to_dict(), **learned}
 
 
 def prompt_warning(prompt: str) -> str | None:
@@ -174,7 +185,10 @@ def table_rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
 
 def print_table(results: list[dict[str, Any]]) -> None:
     rows = [TABLE_COLUMNS, *table_rows(results)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS) - 1)]
+    if any("clip_score" in r for r in results):  # the learned judge's column, only when asked
+        rows = [(*row[:-1], clip, row[-1]) for row, clip in
+                zip(rows, ["clip", *(_fmt(r.get("clip_score")) for r in results)], strict=True)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [row[i].ljust(widths[i]) for i in range(len(widths))] + [row[-1]]
         print("  ".join(cells).rstrip())

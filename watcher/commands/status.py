@@ -47,6 +47,7 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
             "color_accuracy": agg.get("color_accuracy"),
             "style_quality": agg.get("style_quality"),
             "overall_score": agg.get("overall_score"),
+            "clip_score": agg.get("clip_score"),  # the learned judge's, advisory
             "commit": ev.git_commit if ev else None,
             "error": ck.error,
             # judged after the stop was decided (the trainer winding down, a replay)
@@ -205,12 +206,14 @@ def render(s: dict[str, Any]) -> str:
     lines.append("outbox    " + ("; ".join(parts) if parts and on else
                                  "nothing queued" if on else "no sink enabled (git commits only)"))
     lines.append("")
-    lines.append(f"{'epoch':>5}  {'status':<10} {'bg match':>8} {'colour':>6} {'style':>6} {'score':>5}  decision")
+    clip = any(e.get("clip_score") is not None for e in s["epochs"])  # a column only then
+    lines.append(f"{'epoch':>5}  {'status':<10} {'bg match':>8} {'colour':>6} {'style':>6} {'score':>5}  "
+                 + ("clip  " if clip else "") + "decision")
     for e in s["epochs"]:
         lines.append(
             f"{_fmt(e['epoch'], 'd'):>5}  {e['status']:<10} {_fmt(e['background_match_rate'], '.2f'):>8} "
             f"{_fmt(e['color_accuracy']):>6} {_fmt(e['style_quality']):>6} {_fmt(e['overall_score']):>5}  "
-            f"{e['decision'] or '-'}"
+            + (f"{_fmt(e.get('clip_score')):>4}  " if clip else "") + f"{e['decision'] or '-'}"
         )
     for r in s["reviews"]:
         earlier = f" ({len(r['earlier'])} earlier)" if r["earlier"] else ""

@@ -17,8 +17,16 @@ from watcher.ending import late_stop
 from watcher.plan import Plan
 from watcher.report.analysis import outcomes
 from watcher.report.baselines import plan_baselines
-from watcher.report.calibration import MIN_REVIEWS, NARROW_SPREAD, Calibration, calibrate
-from watcher.report.history import RunHistory, load_run
+from watcher.report.calibration import (
+    MIN_REVIEWS,
+    NARROW_SPREAD,
+    Calibration,
+    TeamFit,
+    calibrate,
+    team_calibrate,
+    team_lines,
+)
+from watcher.report.history import RunHistory, load_run, run_names
 from watcher.report.hypotheses import Hypothesis, next_experiments
 from watcher.report.losscurve import LOSS_PNG
 from watcher.report.pictures import write_run_pictures
@@ -71,6 +79,16 @@ def _epochs(run: RunHistory) -> list[str]:
                      f"{_f(run.value(e, 'visual_score'))} | {_f(run.value(e, 'style_score'))} | "
                      f"{_f(run.value(e, 'prompt_score'))} | **{_f(run.value(e, 'overall_score'))}** | {word} |")
     return lines if run.evaluated else ["No epoch evaluated yet."]
+
+
+def _learned(run: RunHistory) -> list[str]:
+    """The learned judge's CLIPScore per epoch, when the run had one (advisory: no decision
+    rests on it unless a rule opted in)."""
+    scored = [e for e in run.evaluated if run.value(e, "clip_score") is not None]
+    if not scored:
+        return []
+    return ["CLIPScore (prompt adherence, 100 x max(cos, 0); advisory): "
+            + ", ".join(f"epoch {e} {_f(run.value(e, 'clip_score'))}" for e in scored) + ".", ""]
 
 
 def _criteria(results: Sequence[CriterionResult]) -> list[str]:
@@ -186,7 +204,8 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
                   baselines: Sequence[RunHistory], findings: Sequence[Finding],
                   next_steps: Sequence[Hypothesis], fits: Sequence[Calibration],
                   plan: Plan | None = None, points: Sequence[DecisionResult] = (),
-                  branch: str = "", missing: Sequence[str] = (), rules: Sequence[Rule] = ()) -> str:
+                  branch: str = "", missing: Sequence[str] = (), rules: Sequence[Rule] = (),
+                  team: Sequence[TeamFit] = (), team_reviews: int = 0) -> str:
     best_epoch, best_score = verdict.get("best_epoch"), verdict.get("best_score")
     candidates = verdict.get("candidates") or []
     if candidates:
@@ -208,7 +227,7 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
     out += [f"## Success criteria ({source})", "", *_criteria(criteria), ""]
     if plan is not None:
         out += ["## Decision points", "", *_decisions(points), ""]
-    out += ["## Epochs", "", *_epochs(run), ""]
+    out += ["## Epochs", "", *_epochs(run), "", *_learned(run)]
     out += ["## Pictures", "", *_pictures(run, run_dir), ""]
     out += ["## Comparison with the baselines", ""]
     out += [f"- **not available**: {m}" for m in missing] + ([""] if missing else [])
@@ -233,11 +252,19 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
     out += ["", "`epochwatch analyze hypotheses --config FILE --out next.toml --plan-out next-plan.toml` "
             "writes the kohya config of the first one with a config change, and the next run's plan.", ""]
     out += ["## Manual review and calibration", "", *_calibration(run, fits), ""]
+    if run.reviews or team:
+        out += [*team_lines(run, team, team_reviews), ""]
     out += ["## Parameters", ""]
     if kohya_config:
         out += [f"kohya config: `{kohya_config}`", ""]
     out += [*_params(run), ""]
     return "\n".join(out)
+
+
+def _team(store: Store) -> dict[str, Any]:
+    """The team's weighting from the reviews of every run in the store (issue 25)."""
+    runs = [load_run(store, name) for name in run_names(store)]
+    return {"team": team_calibrate(runs), "team_reviews": sum(len(r.reviews) for r in runs)}
 
 
 def write_report(cfg: WatchConfig, store: Store) -> Path:
@@ -264,7 +291,7 @@ def write_report(cfg: WatchConfig, store: Store) -> Path:
         criteria=plan_criteria(run, findings, baselines, rules, plan), verdict=verdict,
         baselines=baselines, findings=findings, next_steps=steps, fits=calibrate(run), plan=plan,
         points=decision_points(run, rules, plan) if plan is not None else [], branch=branch,
-        missing=missing, rules=rules)
+        missing=missing, rules=rules, **_team(store))
     path = run_dir / "report.md"
     tmp = path.with_name(f".report.md.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
