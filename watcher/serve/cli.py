@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from watcher.cli import CommandError
+    from watcher.errors import CommandError
     from watcher.serve import data
     from watcher.serve.security import TOKEN_ENV, SecurityError, access_token
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _bind(host: str, port: int) -> socket.socket:
     """The listening socket, or a one-line CommandError (port in use, address not here)."""
-    from watcher.cli import CommandError
+    from watcher.errors import CommandError
 
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
