@@ -195,17 +195,22 @@ class EpochPath:
         """evaluate -> decide -> publish -> act for one recorded checkpoint."""
         return self.conclude(self.evaluate(pipeline, checkpoint, heartbeat))
 
+    def score_images(self, checkpoint: Checkpoint,
+                     samples: Sequence[tuple[SamplePrompt, Image.Image]]) -> EpochEvaluation:
+        """A sample source's epoch: images already made -> scored; its state says "evaluating"
+        meanwhile (and "pending" again if scoring is cut short)."""
+        self.store.mark_checkpoint(checkpoint.id, "evaluating")
+        try:
+            return evaluate_images(self.cfg, checkpoint, _epoch(checkpoint), samples)
+        except BaseException:
+            self.store.mark_checkpoint(checkpoint.id, "pending")
+            raise
+
     def judge_images(self, checkpoint: Checkpoint,
                      samples: Sequence[tuple[SamplePrompt, Image.Image]]) -> EpochOutcome:
         """A sample source's epoch: images already made -> score -> decide -> publish -> act.
         `checkpoint` comes from `add_source` (or `record`); its epoch must be set."""
-        self.store.mark_checkpoint(checkpoint.id, "evaluating")
-        try:
-            evaluation = evaluate_images(self.cfg, checkpoint, _epoch(checkpoint), samples)
-        except BaseException:
-            self.store.mark_checkpoint(checkpoint.id, "pending")
-            raise
-        return self.conclude(evaluation)
+        return self.conclude(self.score_images(checkpoint, samples))
 
     def fail(self, checkpoint: Checkpoint, exc: BaseException) -> str:
         """The checkpoint itself is unusable: marked failed, recorded, alerted. Returns the
