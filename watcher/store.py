@@ -21,6 +21,7 @@ from typing import Any
 
 from watcher.records import (
     Checkpoint,
+    CheckpointStatus,
     DaemonRow,
     DecisionRow,
     Evaluation,
@@ -29,6 +30,7 @@ from watcher.records import (
     RejectedFile,
     Review,
     RunRow,
+    RunStatus,
     StopRequest,
     TrainerRow,
 )
@@ -284,7 +286,7 @@ class Store:
         row = self.conn.execute("SELECT * FROM runs WHERE name=?", (name,)).fetchone()
         return RunRow.from_row(row) if row else None
 
-    def run_status(self, name: str) -> str | None:
+    def run_status(self, name: str) -> RunStatus | None:
         """The run's recorded status, None before `ensure_run`."""
         row = self.run_row(name)
         return row.status if row else None
@@ -347,7 +349,7 @@ class Store:
             "SELECT COUNT(*) FROM checkpoints WHERE run=? AND status='pending'", (run,)
         ).fetchone()[0]
 
-    def mark_checkpoint(self, checkpoint_id: int, status: str, error: str | None = None) -> None:
+    def mark_checkpoint(self, checkpoint_id: int, status: CheckpointStatus, error: str | None = None) -> None:
         t = now()
         if status == "evaluating":
             self.conn.execute(

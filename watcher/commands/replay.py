@@ -30,7 +30,7 @@ from watcher.publish.gitrepo import ResultsRepo
 from watcher.samples.layout import LayoutError, ReplayEpoch, ReplayLayout, scan
 from watcher.samples.source import identity, open_images, trainer_prompts
 from watcher.store import Store
-from watcher.summary import metric_cells, table_header
+from watcher.summary import SUMMARY_METRICS, metric_cells, table_header
 
 
 @dataclass
@@ -51,8 +51,7 @@ class EpochLine:
                 "candidate": self.candidate, "reasons": self.reasons,
                 "after_stop": self.after_stop is not None, "stop_epoch": self.after_stop,
                 "partial": self.partial, "problems": self.problems, "commit": self.commit,
-                **{k: self.metrics.get(k) for k in ("background_match_rate", "color_accuracy",
-                                                    "style_quality", "overall_score", "n_images")}}
+                **{k: self.metrics.get(k) for k in (*SUMMARY_METRICS, "n_images")}}
 
 
 def find_layout(cfg: WatchConfig, images: str) -> ReplayLayout:

@@ -16,7 +16,7 @@ from watcher.errors import CommandError
 from watcher.records import DaemonRow, TrainerRow
 from watcher.rules import Decision, decision_word
 from watcher.store import Store
-from watcher.summary import fmt, metric_cells, table_header
+from watcher.summary import SUMMARY_METRICS, fmt, metric_cells, table_header
 from watcher.training.figures import FIGURE_KEYS
 from watcher.training.storage import load_state
 
@@ -44,10 +44,7 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
             "checkpoint": ck.path,
             "sha256": ck.sha256,
             "decision": _epoch_decision(decisions_by_epoch.get(ck.epoch or -1, [])) if ev else None,
-            "background_match_rate": agg.get("background_match_rate"),
-            "color_accuracy": agg.get("color_accuracy"),
-            "style_quality": agg.get("style_quality"),
-            "overall_score": agg.get("overall_score"),
+            **{name: agg.get(name) for name in SUMMARY_METRICS},
             "commit": ev.git_commit if ev else None,
             "error": ck.error,
             # judged after the stop was decided (the trainer winding down, a replay)
