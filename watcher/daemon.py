@@ -1,8 +1,9 @@
 """The watcher daemon: the loop around the epoch path (watcher.epoch).
 
-Here: detect and settle (folder events, completeness), signals, retries and backoff, health,
-and the end of the run. Each settled checkpoint then goes through `EpochPath.run_checkpoint`
-(evaluate -> decide -> publish -> act), the same call `epochwatch evaluate` makes.
+Here: the loop over one `Source` (watcher/sources.py: checkpoint files, or the trainer's
+samples) that detects and settles, signals, one error policy with retries and backoff, health,
+and the end of the run. Each epoch the source hands on is evaluated and concluded through
+`EpochPath` (evaluate -> decide -> record -> publish -> act), as `epochwatch evaluate` does.
 
 One main thread runs the loop; watchdog's observer and the rescan thread only put paths on a
 queue, and the outbox worker delivers to Supabase and alert targets in its own thread, so the
@@ -27,9 +28,10 @@ from types import FrameType
 import psutil
 
 from watcher import logs
-from watcher.config import ConfigError, WatchConfig, load_config
+from watcher.config import WatchConfig, load_config
 from watcher.detect import CheckpointDetector
 from watcher.epoch import EpochPath
+from watcher.errors import ConfigError
 from watcher.evaluate import EpochEvaluation, WarmPipeline
 from watcher.gpumemory import GpuMemoryShort, shortfall
 from watcher.health import EpochClock

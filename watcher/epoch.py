@@ -30,10 +30,11 @@ from PIL import Image
 
 from watcher import logs
 from watcher.act import FINAL_RUN_STATES, act, redo_lost_stops
-from watcher.config import SamplePrompt, WatchConfig
+from watcher.config import WatchConfig
 from watcher.decide import EpochRecord, decide_epoch
 from watcher.ending import late_stop
 from watcher.evaluate import EpochEvaluation, Renderer, evaluate_checkpoint, evaluate_images
+from watcher.prompts import SamplePrompt
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.publish.publisher import Publisher
 from watcher.rules import Decision, Rule

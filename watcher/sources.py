@@ -29,8 +29,9 @@ from watcher.settle import Settler
 if TYPE_CHECKING:
     from PIL import Image
 
-    from watcher.config import SamplePrompt, WatchConfig
+    from watcher.config import WatchConfig
     from watcher.epoch import EpochPath
+    from watcher.prompts import SamplePrompt
     from watcher.store import Checkpoint
 
 

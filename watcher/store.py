@@ -345,9 +345,9 @@ class Store:
         return Checkpoint.from_row(row) if row else None
 
     def pending_count(self, run: str) -> int:
-        return self.conn.execute(
+        return int(self.conn.execute(
             "SELECT COUNT(*) FROM checkpoints WHERE run=? AND status='pending'", (run,)
-        ).fetchone()[0]
+        ).fetchone()[0])
 
     def mark_checkpoint(self, checkpoint_id: int, status: CheckpointStatus, error: str | None = None) -> None:
         t = now()

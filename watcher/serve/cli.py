@@ -15,7 +15,7 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser("serve", help="the run page and review form in a browser",
+    p: argparse.ArgumentParser = sub.add_parser("serve", help="the run page and review form in a browser",
                        description="The run page and review form in a browser.",
                        epilog="example:\n  epochwatch serve -c watcher.toml --port 8765",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
