@@ -15,7 +15,7 @@ START_TIME_TOLERANCE_S = 0.05
 
 
 def start_time_matches(proc: psutil.Process, start_time: float) -> bool:
-    return abs(proc.create_time() - start_time) <= START_TIME_TOLERANCE_S
+    return bool(abs(proc.create_time() - start_time) <= START_TIME_TOLERANCE_S)
 
 
 def identity_matches(pid: int | None, start_time: float | None) -> bool:
@@ -37,6 +37,6 @@ def process_alive(pid: int | None, start_time: float | None) -> bool:
     if not pid or pid <= 0:
         return False
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False

@@ -32,14 +32,14 @@ from launcher.process import (
 )
 from watcher import logs
 from watcher.act import FINAL_RUN_STATES
-from watcher.cli import CommandError, Interrupted
 from watcher.commands._common import run_lock
 from watcher.config import WatchConfig
 from watcher.ending import after_stop_note, first_stop_epoch, last_epoch_reached, late_stop
+from watcher.errors import CommandError, Interrupted
 from watcher.progress import Waiting
 from watcher.publish import alerts as alert_mod
-from watcher.publish.publisher import one_line_verdict
 from watcher.store import Store
+from watcher.summary import one_line_verdict
 
 POLL_S = 0.2
 DAEMON_RESTARTS = 3

@@ -15,8 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from watcher.cli import CommandError
 from watcher.config import WatchConfig
+from watcher.errors import CommandError
 
 
 def writable_problem(folder: Path) -> str | None:

@@ -196,7 +196,7 @@ def _leader_exited(pidfd: int | None, pid: int, timeout_s: float) -> bool:
         return bool(poller.poll(max(0, int(timeout_s * 1000))))
     time.sleep(timeout_s)
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 

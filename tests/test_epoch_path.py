@@ -12,6 +12,7 @@ from pathlib import Path
 from watcher.config import SamplePrompt, load_config
 from watcher.daemon import Daemon
 from watcher.epoch import EpochPath
+from watcher.publish.destinations import PublishedEpoch
 from watcher.store import Store
 from watcher.testing import FakePipeline, lora_bytes, write_watch_config
 
@@ -181,3 +182,41 @@ def test_the_final_verdict_uses_the_plans_partial_at_least(tmp_path: Path) -> No
         finally:
             path.close()
     assert verdicts == {True: "failure", False: "partial"}
+
+
+class _Broken:
+    """A destination whose service is gone: it raises on every epoch."""
+
+    name = "broken"
+
+    def on_epoch(self, epoch: PublishedEpoch) -> None:
+        raise ConnectionError("destination unreachable")
+
+
+class _Seen:
+    name = "seen"
+
+    def __init__(self) -> None:
+        self.epochs: list[PublishedEpoch] = []
+
+    def on_epoch(self, epoch: PublishedEpoch) -> None:
+        self.epochs.append(epoch)
+
+
+def test_a_failing_destination_is_isolated_and_recorded(tmp_path: Path) -> None:
+    path = open_path(tmp_path)
+    seen = _Seen()
+    path.publisher.destinations = [_Broken(), *path.publisher.destinations, seen]
+    try:
+        ck = path.add_source(tmp_path / "lora-000004.safetensors", 4, "b" * 64, 1000)
+        outcome = path.run_checkpoint(FakePipeline(background="#ff0000"), ck)
+        assert outcome.stops  # the epoch went on: decided, recorded, acted on
+        (published,) = seen.epochs
+        assert published.epoch == 4 and published.commit == path.store.git_commit_of(ck.id)
+        assert published.commit is not None and not published.backlog
+        assert [d.criterion for d in published.decisions] == [d.criterion for d in outcome.decisions]
+        assert "stop_decision" in alert_kinds(path)  # the alerts destination after the broken one ran
+        (event,) = [e for e in path.store.events("PATH_RUN") if e.kind == "destination_failed"]
+        assert event.epoch == 4 and "broken: ConnectionError: destination unreachable" in event.message
+    finally:
+        path.close()

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from watcher.logs import Logger
+from watcher.records import RunStatus
 from watcher.rules import Decision
 from watcher.store import Store
 
-FINAL_RUN_STATES = frozenset({"stopped", "finished", "failed"})  # announced once
+FINAL_RUN_STATES: frozenset[RunStatus] = frozenset({"stopped", "finished", "failed"})  # announced once
 
 
 def act(store: Store, run: str, epoch: int, decisions: Sequence[Decision],

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from watcher.cliparser import build_parser
+from watcher.errors import CommandError, Interrupted
 
 __all__ = ["CommandError", "Interrupted", "build_parser", "main"]
 
@@ -36,18 +37,6 @@ HANDLERS: dict[str, str] = {
     "build-tiny-model": "watcher.commands.build_tiny_model",
     "serve": "watcher.serve.cli",
 }
-
-
-class CommandError(Exception):
-    """A failure reported to the user as one line on stderr, exit status 2."""
-
-
-class Interrupted(Exception):
-    """Ctrl-C during a batch: "interrupted after N of M <noun>", exit status 130."""
-
-    def __init__(self, done: int, total: int, noun: str) -> None:
-        super().__init__(f"interrupted after {done} of {total} {noun}")
-        self.done, self.total, self.noun = done, total, noun
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,9 +43,10 @@ def _config(p: argparse.ArgumentParser, required: bool = True, **kw: Any) -> Non
 def _command(sub: Any, name: str, help: str | None, example: str, **kw: Any) -> argparse.ArgumentParser:
     extra = {"help": help} if help is not None else {}  # no help: not listed with user commands
     text = help or DEV_COMMANDS[name]
-    return sub.add_parser(name, description=text[0].upper() + text[1:] + ".",
-                          epilog=_examples(*example.split("\n")),
-                          formatter_class=argparse.RawDescriptionHelpFormatter, **extra, **kw)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, description=text[0].upper() + text[1:] + ".", epilog=_examples(*example.split("\n")),
+        formatter_class=argparse.RawDescriptionHelpFormatter, **extra, **kw)
+    return parser
 
 
 def _dev_epilog() -> str:

@@ -33,13 +33,13 @@ from watcher.kohya import kohya_network_arg, load_kohya, load_kohya_config  # no
 # Re-exported: the prompt types and ConfigError are part of this module's API.
 from watcher.prompts import PromptDefaults, SamplePrompt, parse_prompt_file  # noqa: F401
 from watcher.rules import (
-    ACTIONS,
-    COMPARISONS,
     METRICS,
-    MODES,
-    ON_MISSING,
     PLAN_RULES,
     TRAINING_METRICS,
+    Action,
+    Comparison,
+    Mode,
+    OnMissing,
     Rule,
     range_problem,
 )
@@ -72,13 +72,8 @@ PathT = Annotated[Path, Strict(False)]
 AGGREGATE_METRICS = METRICS  # the names rules may use: watcher.rules, from aggregate_epoch
 if TYPE_CHECKING:  # Literal of a runtime tuple: pydantic validates it, mypy sees plain str
     Metric: TypeAlias = str
-    Comparison: TypeAlias = str
-    Mode: TypeAlias = str
-    Action: TypeAlias = str
-    OnMissing: TypeAlias = str
 else:
-    Metric, Comparison, Mode = Literal[METRICS], Literal[tuple(COMPARISONS)], Literal[MODES]
-    Action, OnMissing = Literal[ACTIONS], Literal[ON_MISSING]
+    Metric = Literal[METRICS]
 
 
 class _Model(BaseModel):

@@ -1,8 +1,9 @@
 """The watcher daemon: the loop around the epoch path (watcher.epoch).
 
-Here: detect and settle (folder events, completeness), signals, retries and backoff, health,
-and the end of the run. Each settled checkpoint then goes through `EpochPath.run_checkpoint`
-(evaluate -> decide -> publish -> act), the same call `epochwatch evaluate` makes.
+Here: the loop over one `Source` (watcher/sources.py: checkpoint files, or the trainer's
+samples) that detects and settles, signals, one error policy with retries and backoff, health,
+and the end of the run. Each epoch the source hands on is evaluated and concluded through
+`EpochPath` (evaluate -> decide -> record -> publish -> act), as `epochwatch evaluate` does.
 
 One main thread runs the loop; watchdog's observer and the rescan thread only put paths on a
 queue, and the outbox worker delivers to Supabase and alert targets in its own thread, so the
@@ -19,16 +20,19 @@ from __future__ import annotations
 import queue
 import signal
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
 import psutil
 
 from watcher import logs
-from watcher.config import ConfigError, WatchConfig, load_config
-from watcher.detect import CheckpointDetector, is_candidate
+from watcher.config import WatchConfig, load_config
+from watcher.detect import CheckpointDetector
 from watcher.epoch import EpochPath
-from watcher.evaluate import WarmPipeline
+from watcher.errors import ConfigError
+from watcher.evaluate import EpochEvaluation, WarmPipeline
 from watcher.gpumemory import GpuMemoryShort, shortfall
 from watcher.health import EpochClock
 from watcher.pipeline import LoraLoadError, SamplePipeline  # torch itself loads in load()
@@ -36,7 +40,7 @@ from watcher.publish.publisher import Publisher
 from watcher.rules import Rule
 from watcher.samples.watch import TrainerSource
 from watcher.sdnotify import Notifier
-from watcher.settle import CheckpointInfo, Rejection, Settler
+from watcher.sources import CheckpointFiles, Job, Source
 from watcher.store import Checkpoint, Store
 from watcher.training.monitor import TrainingMonitor
 
@@ -60,7 +64,7 @@ class Daemon:
     store: Store
     path: EpochPath
     publisher: Publisher
-    settler: Settler
+    source: Source
     clock: EpochClock
 
     def __init__(self, cfg: WatchConfig, *, until_trainer_exits: bool = False,
@@ -137,7 +141,6 @@ class Daemon:
         self.training = TrainingMonitor(cfg, store, self.publisher, self.log, self.rules)
         self.path.start()
 
-        self.source: TrainerSource | None = None
         self.pipeline: WarmPipeline | None = None
         if cfg.sampling.source == "render":
             self.pipeline = self._given_pipeline or SamplePipeline(
@@ -147,8 +150,8 @@ class Daemon:
         if self.pipeline is None:  # kohya renders the samples: no model here
             self.source = TrainerSource(cfg, self.path, self.log)
             self.log.info("judging the trainer's samples; no pipeline", folder=str(self.source.folder))
-        self.settler = Settler(cfg.output_dir, cfg.output_name, cfg.max_train_epochs,
-                               settle_interval_s=cfg.daemon.settle_interval_s)
+        else:
+            self.source = CheckpointFiles(cfg, self.path)
         self.clock = EpochClock(expected_epoch_s=cfg.run.expected_epoch_minutes * 60,
                                 factor=cfg.run.overdue_factor,
                                 epochs_per_checkpoint=cfg.save_every_n_epochs,
@@ -189,12 +192,11 @@ class Daemon:
         self._install_signals()
         self.open()
         cfg = self.cfg
-        watched = self.source.folder if self.source else cfg.output_dir
+        watched = self.source.folder
         detector = CheckpointDetector(watched, self.paths.put,
                                       rescan_interval_s=cfg.daemon.rescan_interval_s,
                                       polling=cfg.daemon.polling_observer,
-                                      # every file in the sample folder: bad ones are reported
-                                      accept=(lambda _name: True) if self.source else is_candidate)
+                                      accept=self.source.accepts)
         detector.start()
         detector.rescan_now()
         self.notifier.ready()
@@ -225,16 +227,10 @@ class Daemon:
         if self._reload:
             self._reload_config()
         self._drain_paths()
-        if self.source is not None:
-            if self._judge_samples():
-                return False
-        else:
-            for result in self.settler.poll(time.time()):
-                self._record(result)
-            checkpoint = self.store.next_pending(self.run_name)
-            if checkpoint is not None and time.time() >= self._retry_at:
-                self._process(checkpoint)
-                return False
+        self._seen(self.source.poll(time.time()))
+        if time.time() >= self._retry_at and (job := self.source.take_next()) is not None:
+            self._judge(job)
+            return False
         if now - self._last_backlog >= BACKLOG_RETRY_S:
             self._last_backlog = now
             if self.store.unpublished(self.run_name):
@@ -253,7 +249,7 @@ class Daemon:
 
     def _sleep(self) -> None:
         timeout = HEALTH_EVERY_S
-        deadline = (self.source or self.settler).next_deadline()
+        deadline = self.source.next_deadline()
         if deadline is not None:
             timeout = min(timeout, max(0.0, deadline - time.time()))
         if self._retry_at > time.time():
@@ -271,7 +267,7 @@ class Daemon:
             except queue.Empty:
                 return
             if path != Path():
-                (self.source or self.settler).offer(path)
+                self.source.offer(path)
 
     def _finished(self, detector: CheckpointDetector) -> bool:
         """True when the daemon should exit (`--once`, or `--until-trainer-exits` once the
@@ -280,10 +276,7 @@ class Daemon:
         if self.once:
             detector.rescan_now()
             self._drain_paths()
-            if self.source is not None:  # what is there now is all there will be
-                self.source.finish(time.time(), quiet_s=0.0)
-                return not self.source.busy() and self.paths.empty()
-            return self.settler.next_deadline() is None and self.paths.empty()
+            return self.source.settled_once(time.time()) and self.paths.empty()
         trainer = self.store.trainer(self.run_name)
         trainer_ended = trainer is not None and trainer.state in TRAINER_ENDED
         last_epoch_done = self.path.last_epoch_done()
@@ -293,20 +286,11 @@ class Daemon:
             # One last look at the folder, so nothing written just before the end is missed.
             detector.rescan_now()
             self._drain_paths()
-            for result in self.settler.poll(time.time()):
-                self._record(result)
             # Nobody will finish a file left half-written (a crash mid-save): refuse it now,
             # or the run would wait stale_after_s before it could end.
             quiet_s = max(2.0, 4 * self.cfg.daemon.settle_interval_s)
-            if self.source is not None:
-                for epoch in self.source.finish(time.time(), quiet_s):
-                    self.clock.checkpoint_seen(time.time(), epoch)
-            for result in self.settler.expire_incomplete(time.time(), quiet_s):
-                self._record(result)
-        if self.source is not None:
-            settled = not self.source.busy()
-        else:
-            settled = self.settler.next_deadline() is None and self.store.next_pending(self.run_name) is None
+            self._seen(self.source.finish(time.time(), quiet_s))
+        settled = self.source.settled()
         if settled and not self._run_finished:
             self._run_finished = True
             self.path.end_run(last_epoch_done)
@@ -326,35 +310,61 @@ class Daemon:
         self.log.info("config reloaded", criteria=len(self.rules))
 
     # ---- settle results -----------------------------------------------------------------------
-    def _record(self, result: CheckpointInfo | Rejection) -> None:
-        ck, created = self.path.record(result)
-        if ck is not None and created:
-            self.clock.checkpoint_seen(time.time(), ck.epoch)
+    def _seen(self, epochs: Sequence[int | None]) -> None:
+        for epoch in epochs:
+            self.clock.checkpoint_seen(time.time(), epoch)
 
     # ---- evaluate, decide, publish, act: the epoch path, with the daemon's retry policy ------
+    def _judge(self, job: Job) -> None:
+        """One epoch from any source: rendered here (a checkpoint file) or the trainer's images."""
+        if job.images is None:
+            self._process(job.checkpoint)
+        else:
+            self._evaluate_then_conclude(job, partial(self.path.score_images, job.checkpoint, job.images))
+
     def _process(self, checkpoint: Checkpoint) -> None:
+        """A checkpoint file: its samples rendered with the warm pipeline, then judged."""
         assert self.pipeline is not None  # render source: built in open()
+        pipeline = self.pipeline
         epoch = checkpoint.epoch if checkpoint.epoch is not None else 0
-        log = self.log.bind(epoch=epoch)
-        if not self._resident and (short := self._shortfall(self.pipeline)) is not None:
+        if not self._resident and (short := self._shortfall(pipeline)) is not None:
             self._wait_for_gpu_memory(checkpoint, epoch, short)
             return
+
+        def render() -> EpochEvaluation:
+            self._resident = True  # applying the LoRA brings the pipeline to its device
+            return self.path.evaluate(pipeline, checkpoint, heartbeat=self.notifier.watchdog)
+
+        def after() -> None:
+            self._resident = not self._offload
+            if self._offload:
+                pipeline.release()
+
+        self._evaluate_then_conclude(Job(checkpoint), render, after)
+
+    def _evaluate_then_conclude(self, job: Job, evaluate: Callable[[], EpochEvaluation],
+                                after: Callable[[], None] = lambda: None) -> None:
+        """The one error policy for every source: SIGTERM puts the epoch back (judged again
+        later); a bad input (unloadable LoRA, undecodable image) fails it; a failure of the
+        surroundings (disk full, read-only results, GPU out of memory) retries it with
+        backoff, and a RuntimeError that keeps coming fails it. decide/record/publish/act
+        run outside the window a signal interrupts."""
+        checkpoint, epoch = job.checkpoint, job.epoch
+        log = self.log.bind(epoch=epoch)
         try:
-            # The flag first: once the state says "evaluating" (path.evaluate marks it),
+            # The flag first: once the state says "evaluating" (the evaluation marks it),
             # SIGTERM abandons it.
             self._evaluating = True
-            self._resident = True  # applying the LoRA brings the pipeline to its device
             self._heartbeat("evaluating")
-            evaluation = self.path.evaluate(self.pipeline, checkpoint,
-                                            heartbeat=self.notifier.watchdog)
+            evaluation = evaluate()
         except ShutdownRequested:
-            self._abandon_for_shutdown(checkpoint, log)
+            self._abandon_for_shutdown(job, log)
             raise
         except Exception as exc:
             if self._stopping:
                 # The signal's exception was raised inside native code (safetensors, torch)
                 # that turned it into an ordinary error: still a shutdown, not a bad file.
-                self._abandon_for_shutdown(checkpoint, log, cause=exc)
+                self._abandon_for_shutdown(job, log, cause=exc)
                 raise ShutdownRequested("shutdown") from exc
             if isinstance(exc, (LoraLoadError, ValueError)):
                 self.path.fail(checkpoint, exc)  # the checkpoint itself is unusable
@@ -363,51 +373,20 @@ class Daemon:
                 if isinstance(exc, RuntimeError) and checkpoint.attempts + 1 >= RUNTIME_ERROR_ATTEMPTS:
                     self.path.fail(checkpoint, exc)
                 else:
+                    job.put_back()
                     self._transient(checkpoint, epoch, exc)
                 return
             raise
         finally:
             self._evaluating = False
-        self._resident = not self._offload
-        if self._offload:
-            self.pipeline.release()
+        after()
         try:
             self.path.conclude(evaluation)
         except OSError as exc:  # results folder unwritable: nothing recorded yet, redo later
+            job.put_back()
             self._transient(checkpoint, epoch, exc)
             return
         self._retry_at = 0.0
-
-    def _judge_samples(self) -> bool:
-        """Trainer source: settle and collect sample PNGs, then judge the earliest ready epoch
-        through the epoch path (score -> decide -> publish -> act). True when it judged one."""
-        assert self.source is not None
-        for epoch in self.source.poll(time.time()):
-            self.clock.checkpoint_seen(time.time(), epoch)
-        if time.time() < self._retry_at:
-            return False
-        job = self.source.take_next()
-        if job is None:
-            return False
-        epoch = job.epoch_set.epoch
-        try:
-            self._evaluating = True  # SIGTERM now abandons it; judged again after a restart
-            self._heartbeat("evaluating")
-            self.path.judge_images(job.checkpoint, job.images)
-        except ShutdownRequested:
-            self.source.put_back(job.epoch_set)
-            raise
-        except OSError as exc:  # results folder unwritable, disk full: retry with backoff
-            self.source.put_back(job.epoch_set)
-            self._transient(job.checkpoint, epoch, exc)
-            return True
-        except ValueError as exc:
-            self.path.fail(job.checkpoint, exc)
-            return True
-        finally:
-            self._evaluating = False
-        self._retry_at = 0.0
-        return True
 
     def _wait_for_gpu_memory(self, checkpoint: Checkpoint, epoch: int, short: str) -> None:
         """The pipeline would not fit now: the checkpoint stays pending (epochs keep their
@@ -420,10 +399,11 @@ class Daemon:
             self.log.warning("GPU memory short; the evaluation waits", epoch=epoch, detail=short,
                              retry_in_s=GPU_MEMORY_RETRY_S)
 
-    def _abandon_for_shutdown(self, checkpoint: Checkpoint, log: logs.Logger,
+    def _abandon_for_shutdown(self, job: Job, log: logs.Logger,
                               cause: BaseException | None = None) -> None:
         self._evaluating = False
-        self.store.mark_checkpoint(checkpoint.id, "pending")
+        job.put_back()
+        self.store.mark_checkpoint(job.checkpoint.id, "pending")
         if cause is None:
             log.info("evaluation abandoned for shutdown; it will be redone")
         else:

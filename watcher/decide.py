@@ -41,6 +41,7 @@ from watcher.rules import (
     NEGATED,
     PLAN_RULES,
     Decision,
+    Outcome,
     Rule,
     check_rules,
     is_training_rule,
@@ -84,7 +85,7 @@ class _Judge:
         if epoch not in epochs:
             self.missing = f"epoch {epoch} has no evaluation"
 
-    def decision(self, outcome: str, message: str, **evidence: Any) -> Decision:
+    def decision(self, outcome: Outcome, message: str, **evidence: Any) -> Decision:
         rule = self.rule
         action = rule.action if outcome in ("fail", "marked") else "none"
         if outcome == "cannot_judge":
@@ -105,7 +106,7 @@ class _Judge:
     def pending(self, why: str, reason: str) -> Decision:
         return self.decision("pending", f"{why} ({self.rule.describe()})", reason=reason)
 
-    def judged(self, pass_outcome: str = "pass", **evidence: Any) -> Decision:
+    def judged(self, pass_outcome: Outcome = "pass", **evidence: Any) -> Decision:
         assert self.value is not None
         ok = self.rule.holds(self.value)
         return self.decision(pass_outcome if ok else "fail",

@@ -6,7 +6,9 @@
     3. evaluate  watcher.evaluate.evaluate_checkpoint   Checkpoint -> EpochEvaluation (renders)
               or watcher.evaluate.evaluate_images       images on disk -> EpochEvaluation
     4. decide    watcher.decide.decide_epoch            rules + history -> list[Decision]
-    5. publish   watcher.publish.Publisher.publish_epoch  folder, state, git, outbox, alerts
+    5. record    watcher.publish.Publisher.record_epoch   results folder + state database
+       publish   watcher.publish.Publisher.publish_epoch  git commit, then each destination
+                 (watcher.publish.destinations: Supabase, alerts), through the outbox
     6. act       watcher.act.act                        Decision.stops -> stop request id
 
 `EpochPath` holds what the stages share (config, state, publisher) and runs 3-6 in order:
@@ -28,16 +30,18 @@ from PIL import Image
 
 from watcher import logs
 from watcher.act import FINAL_RUN_STATES, act, redo_lost_stops
-from watcher.config import SamplePrompt, WatchConfig
+from watcher.config import WatchConfig
 from watcher.decide import EpochRecord, decide_epoch
 from watcher.ending import late_stop
 from watcher.evaluate import EpochEvaluation, Renderer, evaluate_checkpoint, evaluate_images
 from watcher.plan import partial_at_least
+from watcher.prompts import SamplePrompt
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.publish.publisher import Publisher
 from watcher.rules import Decision, Rule
 from watcher.settle import CheckpointInfo, Rejection, describe_name
 from watcher.store import Checkpoint, Store
+from watcher.summary import SUMMARY_METRICS
 from watcher.training.storage import snapshot as training_snapshot
 
 
@@ -159,46 +163,57 @@ class EpochPath:
         return [EpochRecord(epoch=ep, metrics=m) for ep, m in sorted(latest.items())]
 
     def conclude(self, evaluation: EpochEvaluation) -> EpochOutcome:
-        """decide -> publish -> act for an evaluated epoch. An OSError from publish (results
-        folder unwritable) abandons the folder and propagates: nothing was recorded."""
-        ck, epoch = evaluation.checkpoint, evaluation.epoch
-        decisions = decide_epoch(self.rules, self.history(exclude_checkpoint=ck.id), epoch,
-                                 evaluation.aggregate)
+        """decide -> record -> publish -> act for an evaluated epoch. An OSError from record
+        (results folder unwritable) abandons the folder and propagates: nothing was recorded."""
+        decisions = self.decide(evaluation)
+        try:
+            folder = self.publisher.record_epoch(evaluation, decisions)
+        except OSError:
+            evaluation.folder.abandon()
+            raise
+        ck = evaluation.checkpoint
+        self.publisher.publish_epoch(ck.id, ck.sha256, evaluation.epoch, folder, evaluation.metrics,
+                                     decisions)
+        request = act(self.store, self.run, evaluation.epoch, decisions, self.log)
+        return EpochOutcome(evaluation.epoch, ck, evaluation, decisions, request)
+
+    def decide(self, evaluation: EpochEvaluation) -> list[Decision]:
+        """The rules over this epoch and the ones before; the decisions and the trainer's
+        figures (loss, lr, speed) join the epoch's metrics.json."""
+        epoch = evaluation.epoch
+        decisions = decide_epoch(self.rules, self.history(exclude_checkpoint=evaluation.checkpoint.id),
+                                 epoch, evaluation.aggregate)
         evaluation.metrics["decisions"] = [d.to_dict() for d in decisions]
-        training = training_snapshot(self.store, self.run)  # the trainer's loss, lr, speed
+        training = training_snapshot(self.store, self.run)
         if training is not None:
             evaluation.metrics["training"] = training
         agg = evaluation.aggregate
         self.log.info("evaluation finished", epoch=epoch,
-                      background_match_rate=agg.get("background_match_rate"),
-                      color_accuracy=agg.get("color_accuracy"),
-                      style_quality=agg.get("style_quality"),
-                      overall_score=agg.get("overall_score"),
+                      **{name: agg.get(name) for name in SUMMARY_METRICS},
                       decisions={d.criterion: d.outcome for d in decisions})
-        try:
-            self.publisher.publish_epoch(evaluation, decisions)
-        except OSError:
-            evaluation.folder.abandon()
-            raise
-        request = act(self.store, self.run, epoch, decisions, self.log)
-        return EpochOutcome(epoch, ck, evaluation, decisions, request)
+        return decisions
 
     def run_checkpoint(self, pipeline: Renderer, checkpoint: Checkpoint,
                        heartbeat: Callable[[], object] = lambda: None) -> EpochOutcome:
         """evaluate -> decide -> publish -> act for one recorded checkpoint."""
         return self.conclude(self.evaluate(pipeline, checkpoint, heartbeat))
 
+    def score_images(self, checkpoint: Checkpoint,
+                     samples: Sequence[tuple[SamplePrompt, Image.Image]]) -> EpochEvaluation:
+        """A sample source's epoch: images already made -> scored; its state says "evaluating"
+        meanwhile (and "pending" again if scoring is cut short)."""
+        self.store.mark_checkpoint(checkpoint.id, "evaluating")
+        try:
+            return evaluate_images(self.cfg, checkpoint, _epoch(checkpoint), samples)
+        except BaseException:
+            self.store.mark_checkpoint(checkpoint.id, "pending")
+            raise
+
     def judge_images(self, checkpoint: Checkpoint,
                      samples: Sequence[tuple[SamplePrompt, Image.Image]]) -> EpochOutcome:
         """A sample source's epoch: images already made -> score -> decide -> publish -> act.
         `checkpoint` comes from `add_source` (or `record`); its epoch must be set."""
-        self.store.mark_checkpoint(checkpoint.id, "evaluating")
-        try:
-            evaluation = evaluate_images(self.cfg, checkpoint, _epoch(checkpoint), samples)
-        except BaseException:
-            self.store.mark_checkpoint(checkpoint.id, "pending")
-            raise
-        return self.conclude(evaluation)
+        return self.conclude(self.score_images(checkpoint, samples))
 
     def fail(self, checkpoint: Checkpoint, exc: BaseException) -> str:
         """The checkpoint itself is unusable: marked failed, recorded, alerted. Returns the

@@ -23,8 +23,8 @@ from PIL import Image
 
 from evaluators import aggregate_epoch, score_image
 from evaluators.score import ImageScore
-from watcher.config import EvaluationConfig, SamplePrompt, WatchConfig
-from watcher.prompts import review_prompts
+from watcher.config import EvaluationConfig, WatchConfig
+from watcher.prompts import SamplePrompt, review_prompts
 from watcher.publish.results import EpochFolder
 from watcher.records import Checkpoint, EpochMetrics
 from watcher.report import contact_sheet, progress

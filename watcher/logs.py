@@ -51,4 +51,5 @@ def configure(level: str = "info", json_lines: bool | None = None, stream: Any =
 
 
 def get_logger(**bound: Any) -> Logger:
-    return structlog.get_logger("epochwatch").bind(**bound)
+    logger: Logger = structlog.get_logger("epochwatch").bind(**bound)
+    return logger

@@ -14,7 +14,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from watcher.cli import Interrupted
+from watcher.errors import Interrupted
 
 
 def wanted(json_mode: bool = False) -> bool:

@@ -13,11 +13,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import asdict, dataclass
-from typing import Any, TypedDict, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 from typing_extensions import NotRequired
 
 from watcher.rules import Decision, decisions_from_dicts
+
+# a checkpoint's (or sample-source epoch's) state row, and a run's, in the state database
+CheckpointStatus = Literal["pending", "evaluating", "evaluated", "failed"]
+RunStatus = Literal["running", "stopping", "stopped", "finished", "failed"]
 
 
 class EpochMetrics(TypedDict):
@@ -61,7 +65,7 @@ class Checkpoint(_Row):
     size: int
     session_id: str | None
     metadata: dict[str, str]
-    status: str  # pending | evaluating | evaluated | failed
+    status: CheckpointStatus
     error: str | None
     attempts: int
     detected_at: float
@@ -81,7 +85,7 @@ class RunRow(_Row):
     name: str
     config_path: str | None
     params: dict[str, Any]  # the config's parameters (`WatchConfig.params()`)
-    status: str  # running | stopping | stopped | finished | failed
+    status: RunStatus
     verdict: str | None
     best_epoch: int | None
     created_at: float

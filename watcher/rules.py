@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from evaluators.aggregate import aggregate_epoch
 
@@ -30,11 +30,19 @@ COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq,
 }
 NEGATED = {">=": "<", ">": "<=", "<=": ">", "<": ">=", "==": "!="}
-MODES = ("at", "by", "from", "oscillation", "candidate")
-ACTIONS = ("stop", "alert", "none", "mark")
-ON_MISSING = ("alert", "stop")
+# The words a rule and a decision are made of: each Literal is the one list, its tuple the
+# runtime copy (validation, error messages).
+Comparison = Literal[">=", ">", "<=", "<", "=="]
+Mode = Literal["at", "by", "from", "oscillation", "candidate"]
+Action = Literal["stop", "alert", "none", "mark"]
+OnMissing = Literal["alert", "stop"]
 # unmarked: a candidate rule whose mark was not reached (nothing wrong, nothing marked)
-OUTCOMES = ("pass", "fail", "pending", "marked", "unmarked", "cannot_judge")
+Outcome = Literal["pass", "fail", "pending", "marked", "unmarked", "cannot_judge"]
+MODES: tuple[Mode, ...] = get_args(Mode)
+ACTIONS: tuple[Action, ...] = get_args(Action)
+ON_MISSING: tuple[OnMissing, ...] = get_args(OnMissing)
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+assert set(get_args(Comparison)) == set(COMPARISONS)
 VALUE_DECIMALS = 9
 # aggregate_epoch keys that are not numbers, so no rule can compare them with a threshold.
 _NOT_NUMERIC = frozenset({"background_hex", "issues", "issue_counts"})
@@ -90,12 +98,12 @@ class Rule:
 
     name: str
     metric: str
-    comparison: str = ">="
+    comparison: Comparison = ">="
     threshold: float = 0.0
     epoch: int | None = None
-    mode: str = "by"
-    action: str = "alert"
-    on_missing: str = "alert"
+    mode: Mode = "by"
+    action: Action = "alert"
+    on_missing: OnMissing = "alert"
     learned_stop: bool = False  # the explicit opt-in for a stop rule on a LEARNED_METRICS metric
 
     def __post_init__(self) -> None:
@@ -202,8 +210,8 @@ class Decision:
     value: float | None
     comparison: str
     threshold: float
-    outcome: str  # pass | fail | pending | marked | unmarked | cannot_judge
-    action: str  # what to do now: the rule's action on fail / marked, on_missing on cannot_judge
+    outcome: Outcome
+    action: Action  # what to do now: the rule's action on fail / marked, on_missing on cannot_judge
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
 
@@ -243,8 +251,8 @@ class Decision:
         return cls(criterion=str(d["criterion"]), metric=str(d.get("metric") or ""),
                    value=None if d.get("value") is None else float(d["value"]),
                    comparison=str(d.get("comparison") or ""),
-                   threshold=float(d.get("threshold") or 0.0), outcome=str(d["outcome"]),
-                   action=str(d["action"]), message=str(d.get("message") or ""),
+                   threshold=float(d.get("threshold") or 0.0), outcome=cast(Outcome, str(d["outcome"])),
+                   action=cast(Action, str(d["action"])), message=str(d.get("message") or ""),
                    evidence=dict(d.get("evidence") or {}))
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from watcher.records import (
     Checkpoint,
+    CheckpointStatus,
     DaemonRow,
     DecisionRow,
     Evaluation,
@@ -30,6 +31,7 @@ from watcher.records import (
     RejectedFile,
     Review,
     RunRow,
+    RunStatus,
     StopRequest,
     TrainerRow,
 )
@@ -285,7 +287,7 @@ class Store:
         row = self.conn.execute("SELECT * FROM runs WHERE name=?", (name,)).fetchone()
         return RunRow.from_row(row) if row else None
 
-    def run_status(self, name: str) -> str | None:
+    def run_status(self, name: str) -> RunStatus | None:
         """The run's recorded status, None before `ensure_run`."""
         row = self.run_row(name)
         return row.status if row else None
@@ -344,11 +346,11 @@ class Store:
         return Checkpoint.from_row(row) if row else None
 
     def pending_count(self, run: str) -> int:
-        return self.conn.execute(
+        return int(self.conn.execute(
             "SELECT COUNT(*) FROM checkpoints WHERE run=? AND status='pending'", (run,)
-        ).fetchone()[0]
+        ).fetchone()[0])
 
-    def mark_checkpoint(self, checkpoint_id: int, status: str, error: str | None = None) -> None:
+    def mark_checkpoint(self, checkpoint_id: int, status: CheckpointStatus, error: str | None = None) -> None:
         t = now()
         if status == "evaluating":
             self.conn.execute(

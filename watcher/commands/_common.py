@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from watcher.cli import CommandError
-from watcher.config import ConfigError, WatchConfig, load_config
+from watcher.config import WatchConfig, load_config
+from watcher.errors import CommandError, ConfigError
 from watcher.runlock import RunLock, RunLocked
 
 

@@ -10,9 +10,9 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
-from watcher.cli import CommandError
 from watcher.commands._common import load, runs_of_stores
 from watcher.config import WatchConfig
+from watcher.errors import CommandError
 from watcher.report.baselines import BaselineError, load_baselines
 from watcher.report.history import RunHistory, load_run, load_store
 from watcher.store import Store

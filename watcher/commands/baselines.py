@@ -7,7 +7,7 @@ from __future__ import annotations
 from argparse import Namespace
 from pathlib import Path
 
-from watcher.cli import CommandError
+from watcher.errors import CommandError
 
 
 def push(folder: Path | None) -> int:

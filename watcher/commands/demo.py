@@ -21,10 +21,11 @@ from pathlib import Path
 from launcher.launch import Launch
 from watcher import logs
 from watcher.commands._common import epochwatch_command, load
-from watcher.commands.status import _fmt, collect
+from watcher.commands.status import collect
 from watcher.config import WatchConfig
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.store import Store
+from watcher.summary import fmt, metric_cells, table_header
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 KOHYA_TEMPLATE = REPO_CONFIGS / "SD15_KEEP_TOKENS_3_EXPERIMENT" / "training_config_SD15_KEEP_TOKENS_3.toml"
@@ -122,11 +123,9 @@ def summary(cfg: WatchConfig) -> str:
 
     with Store(cfg.state_db) as store:
         s = collect(cfg, store)
-    lines = ["", f"{'epoch':>5}  {'bg match':>8}  {'colour':>6}  {'style':>6}  {'score':>5}  decision"]
+    lines = ["", f"{'epoch':>5}  {table_header()}  decision"]
     for e in s["epochs"]:
-        lines.append(f"{_fmt(e['epoch'], 'd'):>5}  {_fmt(e['background_match_rate'], '.2f'):>8}  "
-                     f"{_fmt(e['color_accuracy']):>6}  {_fmt(e['style_quality']):>6}  "
-                     f"{_fmt(e['overall_score']):>5}  {e['decision'] or e['status']}"
+        lines.append(f"{fmt(e['epoch'], 'd'):>5}  {metric_cells(e)}  {e['decision'] or e['status']}"
                      + (" (after the stop)" if e["after_stop"] else ""))
     written = sorted(Path(cfg.output_dir).glob("*.safetensors"))
     repo = ResultsRepo(cfg.results_repo)

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from evaluators import recover_grid
-from watcher.cli import CommandError
 from watcher.commands._images import ImageLoadError, load_rgb
 from watcher.commands.score import check_cells
+from watcher.errors import CommandError
 from watcher.progress import Batch
 
 

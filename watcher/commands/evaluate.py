@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from watcher import logs
-from watcher.cli import CommandError
 from watcher.commands._common import check_model, load, run_lock
 from watcher.config import WatchConfig
+from watcher.errors import CommandError
 
 if TYPE_CHECKING:
     from watcher.settle import CheckpointInfo
@@ -46,7 +46,7 @@ def _evaluate(cfg: WatchConfig, info: CheckpointInfo) -> int:
     from watcher.epoch import EpochPath
     from watcher.gpumemory import shortfall
     from watcher.pipeline import SamplePipeline
-    from watcher.publish.publisher import one_line_verdict
+    from watcher.summary import one_line_verdict
 
     epochs = EpochPath.open(cfg)
     try:

@@ -20,10 +20,10 @@ from typing import Any
 from launcher.preflight import check_writable
 from watcher import logs
 from watcher.act import FINAL_RUN_STATES
-from watcher.cli import CommandError
 from watcher.commands._common import load, run_lock
 from watcher.commands.status import _epoch_decision
 from watcher.config import WatchConfig
+from watcher.errors import CommandError
 from watcher.progress import Batch
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.report.history import load_run
@@ -31,6 +31,7 @@ from watcher.report.plan import verdict_of
 from watcher.samples.layout import LayoutError, ReplayEpoch, ReplayLayout, scan
 from watcher.samples.source import identity, open_images, trainer_prompts
 from watcher.store import Store
+from watcher.summary import SUMMARY_METRICS, metric_cells, table_header
 
 
 @dataclass
@@ -51,8 +52,7 @@ class EpochLine:
                 "candidate": self.candidate, "reasons": self.reasons,
                 "after_stop": self.after_stop is not None, "stop_epoch": self.after_stop,
                 "partial": self.partial, "problems": self.problems, "commit": self.commit,
-                **{k: self.metrics.get(k) for k in ("background_match_rate", "color_accuracy",
-                                                    "style_quality", "overall_score", "n_images")}}
+                **{k: self.metrics.get(k) for k in (*SUMMARY_METRICS, "n_images")}}
 
 
 def find_layout(cfg: WatchConfig, images: str) -> ReplayLayout:
@@ -167,23 +167,17 @@ def _judge(path: Any, ep: ReplayEpoch, ident: tuple[str, int] | None) -> EpochLi
     return line
 
 
-def _fmt(value: Any, spec: str = ".1f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def render(layout: ReplayLayout, lines: list[EpochLine], summary: dict[str, Any]) -> str:
     kind = "epoch folders" if layout.kind == "folders" else "kohya sample names"
     out = [f"replay {summary['run']} from {layout.folder} ({kind}): {len(layout.epochs)} epochs"]
     out += [f"  skipped: {p}" for p in layout.problems]
-    out.append(f"{'epoch':>5}  {'bg match':>8}  {'colour':>6}  {'style':>6}  {'score':>5}  decision")
+    out.append(f"{'epoch':>5}  {table_header()}  decision")
     for line in lines:
         note = line.state if line.state != "judged" else ""
         if line.after_stop is not None:
             note = f"after the stop at epoch {line.after_stop}" + (f"; {note}" if note else "")
         m = line.metrics
-        out.append(f"{line.epoch:>5}  {_fmt(m.get('background_match_rate'), '.2f'):>8}  "
-                   f"{_fmt(m.get('color_accuracy')):>6}  {_fmt(m.get('style_quality')):>6}  "
-                   f"{_fmt(m.get('overall_score')):>5}  {line.decision or '-'}"
+        out.append(f"{line.epoch:>5}  {metric_cells(m)}  {line.decision or '-'}"
                    + (", candidate" if line.candidate else "")
                    + (f"  ({note})" if note else ""))
         out += [f"         {p}" for p in [*line.reasons, *line.problems]]

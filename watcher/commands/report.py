@@ -8,9 +8,9 @@ from argparse import Namespace
 from pathlib import Path
 
 from launcher.preflight import check_writable
-from watcher.cli import CommandError
 from watcher.commands._common import load
 from watcher.criteria import Rule
+from watcher.errors import CommandError
 from watcher.progress import Batch
 from watcher.report.history import load_run
 from watcher.report.plan import finished, verdict_of

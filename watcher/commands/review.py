@@ -12,8 +12,8 @@ from argparse import Namespace
 from datetime import datetime, timezone
 from typing import Any
 
-from watcher.cli import CommandError
 from watcher.commands._common import load
+from watcher.errors import CommandError
 from watcher.publish import supabase
 from watcher.report.calibration import MIN_REVIEWS, NARROW_SPREAD, calibrate
 from watcher.report.history import load_run

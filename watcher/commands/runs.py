@@ -8,8 +8,8 @@ from __future__ import annotations
 from argparse import Namespace
 from pathlib import Path
 
-from watcher.cli import CommandError
 from watcher.commands._common import load, runs_of_stores
+from watcher.errors import CommandError
 from watcher.report.runs import (
     RunRecord,
     load_store_records,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from watcher.cli import CommandError, Interrupted
 from watcher.commands._images import ImageLoadError, load_rgb
+from watcher.errors import CommandError, Interrupted
 from watcher.progress import Batch
 
 MAX_CELLS = 512

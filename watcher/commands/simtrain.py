@@ -15,9 +15,9 @@ from argparse import Namespace
 from types import FrameType
 from typing import Any
 
-from watcher.cli import CommandError
 from watcher.commands._common import load
-from watcher.config import kohya_network_arg
+from watcher.errors import CommandError
+from watcher.kohya import kohya_network_arg
 from watcher.training.tensorboard import logging_dir
 
 DEFAULT_INTERVAL_S = 5.0

@@ -10,12 +10,13 @@ from argparse import Namespace
 from typing import Any
 
 from launcher.identity import process_alive
-from watcher.cli import CommandError
 from watcher.commands._common import load
 from watcher.config import WatchConfig
+from watcher.errors import CommandError
 from watcher.records import DaemonRow, TrainerRow
 from watcher.rules import Decision, decision_word
 from watcher.store import Store
+from watcher.summary import SUMMARY_METRICS, fmt, metric_cells, table_header
 from watcher.training.figures import FIGURE_KEYS
 from watcher.training.storage import load_state
 
@@ -43,10 +44,7 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
             "checkpoint": ck.path,
             "sha256": ck.sha256,
             "decision": _epoch_decision(decisions_by_epoch.get(ck.epoch or -1, [])) if ev else None,
-            "background_match_rate": agg.get("background_match_rate"),
-            "color_accuracy": agg.get("color_accuracy"),
-            "style_quality": agg.get("style_quality"),
-            "overall_score": agg.get("overall_score"),
+            **{name: agg.get(name) for name in SUMMARY_METRICS},
             "clip_score": agg.get("clip_score"),  # the learned judge's, advisory
             "commit": ev.git_commit if ev else None,
             "error": ck.error,
@@ -133,11 +131,11 @@ def _training_lines(t: dict[str, Any], total_epochs: int | None) -> list[str]:
     if t["source"] is None:
         return ["training  no figures yet (no TensorBoard files under logging_dir, no progress "
                 "lines in the trainer log)"]
-    loss = _fmt(t["loss"], ".4g") if t["loss_finite"] is not False else "NaN"
+    loss = fmt(t["loss"], ".4g") if t["loss_finite"] is not False else "NaN"
     steps = f"{t['step']}" + (f"/{t['total_steps']}" if t["total_steps"] else "")
-    line = (f"training  step {steps}, epoch {_fmt(t['epoch'], 'd')}"
-            + (f"/{total_epochs}" if total_epochs else "") + f", loss {loss}, lr {_fmt(t['lr'], '.3g')}, "
-            f"{_fmt(t['steps_per_s'], '.2f')} steps/s, {_duration(t['epoch_s'])}/epoch, "
+    line = (f"training  step {steps}, epoch {fmt(t['epoch'], 'd')}"
+            + (f"/{total_epochs}" if total_epochs else "") + f", loss {loss}, lr {fmt(t['lr'], '.3g')}, "
+            f"{fmt(t['steps_per_s'], '.2f')} steps/s, {_duration(t['epoch_s'])}/epoch, "
             f"ETA {_duration(t['eta_s'])}"
             + (f", validation loss {t['validation_loss']:.4g}" if t["validation_loss"] is not None else "")
             + f" ({t['source']})")
@@ -177,10 +175,6 @@ def _reviews(store: Store, run: str) -> list[dict[str, Any]]:
     return [{"epoch": e, **rs[-1], "earlier": rs[:-1][::-1]} for e, rs in sorted(by_epoch.items())]
 
 
-def _fmt(value: Any, spec: str = ".1f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
 def render(s: dict[str, Any]) -> str:
     t, d = s["trainer"], s["daemon"]
     lines = [
@@ -207,13 +201,12 @@ def render(s: dict[str, Any]) -> str:
                                  "nothing queued" if on else "no sink enabled (git commits only)"))
     lines.append("")
     clip = any(e.get("clip_score") is not None for e in s["epochs"])  # a column only then
-    lines.append(f"{'epoch':>5}  {'status':<10} {'bg match':>8} {'colour':>6} {'style':>6} {'score':>5}  "
+    lines.append(f"{'epoch':>5}  {'status':<10} {table_header(' ')}  "
                  + ("clip  " if clip else "") + "decision")
     for e in s["epochs"]:
         lines.append(
-            f"{_fmt(e['epoch'], 'd'):>5}  {e['status']:<10} {_fmt(e['background_match_rate'], '.2f'):>8} "
-            f"{_fmt(e['color_accuracy']):>6} {_fmt(e['style_quality']):>6} {_fmt(e['overall_score']):>5}  "
-            + (f"{_fmt(e.get('clip_score')):>4}  " if clip else "") + f"{e['decision'] or '-'}"
+            f"{fmt(e['epoch'], 'd'):>5}  {e['status']:<10} {metric_cells(e, ' ')}  "
+            + (f"{fmt(e.get('clip_score')):>4}  " if clip else "") + f"{e['decision'] or '-'}"
         )
     for r in s["reviews"]:
         earlier = f" ({len(r['earlier'])} earlier)" if r["earlier"] else ""

@@ -6,10 +6,10 @@ from argparse import Namespace
 
 from launcher.preflight import check_prompts, check_trainer, check_writable
 from watcher import logs
-from watcher.cli import CommandError, Interrupted
 from watcher.commands._common import check_model, load, run_lock
 from watcher.daemon import Daemon
 from watcher.ending import last_epoch_reached
+from watcher.errors import CommandError, Interrupted
 from watcher.gpumemory import GpuMemoryShort
 from watcher.pipeline import PipelineError
 from watcher.store import Store

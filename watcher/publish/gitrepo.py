@@ -120,4 +120,4 @@ class ResultsRepo:
         with self._repo() as repo:
             if not repo.head.is_valid():
                 return []
-            return repo.git.log("--format=%H", "--", rel_path).split()
+            return str(repo.git.log("--format=%H", "--", rel_path)).split()

@@ -15,40 +15,21 @@ from watcher.plan import partial_at_least
 from watcher.publish import alerts as alert_mod
 from watcher.publish import host as host_mod
 from watcher.publish import supabase as supabase_mod
+from watcher.publish.destinations import (
+    DecisionAlerts,
+    Destination,
+    PublishedEpoch,
+    SupabaseEpochs,
+    send,
+)
 from watcher.publish.gitrepo import GitPublishError, ResultsRepo
 from watcher.publish.outbox import OutboxWorker
 from watcher.report import write_report, write_run_pictures
 from watcher.rules import Decision, Rule, decision_word, decisions_from_dicts
 from watcher.store import Store
+from watcher.summary import one_line_verdict
 
 __all__ = ["Publisher", "decision_word", "decisions_from_dicts", "one_line_verdict"]
-
-
-def one_line_verdict(aggregate: dict[str, Any], decisions: Sequence[Decision]) -> str:
-    """`bg 0/4 green, colour 41.0, style 63.2, score 3.4/10 -> STOP (green_background_by_epoch_4)`."""
-    parts = []
-    rate = aggregate.get("background_match_rate")
-    n = aggregate.get("n_images") or 0
-    if rate is not None:
-        parts.append(f"bg {round(rate * n)}/{n} right")
-    if aggregate.get("color_accuracy") is not None:
-        parts.append(f"colour {aggregate['color_accuracy']:.1f}")
-    if aggregate.get("style_quality") is not None:
-        parts.append(f"style {aggregate['style_quality']:.1f}")
-    if aggregate.get("overall_score") is not None:
-        parts.append(f"score {aggregate['overall_score']:.1f}/10")
-    stops = [d.criterion for d in decisions if d.stops]
-    alerts = [d.criterion for d in decisions if d.alerts]
-    marks = [d.criterion for d in decisions if d.marked]
-    if stops:
-        tail = f"STOP ({', '.join(stops)})"
-    elif alerts:
-        tail = f"continue, alert ({', '.join(alerts)})"
-    else:
-        tail = "continue"
-    if marks:
-        tail += " [production candidate]"
-    return ", ".join(parts) + " -> " + tail
 
 
 class Publisher:
@@ -78,6 +59,9 @@ class Publisher:
                                    "alerts": self.worker.alerts is not None,
                                    "git": self.pusher is not None})
         self._host: dict[str, Any] | None = None
+        # after the results commit, in this order; each is isolated from the others
+        self.destinations: list[Destination] = [SupabaseEpochs(cfg, store, lambda: self.host),
+                                                DecisionAlerts(self.alert_decisions)]
 
     @property
     def host(self) -> dict[str, Any]:
@@ -123,20 +107,30 @@ class Publisher:
         self.worker.wake()
 
     # ---- epochs ---------------------------------------------------------------------------------
-    def publish_epoch(self, evaluation: EpochEvaluation, decisions: Sequence[Decision]) -> None:
-        """Folder into place, evaluation and decisions recorded, one commit, alerts queued.
-        An OSError (results folder unwritable) leaves nothing recorded: the caller retries."""
+    def record_epoch(self, evaluation: EpochEvaluation, decisions: Sequence[Decision]) -> Path:
+        """Folder into place, evaluation and decisions in the state database. An OSError
+        (results folder unwritable) leaves nothing recorded: the caller retries."""
         ck, epoch = evaluation.checkpoint, evaluation.epoch
         evaluation.folder.write_metrics(evaluation.metrics)
         final = evaluation.folder.finish()
         self.store.save_evaluation(ck, epoch, evaluation.metrics, str(final))
         for d in decisions:
             self.store.save_decision(self.run, epoch, ck.id, d)
-        self._commit(ck.id, ck.sha256, epoch, final, evaluation.metrics, decisions)
-        self.alert_decisions(epoch, ck.id, decisions)
+        return final
+
+    def publish_epoch(self, checkpoint_id: int, sha256: str, epoch: int, folder: Path,
+                      metrics: Mapping[str, Any], decisions: Sequence[Decision],
+                      backlog: bool = False) -> PublishedEpoch:
+        """A recorded epoch: one results commit, then each destination (Supabase, alerts)."""
+        commit = self._commit(checkpoint_id, sha256, epoch, folder, metrics, decisions)
+        published = PublishedEpoch(self.run, epoch, checkpoint_id, folder, metrics, decisions,
+                                   commit, backlog)
+        send(self.destinations, published, self.store, self.log)
+        self.worker.wake()
+        return published
 
     def alert_decisions(self, epoch: int, checkpoint_id: int, decisions: Sequence[Decision],
-                        only_missing: bool = False) -> int:
+                        only_missing: bool = False, commit: str | None = None) -> int:
         """The alerts an epoch's decisions call for. only_missing skips those queued once
         already (after a restart: a kill may have come between the commit and them).
         Returns the number queued."""
@@ -150,13 +144,14 @@ class Publisher:
                 continue
             self.alert(kind, key, epoch=epoch, criterion=d.criterion, metric=d.metric,
                        value=d.value, threshold=d.threshold, message=d.message,
-                       commit=self.store.git_commit_of(checkpoint_id))
+                       commit=commit or self.store.git_commit_of(checkpoint_id))
             queued += 1
         return queued
 
     def _commit(self, checkpoint_id: int, sha256: str, epoch: int, folder: Path,
-                metrics: Mapping[str, Any], decisions: Sequence[Decision]) -> None:
-        """Commit once: reuse a commit already made for this checkpoint (crash recovery)."""
+                metrics: Mapping[str, Any], decisions: Sequence[Decision]) -> str | None:
+        """Commit once: reuse a commit already made for this checkpoint (crash recovery).
+        None when git failed: the epoch stays in the backlog and is committed later."""
         log = self.log.bind(epoch=epoch)
         existing = self.repo.find_commit(sha256)
         if existing:
@@ -180,17 +175,11 @@ class Publisher:
                 # A full disk or read-only repository can last for hours: say so, once.
                 self.alert("evaluation_error", f"git:{sha256}", epoch=epoch,
                            error=f"{message}; the commit will be retried")
-                return
+                return None
             log.info("committed", commit=commit[:12])
             self._queue_push(commit)
         self.store.set_git_commit(checkpoint_id, commit)
-        supabase_mod.enqueue_epoch(self.store, self.run, epoch, metrics, commit,
-                                   decision_word(decisions), host=self.host)
-        sheet = folder / "contact_sheet.png"
-        if self.cfg.supabase.upload_contact_sheet and sheet.exists():
-            supabase_mod.enqueue_contact_sheet(self.store, self.run, epoch, sheet,
-                                               self.cfg.supabase.bucket)
-        self.worker.wake()
+        return commit
 
     def _queue_push(self, commit: str) -> None:
         if self.pusher is not None:
@@ -255,4 +244,5 @@ class Publisher:
                 self.log.warning("results folder missing; re-evaluating", epoch=e.epoch)
                 self.store.forget_evaluation(e.checkpoint_id)
                 continue
-            self._commit(e.checkpoint_id, e.sha256, e.epoch, folder, e.metrics, e.decisions)
+            self.publish_epoch(e.checkpoint_id, e.sha256, e.epoch, folder, e.metrics, e.decisions,
+                               backlog=True)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from watcher.logs import redact
 
@@ -142,7 +142,7 @@ def run_row(
         raise ValueError(f"best_epoch must be a non-negative integer, not {best_epoch!r}")
     groups = {g: dict(params.get(g) or {}) for g in PARAM_GROUPS}
     extra = {k: v for k, v in params.items() if k not in PARAM_GROUPS and k != "run_name"}
-    return _json_safe({
+    return cast("dict[str, Any]", _json_safe({
         "run_name": run_name,
         "status": status,
         **groups,
@@ -150,7 +150,7 @@ def run_row(
         "verdict": verdict,
         "best_epoch": int(best_epoch) if best_epoch is not None else None,
         **_host_columns(host, RUN_HOST_COLUMNS),
-    })
+    }))
 
 
 def _host_columns(host: Mapping[str, Any] | None, columns: Sequence[str]) -> dict[str, Any]:
@@ -186,7 +186,7 @@ def epoch_row(
         if isinstance(d, Mapping) and d.get("message")
     ]
     n_images = agg.get("n_images")
-    return _json_safe({
+    return cast("dict[str, Any]", _json_safe({
         "run_name": run_name,
         "epoch": int(epoch),
         "checkpoint_sha256": sha if _SHA256.match(sha) else None,
@@ -210,7 +210,7 @@ def epoch_row(
         "git_commit": commit if _COMMIT.match(commit) else None,
         "evaluated_at": _utc_now_iso(),
         **_host_columns(host, EPOCH_HOST_COLUMNS),
-    })
+    }))
 
 
 def _digest(row: Mapping[str, Any], ignore: Sequence[str] = ()) -> str:

@@ -60,7 +60,7 @@ def _walk_chunks(data: bytes) -> int:
             raise Rejected(f"corrupt PNG chunk at byte {pos}")
         if first and kind != b"IHDR":
             raise Rejected("corrupt PNG: the first chunk is not IHDR")
-        end = pos + 12 + length
+        end = pos + 12 + int(length)
         if len(data) < end:
             raise NotReady(f"{kind.decode()} chunk incomplete: {len(data)} of {end} bytes")
         (crc,) = struct.unpack(">I", data[end - 4: end])

@@ -9,13 +9,10 @@ exactly as for rendered samples. No pipeline is loaded and torch is never import
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
-from watcher.prompts import SamplePrompt
 from watcher.samples.epochs import EpochSet
 from watcher.samples.png import SampleRefusal
 from watcher.samples.source import (
@@ -26,9 +23,12 @@ from watcher.samples.source import (
     trainer_prompts,
 )
 from watcher.settle import Rejection, describe_name
+from watcher.sources import Job
 
 
 class TrainerSource:
+    """kohya's own sample PNGs: a `watcher.sources.Source`."""
+
     def __init__(self, cfg: Any, path: Any, log: Any) -> None:
         self.cfg = cfg
         self.path = path  # watcher.epoch.EpochPath
@@ -44,6 +44,9 @@ class TrainerSource:
                   if c.status in ("evaluated", "failed") and c.epoch is not None}
         self.samples.mark_judged(judged)  # a restart: those epochs' images are not judged again
 
+    def accepts(self, name: str) -> bool:
+        return True  # every file in the sample folder: bad ones are reported
+
     def offer(self, path: Path) -> None:
         self.samples.offer(path)
 
@@ -52,6 +55,13 @@ class TrainerSource:
 
     def busy(self) -> bool:
         return bool(self.ready) or self.samples.busy()
+
+    def settled(self) -> bool:
+        return not self.busy()
+
+    def settled_once(self, now: float) -> bool:
+        self.finish(now, quiet_s=0.0)  # what is there now is all there will be
+        return not self.busy()
 
     def poll(self, now: float | None = None) -> list[int]:
         """Settle and collect; returns the epochs that became ready to judge."""
@@ -78,7 +88,7 @@ class TrainerSource:
         self.ready.sort(key=lambda s: s.epoch)
         return [s.epoch for s in sets]
 
-    def take_next(self) -> SampleJob | None:
+    def take_next(self) -> Job | None:
         """The earliest ready epoch, recorded as a sample-source epoch and decoded, or None.
         An epoch judged before (the same images) is passed over; one whose images will not
         decode is failed (recorded and alerted) and passed over."""
@@ -95,16 +105,9 @@ class TrainerSource:
             except Exception as exc:  # noqa: BLE001 - a PNG that parses but will not decode
                 self.path.fail(checkpoint, exc)
                 continue
-            return SampleJob(epoch_set, checkpoint, images)
+            return Job(checkpoint, images, put_back=partial(self.put_back, epoch_set))
         return None
 
     def put_back(self, epoch_set: EpochSet) -> None:
         """Judge this epoch again later (a transient failure, a shutdown)."""
         self.ready.insert(0, epoch_set)
-
-
-@dataclass
-class SampleJob:
-    epoch_set: EpochSet
-    checkpoint: Any  # watcher.store.Checkpoint
-    images: list[tuple[SamplePrompt, Image.Image]]

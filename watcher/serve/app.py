@@ -43,6 +43,7 @@ from watcher.serve.security import (
     safe_file,
     token_matches,
 )
+from watcher.summary import fmt
 
 HERE = Path(__file__).resolve().parent
 HEADERS = {
@@ -157,7 +158,7 @@ def create_app(sources: list[data.RunSource], *, token: str | None = None,
     runs = {s.name: s for s in sources}
     csrf = csrf or Csrf()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
-    templates.env.globals.update(fmt=pages.fmt, ago=pages.ago, run_url=pages.run_url)
+    templates.env.globals.update(fmt=fmt, ago=pages.ago, run_url=pages.run_url)
 
     def source(request: Request) -> data.RunSource:
         name = request.path_params["run"]

@@ -52,4 +52,4 @@ def full_page_png(driver: Any, width: int = 1280) -> bytes:
     height = int(driver.execute_script(
         "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)"))
     driver.set_window_size(width, min(max(height, 400), 8000))
-    return driver.get_screenshot_as_png()
+    return bytes(driver.get_screenshot_as_png())

@@ -15,7 +15,7 @@ DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8765
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser("serve", help="the run page and review form in a browser",
+    p: argparse.ArgumentParser = sub.add_parser("serve", help="the run page and review form in a browser",
                        description="The run page and review form in a browser.",
                        epilog="example:\n  epochwatch serve -c watcher.toml --port 8765",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from watcher.cli import CommandError
+    from watcher.errors import CommandError
     from watcher.serve import data
     from watcher.serve.security import TOKEN_ENV, SecurityError, access_token
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _bind(host: str, port: int) -> socket.socket:
     """The listening socket, or a one-line CommandError (port in use, address not here)."""
-    from watcher.cli import CommandError
+    from watcher.errors import CommandError
 
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]

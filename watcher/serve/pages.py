@@ -10,6 +10,7 @@ from urllib.parse import quote
 from watcher.serve import data
 from watcher.serve import training as training_view
 from watcher.serve.curves import curves_svg
+from watcher.summary import fmt
 
 if TYPE_CHECKING:
     from watcher.report.history import RunHistory
@@ -18,12 +19,6 @@ METRIC_ROWS = (("background_match_rate", "bg match", ".0%"), ("color_accuracy", 
                ("style_quality", "style q.", ".1f"), ("visual_score", "visual", ".1f"),
                ("style_score", "style", ".1f"), ("prompt_score", "prompt", ".1f"),
                ("overall_score", "overall", ".2f"))
-
-
-def fmt(value: Any, spec: str = ".1f") -> str:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "-"
-    return format(value, spec)
 
 
 def ago(seconds: float | None) -> str:

@@ -49,12 +49,13 @@ def _thin(c: Any, run: str, tag: str, max_points: int) -> None:
 
 
 def _halve(c: Any, run: str, tag: str, n: int) -> int:
-    return c.execute(
+    deleted = c.execute(
         "DELETE FROM training_points WHERE run=? AND tag=? AND step IN ("
         " SELECT step FROM (SELECT step, nonfinite, ROW_NUMBER() OVER (ORDER BY step) AS rn"
         "  FROM training_points WHERE run=? AND tag=?)"
         " WHERE rn % 2 = 0 AND rn <= ? AND nonfinite IS NULL)",
         (run, tag, run, tag, n - KEEP_RECENT)).rowcount
+    return int(deleted)
 
 
 def load_series(store: Store, run: str) -> dict[str, list[Point]]:
