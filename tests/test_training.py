@@ -26,11 +26,12 @@ STEPS_PER_EPOCH = 10
 
 
 def _kohya_run(logging_dir: Path, stamp: str, epochs: range, *, t0: float, nan_from: int | None = None,
-               prefix: str = "px_", validation: bool = False) -> Path:
+               prefix: str = "px_", validation: bool = False, between_epochs_s: float = 0.0) -> Path:
     """What train_network.py logs through accelerate: `{logging_dir}/{prefix}{stamp}/network_train/`,
     per step loss/current, loss/average, lr/unet, lr/textencoder (global step), per epoch
     loss/epoch_average (epoch number as the step), an hparams sub-folder from
-    store_init_configuration."""
+    store_init_configuration. `between_epochs_s`: what kohya spends after each epoch's last
+    log (saving, sampling) before the next epoch's first step."""
     folder = logging_dir / f"{prefix}{stamp}" / "network_train"
     w = SummaryWriter(str(folder))
     w.add_hparams({"output_name": "px", "learning_rate": 1e-4}, metric_dict={})
@@ -40,7 +41,7 @@ def _kohya_run(logging_dir: Path, stamp: str, epochs: range, *, t0: float, nan_f
             step = (epoch - 1) * STEPS_PER_EPOCH + i + 1
             loss = float("nan") if nan_from is not None and step >= nan_from else 0.2 / math.sqrt(step)
             recent = (recent + [loss])[-STEPS_PER_EPOCH:]
-            wall = t0 + step * 2.0  # two seconds a step
+            wall = t0 + step * 2.0 + (epoch - 1) * between_epochs_s  # two seconds a step
             for tag, value in (("loss/current", loss), ("loss/average", sum(recent) / len(recent)),
                                ("lr/unet", 1e-4), ("lr/textencoder", 5e-5), ("norm/avg_key_norm", 0.1)):
                 w.add_scalar(tag, value, global_step=step, walltime=wall)
@@ -71,10 +72,23 @@ def test_tensorboard_files_give_kohyas_figures(tmp_path: Path) -> None:
     assert figs["loss"] == pytest.approx(series["loss/average"][-1].value, rel=1e-5)
     assert figs["lr"] == pytest.approx(1e-4)  # lr/unet before lr/textencoder
     assert figs["steps_per_s"] == pytest.approx(0.5)
-    assert figs["epoch_s"] == pytest.approx(58 / 3, abs=0.1)  # 18 s from the first step, then 20, 20
+    assert figs["epoch_s"] == pytest.approx(20)  # end to end: 20, 20
     assert figs["total_steps"] == 50
     assert figs["eta_s"] == pytest.approx(20 / 0.5)
     assert figs["validation_loss"] == pytest.approx(0.1)
+
+
+def test_seconds_per_epoch_count_what_kohya_does_between_epochs(tmp_path: Path) -> None:
+    """As the real run showed (docs/e2e-kohya.md): kohya saves and samples after each epoch's
+    last log, and the first step is logged only when it ends. The mean is the cadence from one
+    epoch's end to the next, not a mix of the first epoch's logged steps and later cadences."""
+    _kohya_run(tmp_path, "20261207100000", range(1, 4), t0=1_800_000_000.0, between_epochs_s=15.0)
+    series = _series(TensorBoardReader(tmp_path, "px_").poll())
+    assert figures(series, total_epochs=4)["epoch_s"] == pytest.approx(35.0)  # 20 s of steps + 15
+    # one epoch ended so far: its 9 logged steps (18 s) scaled to all 10
+    first = {tag: [p for p in points if p.step <= (1 if tag == "loss/epoch_average" else STEPS_PER_EPOCH)]
+             for tag, points in series.items()}
+    assert figures(first, total_epochs=4)["epoch_s"] == pytest.approx(20.0)
 
 
 def test_new_files_and_a_resumed_run_replace_the_tail(tmp_path: Path) -> None:
@@ -212,7 +226,14 @@ def test_status_shows_the_figures_without_torch(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=True).stdout
     (line,) = [x for x in text.splitlines() if x.startswith("training ")]
     assert line.startswith("training  step 20/50, epoch 2/5, loss 0.0") and "0.50 steps/s" in line
-    assert "0m19s/epoch, ETA 1m00s (tensorboard)" in line  # epochs of 18 s and 20 s; 30 steps at 0.5/s
+    assert "0m20s/epoch, ETA 1m00s (tensorboard)" in line  # 20 s end to end; 30 steps at 0.5/s
+    # the trainer stopped (a stop rule, say): the figures stay, the ETA goes
+    with Store(tmp_path / "state" / "state.db") as store:
+        store.set_trainer("FIGS", state="stopped", cause="killed by SIGTERM")
+    stopped = subprocess.run([sys.executable, "-m", "watcher", "status", "--json", "-c", str(config)],
+                             capture_output=True, text=True, check=True).stdout
+    after = json.loads(stopped)["training"]
+    assert after["eta_s"] is None and after["step"] == 20 and after["epoch_s"] == pytest.approx(20)
 
 
 def test_gpu_absent_is_none_and_present_is_measured(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,6 +37,7 @@ from watcher.gpumemory import GpuMemoryShort, shortfall
 from watcher.health import EpochClock
 from watcher.pipeline import LoraLoadError, SamplePipeline  # torch itself loads in load()
 from watcher.publish.publisher import Publisher
+from watcher.records import TRAINER_ENDED
 from watcher.rules import Rule
 from watcher.samples.watch import TrainerSource
 from watcher.sdnotify import Notifier
@@ -44,7 +45,6 @@ from watcher.sources import CheckpointFiles, Job, Source
 from watcher.store import Checkpoint, Store
 from watcher.training.monitor import TrainingMonitor
 
-TRAINER_ENDED = {"exited", "stopped", "killed", "crashed"}
 HEARTBEAT_EVERY_S = 1.0
 HEALTH_EVERY_S = 5.0
 BACKLOG_RETRY_S = 15.0

@@ -171,6 +171,10 @@ class DecisionRow:
                 "evidence": evidence}
 
 
+# the trainer states after which it runs no more (TrainerRow.state)
+TRAINER_ENDED = frozenset({"exited", "stopped", "killed", "crashed"})
+
+
 @dataclass(frozen=True)
 class TrainerRow(_Row):
     """The trainer process the launcher started; pid + start time identify it."""

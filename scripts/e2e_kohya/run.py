@@ -57,7 +57,8 @@ class TreeSampler(threading.Thread):
                 try:
                     rss, role = p.memory_info().rss, self._role(p)
                     if role == "trainer":
-                        self.trainer_pids.setdefault(p.pid, " ".join(p.cmdline()[:3]))
+                        # the latest: a child caught between fork and exec shows its parent's
+                        self.trainer_pids[p.pid] = " ".join(p.cmdline()[:3])
                 except psutil.Error:
                     continue
                 total += rss

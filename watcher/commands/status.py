@@ -13,7 +13,7 @@ from launcher.identity import process_alive
 from watcher.commands._common import load
 from watcher.config import WatchConfig
 from watcher.errors import CommandError
-from watcher.records import DaemonRow, TrainerRow
+from watcher.records import TRAINER_ENDED, DaemonRow, TrainerRow
 from watcher.rules import Decision, decision_word
 from watcher.store import Store
 from watcher.summary import SUMMARY_METRICS, fmt, metric_cells, table_header
@@ -103,15 +103,18 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
         **_outbox(cfg, store, run),
         "reviews": _reviews(store, run),
         "results": {"repo": str(cfg.results_repo), "dir": str(cfg.run_results_dir)},
-        "training": _training(store, run, now),
+        "training": _training(store, run, now, trainer_ended=trainer.state in TRAINER_ENDED),
     }
 
 
-def _training(store: Store, run: str, now: float) -> dict[str, Any]:
+def _training(store: Store, run: str, now: float, *, trainer_ended: bool) -> dict[str, Any]:
     """The trainer's own figures as the daemon last read them (watcher.training): every key
-    of FIGURE_KEYS always there, null when not known."""
+    of FIGURE_KEYS always there, null when not known. No ETA once the trainer has ended (the
+    daemon's last reading was taken while it ran)."""
     state = load_state(store, run)
     figs = state["figures"] if state else {}
+    if trainer_ended:
+        figs = {**figs, "eta_s": None}
     return {**{k: figs.get(k) for k in FIGURE_KEYS},
             "loss_finite": figs.get("loss_finite"), "total_steps": figs.get("total_steps"),
             "source": state["source"] if state else None,

@@ -1,13 +1,14 @@
 """The figures `status` shows, from the points of one run: pure arithmetic, no clock.
 
 `figures(series, total_epochs)` -> step, epoch, loss (kohya's moving average), lr, steps per
-second, mean seconds per epoch, seconds to the last epoch and the validation loss: each None
+second, mean seconds per epoch (end to end), seconds to the last epoch and the validation loss: each None
 when the points do not tell it, never guessed. A NaN or infinite loss is None here with
 `loss_finite` False (JSON has no NaN); the health rules (`health`) say it out loud.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -101,6 +102,21 @@ def _significant(value: float | None, digits: int = 6) -> float | None:
     return None if value is None or not math.isfinite(value) else float(f"{value:.{digits}g}")
 
 
+def _epoch_seconds(losses: Sequence[Point], ends: Sequence[EpochEnd]) -> float | None:
+    """Mean seconds from one epoch's end to the next: the cadence, with what kohya does
+    between epochs (saving, sampling). With one end only, the first epoch's logged steps,
+    scaled to all its steps (the first step is logged when it ends: its time is unseen)."""
+    gaps = [b.wall_time - a.wall_time for a, b in itertools.pairwise(ends) if b.wall_time > a.wall_time]
+    if gaps:
+        return sum(gaps) / len(gaps)
+    if not ends or not losses:
+        return None
+    first, end = losses[0], ends[0]
+    if end.wall_time <= first.wall_time or end.step <= first.step:
+        return None
+    return (end.wall_time - first.wall_time) * end.step / (end.step - first.step)
+
+
 def figures(series: Series, total_epochs: int | None) -> dict[str, Any]:
     """The run's training figures (FIGURE_KEYS, plus `loss_finite`, `epochs_done`,
     `total_steps`)."""
@@ -128,14 +144,7 @@ def figures(series: Series, total_epochs: int | None) -> dict[str, Any]:
             epoch = min(epoch, total_epochs)
 
     rate = steps_per_s(losses)
-    first = losses[0].wall_time if losses else None
-    durations = []
-    previous = first
-    for end in ends:
-        if previous is not None and end.wall_time > previous:
-            durations.append(end.wall_time - previous)
-        previous = end.wall_time
-    epoch_s = sum(durations) / len(durations) if durations else None
+    epoch_s = _epoch_seconds(losses, ends)
     eta: float | None = None
     if step is not None and total_steps and rate:
         eta = max(0.0, (total_steps - step) / rate)

@@ -23,6 +23,7 @@ from watcher.act import act
 from watcher.config import WatchConfig
 from watcher.decide import EpochRecord, decide
 from watcher.publish.publisher import Publisher
+from watcher.records import TRAINER_ENDED
 from watcher.rules import Decision, Rule, is_training_rule
 from watcher.store import Store
 from watcher.training import gpu, storage
@@ -30,8 +31,6 @@ from watcher.training.figures import figures
 from watcher.training.health import findings, training_metrics
 from watcher.training.tensorboard import Batch, TensorBoardReader, logging_dir
 from watcher.training.trainer_log import TrainerLogReader
-
-ENDED = {"exited", "stopped", "killed", "crashed"}
 
 
 class TrainingMonitor:
@@ -90,7 +89,7 @@ class TrainingMonitor:
         if figs["step"] != self._last_step or self._step_seen_at is None:
             self._last_step, self._step_seen_at = figs["step"], now
         trainer = self.store.trainer(self.run)
-        ended = trainer is not None and trainer.state in ENDED
+        ended = trainer is not None and trainer.state in TRAINER_ENDED
         since = None if ended or figs["step"] is None else now - self._step_seen_at
         found = findings(series, figs, loss_rise_factor=self.cfg.training.loss_rise_factor,
                          stall_minutes=self.cfg.training.stall_minutes, seconds_since_step=since)
