@@ -209,7 +209,7 @@ def _bad(tmp_path: Path, edit: tuple[str, str] | None, append: str = "") -> Path
     (None, "\n[[baselines]]\nname = \"SD15_NOWHERE\"\n", r"plan\.toml:\d+: baselines\[2\]: baseline 'SD15_NOWHERE': no file"),
     (None, "\n[[criteria]\n", r"plan\.toml:\d+: invalid TOML"),
     (('partial_at_least = 7.0', 'partial_at_least = 11.0'), "",
-     r"plan\.toml:\d+: plan\.partial_at_least: 11 is outside overall_score's range \(0\.\.10\)"),
+     r"plan\.toml:\d+: plan\.partial_at_least: 11 is outside overall_score's range \(1\.\.10\)"),
     (('partial_at_least = 7.0', 'partial_at_least = 9.0'), "",
      r"plan\.toml:\d+: plan\.partial_at_least: 9 is above the quality target 8 of rule "
      r"'quality_8_by_epoch_7'"),

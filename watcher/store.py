@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from watcher.records import (
     Checkpoint,
@@ -220,6 +220,13 @@ CREATE TABLE IF NOT EXISTS daemon (
     gpu_memory_bytes INTEGER
 );
 """
+
+
+def judged_by_from_json(judged: Mapping[str, Any] | None) -> tuple[list[Rule], float | None] | None:
+    """(rules, partial_at_least) from a judged_by record (state store meta or Supabase row)."""
+    if not judged:
+        return None
+    return [Rule(**r) for r in judged["rules"]], judged.get("partial_at_least")
 
 
 def now() -> float:
@@ -593,13 +600,14 @@ class Store:
         self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                           (f"judged_by:{run}", json.dumps(judged, sort_keys=True)))
 
+    def judged_by_json(self, run: str) -> dict[str, Any] | None:
+        """The record as sent to Supabase: {"rules": [...], "partial_at_least": ...}."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (f"judged_by:{run}",)).fetchone()
+        return None if row is None else cast("dict[str, Any]", json.loads(row["value"]))
+
     def judged_by(self, run: str) -> tuple[list[Rule], float | None] | None:
         """(rules, partial_at_least) as recorded; None for a run from before the record."""
-        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (f"judged_by:{run}",)).fetchone()
-        if row is None:
-            return None
-        judged = json.loads(row["value"])
-        return [Rule(**r) for r in judged["rules"]], judged["partial_at_least"]
+        return judged_by_from_json(self.judged_by_json(run))
 
     # ---- events and reviews ----------------------------------------------------------------
     def add_event(self, run: str, level: str, kind: str, message: str, epoch: int | None = None) -> None:

@@ -130,10 +130,12 @@ def run_row(
     verdict: str | None = None,
     best_epoch: int | None = None,
     host: Mapping[str, Any] | None = None,
+    judged_by: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A `training_runs` row. params is the plan's "Parameters to Track" object
     (`WatchConfig.params()`); groups other than the four known ones go to `extra_params`.
-    host (`watcher.publish.host.describe`) adds the host, GPU and results columns."""
+    host (`watcher.publish.host.describe`) adds the host, GPU and results columns; judged_by
+    (`Store.judged_by_json`) the rules the run is judged by (migration 0005)."""
     if not run_name:
         raise ValueError("run_name must not be empty")
     if status not in RUN_STATUSES:
@@ -150,6 +152,7 @@ def run_row(
         "verdict": verdict,
         "best_epoch": int(best_epoch) if best_epoch is not None else None,
         **_host_columns(host, RUN_HOST_COLUMNS),
+        **({"judged_by": dict(judged_by)} if judged_by is not None else {}),
     }))
 
 
@@ -229,7 +232,8 @@ def enqueue_run(
 ) -> bool:
     """Queue the run's current row. Every call is delivered, in order, so the table ends
     with the latest state even when a status returns to an earlier value."""
-    row = run_row(run_name, status, params, verdict, best_epoch, host)
+    row = run_row(run_name, status, params, verdict, best_epoch, host,
+                  judged_by=store.judged_by_json(run_name))
     key = f"{RUNS_TABLE}:{run_name}:{time.time_ns()}"
     payload = {"table": RUNS_TABLE, "on_conflict": RUNS_CONFLICT, "row": row}
     return store.enqueue(run_name, "supabase", key, payload)

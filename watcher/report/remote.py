@@ -16,6 +16,7 @@ from typing import Any
 from watcher.report.history import RunHistory
 from watcher.report.runs import RunRecord
 from watcher.rules import Decision
+from watcher.store import judged_by_from_json
 
 READ_KEY_ENV = "SUPABASE_READ_KEY"
 PAGE_SIZE = 1000  # Supabase's default max-rows: a page never asks for more than it returns
@@ -105,6 +106,9 @@ def records_from_rows(runs: Sequence[Mapping[str, Any]],
                              kind="baseline" if baseline else "store",
                              status=row.get("status"), notes=str(row.get("notes") or ""),
                              stated_outcomes=dict(row.get("stated_outcomes") or {}))
+        judged = judged_by_from_json(row.get("judged_by"))  # migration 0005; None before
+        if judged is not None:
+            history.rules, history.partial_at_least = judged
         by_run[name] = RunRecord(history=history, verdict=row.get("verdict"),
                                  host={k: row.get(k) for k in HOST_KEYS})
     for row in epochs:
