@@ -32,7 +32,7 @@ $(TORCH_STAMP): FORCE
 
 FORCE:
 
-# ruff, then the type checker over watcher/ evaluators/ launcher/ ([tool.mypy] in pyproject.toml)
+# ruff, then the type checker in strict mode over watcher/ evaluators/ launcher/ ([tool.mypy] in pyproject.toml)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy

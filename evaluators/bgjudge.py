@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from evaluators.accuracy import ColorMatch, meets, target_lab
-from evaluators.background import MIN_RING, MIN_SIDE, MIN_TOP, Background
+from evaluators.background import MIN_RING, MIN_SIDE, MIN_TOP, Background, ring_weights
 from evaluators.color import delta_e, rgb_to_hex
 from evaluators.colornames import accepted, categories_of, primary
 from evaluators.prompt import PromptColor
-from evaluators.structure import Structure, ring_masks_hw, ring_weights
+from evaluators.structure import Structure, ring_masks_hw
 
 MIN_EACH = 0.15
 MIN_EACH_RAMP = 0.05

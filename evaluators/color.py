@@ -38,7 +38,8 @@ def to_lab(rgb: np.ndarray) -> np.ndarray:
         arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
     from skimage.color import rgb2lab
 
-    return rgb2lab(arr)
+    lab: np.ndarray = rgb2lab(arr)
+    return lab
 
 
 def delta_e(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:

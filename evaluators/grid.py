@@ -83,14 +83,16 @@ def edge_profile(rgb: np.ndarray, axis: int) -> np.ndarray:
 
 def _floor_removed(profile: np.ndarray, pitch: float) -> np.ndarray:
     size = max(3, int(round(pitch)) | 1)
-    return np.clip(profile - median_filter(profile, size=size, mode="nearest"), 0.0, None)
+    removed: np.ndarray = np.clip(profile - median_filter(profile, size=size, mode="nearest"), 0.0, None)
+    return removed
 
 
 def _fourier(profile: np.ndarray, pitches: np.ndarray) -> np.ndarray:
     """Fourier coefficient of the profile at frequency 1/pitch, boundary b at coordinate b+1."""
     coords = np.arange(1, profile.shape[0] + 1, dtype=float)
     angles = (-2.0 * np.pi / pitches)[:, None] * coords[None, :]
-    return (np.cos(angles) @ profile) + 1j * (np.sin(angles) @ profile)
+    coefficients: np.ndarray = (np.cos(angles) @ profile) + 1j * (np.sin(angles) @ profile)
+    return coefficients
 
 
 def _edge_peaks(profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -282,7 +284,8 @@ def _sample_positions(lines: np.ndarray, length: int) -> np.ndarray:
     k = int(np.clip(round((1 - 2 * INNER_MARGIN) * float(width.mean())), 1, MAX_SAMPLES_PER_AXIS))
     frac = (np.arange(k) + 0.5) / k
     coords = lo[:, None] + (hi - lo)[:, None] * frac[None, :]
-    return np.clip(np.floor(coords).astype(np.int64), 0, length - 1)
+    indices: np.ndarray = np.clip(np.floor(coords).astype(np.int64), 0, length - 1)
+    return indices
 
 
 def sample_cells(rgb: np.ndarray, grid_x: AxisGrid, grid_y: AxisGrid) -> tuple[np.ndarray, np.ndarray]:

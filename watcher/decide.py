@@ -33,7 +33,7 @@ epoch wins), so asking again about an old epoch gives the same decisions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +117,8 @@ class _Judge:
         if self.epoch < rule.start:
             shown = f"now {_fmt(self.value)}" if self.value is not None else self.missing
             return self.pending(f"not judged before epoch {rule.start}; {shown}", "before_epoch")
-        return getattr(self, f"_{rule.mode}")()
+        judge: Callable[[], Decision | None] = getattr(self, f"_{rule.mode}")
+        return judge()
 
     def _missing(self, note: str = "") -> Decision:
         """The rule is due and its metric has no value: say so, and why, out loud."""

@@ -32,7 +32,8 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
         rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
         alpha = rgba[..., 3:4] / 255.0
         under = np.array(COMPOSITE_OVER, dtype=np.float32)
-        return np.clip(np.rint(rgba[..., :3] * alpha + under * (1 - alpha)), 0, 255).astype(np.uint8)
+        composited: np.ndarray = np.clip(np.rint(rgba[..., :3] * alpha + under * (1 - alpha)), 0, 255)
+        return composited.astype(np.uint8)
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         gray = np.asarray(im, dtype=np.float64)
         top = float(gray.max()) if gray.size else 0.0

@@ -153,7 +153,9 @@ class TeamFit:
         row = np.concatenate([[1.0], self._z(features)])
         spread = auto + self.boot @ row
         low, high = np.percentile(spread, INTERVAL)
-        clip = lambda v: float(np.clip(v, 1.0, 10.0))  # noqa: E731 - three uses, one line
+        def clip(value: float) -> float:
+            return float(np.clip(value, 1.0, 10.0))
+
         return clip(auto + row @ self.beta), clip(low), clip(high)
 
     def weights(self) -> dict[str, tuple[float, float]]:

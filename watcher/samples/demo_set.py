@@ -102,7 +102,8 @@ def draw(cells_rgb: np.ndarray, look: EpochLook, wrong_bg: bool, rng: np.random.
         image = gaussian_filter(image, sigma=(look.blur, look.blur, 0))
     if look.noise > 0:
         image = image + rng.normal(0.0, look.noise, size=image.shape)
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    pixels: np.ndarray = np.clip(np.rint(image), 0, 255)
+    return pixels.astype(np.uint8)
 
 
 def write_epoch(out: Path | str, epoch: int, look: EpochLook, *,
