@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from statistics import mean, median
 from typing import Any
 
-from evaluators.prompt import ParsedPrompt
 from evaluators.faults import reviewed_overall
+from evaluators.prompt import ParsedPrompt
 
 # Epoch metrics that exist only when some prompt names what they judge; every other metric
 # of aggregate_epoch is produced for any prompt.
