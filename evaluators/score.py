@@ -11,7 +11,9 @@ background model does not claim):
   background or a green face is a visual fault a reviewer sees at once; a background that is
   `partly` right, PARTLY_SHARE of its penalty);
 - prompt_score = 1 + 9 color_accuracy / 100; None when the prompt names no colour;
-- overall_score = mean of the three (of the two without prompt_score).
+- overall_score = mean of the three (of the two without prompt_score) less the points a
+  reviewer takes off for each fault the image shows (evaluators.faults.FAULT_POINTS: wrong
+  background, wrong structure, not pixel art, wrong face colour), at least 1.
 """
 
 from __future__ import annotations

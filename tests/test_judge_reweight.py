@@ -37,6 +37,8 @@ def test_ranking_counts_spearman_per_run_and_the_reviewers_best_epoch() -> None:
     assert before["spearman_in_run"] == pytest.approx(-1 / 3, abs=1e-3)
     assert before["best_epoch_is_reviewers"] == pytest.approx(1 / 3, abs=1e-3)
     assert before["spearman_sdxl"] == -1.0
+    assert before["spearman_in_run_sd15"] == pytest.approx(0.0, abs=1e-3)
+    assert before["best_epoch_is_reviewers_sd15"] == 0.5 and before["best_epoch_is_reviewers_sdxl"] == 0.0
     assert after["spearman_by_run"] == pytest.approx([1.0, HALF_ROOT3, 1.0], abs=1e-3)
     assert after["best_epoch_is_reviewers"] == 1.0
     assert after["spearman_sdxl"] == 1.0

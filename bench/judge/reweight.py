@@ -84,11 +84,14 @@ def ranking(rows: Sequence[dict[str, Any]], key: str, run_size: int) -> dict[str
         out[f"spearman_{family}"] = _spearman([r[key] for r in part], [r["human"] for r in part])
     runs = pseudo_runs(list(rows), run_size)
     judged = [judge_run(run, np.array([e[key] for e in run])) for run in runs]
-    rhos = [j[1] for j in judged if j[1] is not None]
     out["n_runs"] = len(runs)
-    out["spearman_in_run"] = round(float(np.mean(rhos)), 3) if rhos else None
     out["spearman_by_run"] = [None if j[1] is None else round(j[1], 3) for j in judged]
-    out["best_epoch_is_reviewers"] = round(float(np.mean([j[2] for j in judged])), 3) if judged else None
+    for family in ("all", "sd15", "sdxl"):
+        part = [j for j, run in zip(judged, runs, strict=True) if family in ("all", run[0]["family"])]
+        rhos = [j[1] for j in part if j[1] is not None]
+        suffix = "" if family == "all" else f"_{family}"
+        out[f"spearman_in_run{suffix}"] = round(float(np.mean(rhos)), 3) if rhos else None
+        out[f"best_epoch_is_reviewers{suffix}"] = round(float(np.mean([j[2] for j in part])), 3) if part else None
     return out
 
 
@@ -135,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         runs = part["runs"]
         print(f"{name:>14} " + " ".join(f"{c:>15}" for c in cells)
               + f" {a['n_runs']} ({runs['better']} better, {runs['same']} same, {runs['worse']} worse)")
+        for family in ("sd15", "sdxl"):
+            print(f"{family + ' runs':>14} {'':>15} {'':>15} {'':>15} "
+                  + " ".join(f"{str(b[k]) + ' -> ' + str(a[k]):>15}"
+                             for k in (f"spearman_in_run_{family}", f"best_epoch_is_reviewers_{family}")))
     print(json.dumps(result))
     return 0
 
