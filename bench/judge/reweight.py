@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(f"fitted on seeds {args.fit_seeds} ({fit['n']} images): points {fit['points']}, "
           f"offset {fit['offset']} (not applied); seen {fit['seen']}")
-    print(f"evaluators.score.FAULT_POINTS {'is' if result['table_is_fit'] else 'IS NOT'} this fit")
+    print(f"evaluators.faults.FAULT_POINTS {'is' if result['table_is_fit'] else 'IS NOT'} this fit")
     print(f"{'set':>14} {'rho all':>15} {'rho sd15':>15} {'rho sdxl':>15} {'rho in run':>15} {'best epoch':>15} "
           "runs (rho in run after vs before)")
     for name, part in [("fit (in sample)", result["in_sample"]), *result["held_out"].items()]:
