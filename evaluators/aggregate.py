@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from statistics import mean, median
 from typing import Any
 
+from evaluators.faults import reviewed_overall
 from evaluators.prompt import ParsedPrompt
 
 # Epoch metrics that exist only when some prompt names what they judge; every other metric
@@ -54,7 +55,9 @@ def aggregate_epoch(scores: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "visual_score": visual,
         "style_score": style,
         "prompt_score": prompt,
-        "overall_score": round(mean(parts), 4) if parts else None,
+        # less each fault's points times the share of images showing it (evaluators.score)
+        "overall_score": round(reviewed_overall(mean(parts), {
+            issue: count / len(items) for issue, count in issue_counts.items()}), 4) if parts else None,
         "unique_colors": median(uniques) if uniques else None,
         "background_hex": backgrounds.most_common(1)[0][0] if backgrounds else None,
         "issues": sorted(issue_counts),

@@ -11,7 +11,9 @@ background model does not claim):
   background or a green face is a visual fault a reviewer sees at once; a background that is
   `partly` right, PARTLY_SHARE of its penalty);
 - prompt_score = 1 + 9 color_accuracy / 100; None when the prompt names no colour;
-- overall_score = mean of the three (of the two without prompt_score).
+- overall_score = mean of the three (of the two without prompt_score) less the points a
+  reviewer takes off for each fault the image shows (evaluators.faults.FAULT_POINTS: wrong
+  background, wrong structure, not pixel art, wrong face colour), at least 1.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from evaluators.accuracy import (
 from evaluators.background import estimate_background
 from evaluators.color import merge_palette, to_lab
 from evaluators.colornames import categories_of
+from evaluators.faults import reviewed_overall
 from evaluators.grid import GridResult, recover_grid
 from evaluators.prompt import ParsedPrompt, parse_prompt
 from evaluators.structure import Structure, analyse
@@ -191,6 +194,7 @@ def score_image(rgb: np.ndarray, prompt: str | ParsedPrompt, cells: int = 24, *,
     prompt_score = None if accuracy.score is None else 1.0 + 9.0 * accuracy.score / 100.0
     parts = [v for v in (visual, style_score, prompt_score) if v is not None]
     size_mismatch = (grid.cells_x, grid.cells_y) != (cells, cells)
+    issues = _issues(verdict, accuracy.matches, style, unique, subject, size_mismatch)
 
     return ImageScore(
         cells=grid.cells, grid=grid,
@@ -201,9 +205,10 @@ def score_image(rgb: np.ndarray, prompt: str | ParsedPrompt, cells: int = 24, *,
         background_coverage=None if verdict is None else verdict.coverage,
         color_accuracy=accuracy.score, per_color=accuracy.matches,
         style_quality=style.quality, style=style, unique_colors=unique, subject_share=subject,
-        issues=_issues(verdict, accuracy.matches, style, unique, subject, size_mismatch),
+        issues=issues,
         visual_score=visual, style_score=style_score, prompt_score=prompt_score,
         prompt_colors=tuple(c.to_dict() for c in parsed.colors),
         background_structure=structure, background_structure_wanted=parsed.background_structure,
-        overall_score=sum(parts) / len(parts), expected_cells=cells,
+        overall_score=reviewed_overall(sum(parts) / len(parts), {i: 1.0 for i in issues}),
+        expected_cells=cells,
     )

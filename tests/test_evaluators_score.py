@@ -13,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.degrade import degrade, load_avatars, pad_sprite
+from bench.degrade import degrade, load_avatars, pad_sprite, smooth_upscale
 from evaluators import aggregate_epoch, score_image
 from evaluators.color import merge_palette, to_lab
-from evaluators.score import MISS_PENALTY
+from evaluators.faults import FAULT_POINTS
+from evaluators.score import MISS_PENALTY, ImageScore
 
 CONTRACT_KEYS = {"background_hex", "background_delta_e", "background_match", "color_accuracy",
                  "style_quality", "unique_colors", "grid", "issues", "visual_score", "style_score",
@@ -69,6 +70,33 @@ def test_auto_scores_follow_the_documented_formulas(sample: tuple[np.ndarray, np
     assert wrong.overall_score < s.overall_score
 
 
+def _before(s: ImageScore) -> float:
+    """The overall before issue 25's fault points: the mean of the three scores."""
+    parts = [v for v in (s.visual_score, s.style_score, s.prompt_score) if v is not None]
+    return sum(parts) / len(parts)
+
+
+def test_a_wrong_background_or_a_broken_image_loses_its_fault_points(
+        sample: tuple[np.ndarray, np.ndarray]) -> None:
+    truth, image = sample
+    right = score_image(image, PROMPT)
+    wrong = score_image(image, "brown hair (#603015), lips (#d29985), pink background (#ff66cc)")
+    broken = score_image(smooth_upscale(truth, np.random.default_rng(0)), PROMPT)
+    assert not {"wrong_background", "not_pixel_art"} & set(right.issues)
+    assert right.overall_score == pytest.approx(_before(right))  # a clean image keeps its score
+    for s, fault in ((wrong, "wrong_background"), (broken, "not_pixel_art")):
+        assert fault in s.issues and FAULT_POINTS[fault] > 0
+        expected = _before(s) - sum(FAULT_POINTS.get(issue, 0.0) for issue in s.issues)
+        assert expected > 1  # not floored: the whole penalty shows
+        assert s.overall_score == pytest.approx(expected)
+        assert s.overall_score <= _before(s) - FAULT_POINTS[fault] + 1e-9
+    # the epoch aggregate takes the same points, by the share of images showing the fault
+    epoch = aggregate_epoch([right.to_dict(), wrong.to_dict()])
+    mean_of_three = (epoch["visual_score"] + epoch["style_score"] + epoch["prompt_score"]) / 3
+    shares = sum(FAULT_POINTS.get(issue, 0.0) for issue in (*right.issues, *wrong.issues)) / 2
+    assert epoch["overall_score"] == pytest.approx(mean_of_three - shares, abs=1e-3)
+
+
 def test_blank_image_is_flagged() -> None:
     blank = np.full((512, 512, 3), (0, 255, 0), dtype=np.uint8)
     s = score_image(blank, "green background (#00ff00)")
@@ -97,8 +125,10 @@ def test_aggregate_epoch_means_rates_and_counts() -> None:
     assert agg["color_accuracy"] == pytest.approx(70.0)
     assert agg["style_quality"] == pytest.approx(65.0)
     assert agg["prompt_score"] == pytest.approx((9.1 + 3.0 + 8.2) / 3, abs=1e-4)
+    # the mean of the three, less each fault's points times the share of images showing it
+    points = FAULT_POINTS["wrong_background"] * 2 / 4 + FAULT_POINTS["off_palette"] * 1 / 4
     assert agg["overall_score"] == pytest.approx(
-        (agg["visual_score"] + agg["style_score"] + agg["prompt_score"]) / 3, abs=1e-3)
+        (agg["visual_score"] + agg["style_score"] + agg["prompt_score"]) / 3 - points, abs=1e-3)
     assert agg["unique_colors"] == 12.5
     assert agg["background_hex"] == "#00ff00"
     assert agg["issues"] == ["off_palette", "too_many_colors", "wrong_background"]

@@ -63,7 +63,7 @@ def pseudo_runs(epochs: list[dict], size: int) -> list[list[dict]]:
     return runs
 
 
-def _judge(run: list[dict], predicted: np.ndarray) -> tuple[float, float | None, bool]:
+def judge_run(run: list[dict], predicted: np.ndarray) -> tuple[float, float | None, bool]:
     human = np.array([e["human"] for e in run])
     rho = spearmanr(predicted, human).statistic if np.ptp(predicted) and np.ptp(human) else np.nan
     best = int(np.argmax(predicted))  # the earliest of equal scores, as RunHistory.best does
@@ -93,12 +93,12 @@ def leave_one_run_out(runs: list[list[dict]], draws: int, seed: int = 0) -> dict
         for i, run in enumerate(runs):
             others = [e for j, r in enumerate(runs) if j != i for e in r]
             if n == "raw":
-                found["raw"].append(_judge(run, _predict("raw", [], run)))
+                found["raw"].append(judge_run(run, _predict("raw", [], run)))
                 continue
             for _ in range(draws if n < len(others) else 1):
                 train = [others[k] for k in rng.choice(len(others), min(int(n), len(others)), replace=False)]
                 for kind in ("line", "ridge"):
-                    found[kind].append(_judge(run, _predict(kind, train, run)))
+                    found[kind].append(judge_run(run, _predict(kind, train, run)))
         for kind, results in found.items():
             if results:
                 rhos = [r[1] for r in results if r[1] is not None]
@@ -121,7 +121,7 @@ def follows(epochs: list[dict], runs: list[list[dict]]) -> dict[str, Any]:
             calibrated[e["set"] + e["id"]] = float(value)
         human = np.array([e["human"] for e in run])
         # the third: a random epoch's chance of being one the reviewer scores highest
-        hit = (_judge(run, _predict("raw", [], run))[2], _judge(run, ridge)[2],
+        hit = (judge_run(run, _predict("raw", [], run))[2], judge_run(run, ridge)[2],
                float(np.mean(human == human.max())))
         best[run[0]["family"]].append(hit)
         best["all"].append(hit)
