@@ -10,6 +10,7 @@ per-channel median of its inner area (the middle half, away from blurred boundar
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,9 @@ SNAP = 0.3
 BORDER_VISIBLE = 0.5
 BORDER_TIE = 0.35
 PEAK_SHARE = 0.12
+# A border cell continues its neighbour when no run of most of a cell differs from it by
+# more than this (RGB levels, largest channel): above noise sigma 5 and JPEG ringing.
+CONTINUE_LEVELS = 24
 # Share of a cell kept away from its boundaries on each side when sampling its colour.
 INNER_MARGIN = 0.25
 MAX_SAMPLES_PER_AXIS = 12
@@ -128,8 +132,11 @@ def _refine(peaks: np.ndarray, weights: np.ndarray, pitch: float, phase: float,
     return pitch, phase
 
 
-def fit_axis(profile: np.ndarray, length: int, cells: int) -> AxisGrid:
-    """Pitch, measured cell boundaries and periodic strength of one axis from its edge profile."""
+def fit_axis(profile: np.ndarray, length: int, cells: int,
+             rgb: np.ndarray | None = None, axis: int = 1) -> AxisGrid:
+    """Pitch, measured cell boundaries and periodic strength of one axis from its edge profile;
+    with the image (`rgb`, `axis` as in edge_profile), border cells that merely continue their
+    neighbour are told from content by their pixels, not only by the edge profile."""
     nominal = length / cells
     if nominal < MIN_SEARCH_PITCH or profile.size < 3:
         # A pixel or two per cell: no sub-cell structure, the grid cannot be judged.
@@ -150,7 +157,8 @@ def fit_axis(profile: np.ndarray, length: int, cells: int) -> AxisGrid:
     if peaks.size:
         pitch, phase = _refine(peaks, weights, pitch, phase, lo, hi)
     lines, edged = _track_lines(peaks, weights, pitch, phase, length)
-    kept = _visible_cells(lines, edged, length, cells)
+    continues = None if rgb is None else (lambda outer, inner: _continues(rgb, axis, outer, inner, pitch))
+    kept = _visible_cells(lines, edged, length, cells, continues)
     strength, sharpness = _periodicity(profile, kept)
     return AxisGrid(pitch=float(np.diff(kept).mean()), offset=float(kept[0]), strength=strength,
                     sharpness=sharpness, lines=kept, tracked=lines)
@@ -206,10 +214,11 @@ def _track_lines(peaks: np.ndarray, weights: np.ndarray, pitch: float, phase: fl
     return np.array([p for p, _ in found]), np.array([e for _, e in found], dtype=bool)
 
 
-def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int) -> np.ndarray:
+def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int,
+                   continues: Callable[[int, int], bool] | None = None) -> np.ndarray:
     """Boundaries of the cells the image shows: intervals at least BORDER_VISIBLE inside it;
     a border cell 15-85% visible is kept or dropped to come closest to `cells`. Between
-    choices of that size, border cells set off from their neighbour by a real edge are kept
+    choices of that size, border cells set off from their neighbour (content) are kept
     rather than ones that merely continue it (image filler), then the most centred wins."""
     starts, ends = lines[:-1], lines[1:]
     visible = (np.minimum(ends, length) - np.maximum(starts, 0.0)) / np.maximum(ends - starts, 1e-9)
@@ -238,17 +247,44 @@ def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int
     if first < last and not edged[last]:
         lasts.append(last - 1)
         doubtful.add(last)
-    # +1 for a doubtful border cell kept that an edge sets off from its inner neighbour,
-    # -1 for one dropped: filler beyond the drawn grid continues its neighbour, content does not.
-    edge = {c: bool(edged[c + 1] if c <= middle else edged[c]) for c in doubtful}
+
+    def content(c: int) -> bool:
+        """Whether border cell c is set off from its inner neighbour: filler beyond the drawn
+        grid continues its neighbour, content does not."""
+        left = c <= middle
+        if continues is None:
+            return bool(edged[c + 1] if left else edged[c])
+        width = ends[c] - starts[c]
+        # the cell's pixel furthest from its inner neighbour (blur mixes the near ones)
+        outer = max(starts[c] + INNER_MARGIN * width, 0.0) if left else min(ends[c] - INNER_MARGIN * width, length - 1e-6)
+        inner = c + 1 if left else c - 1
+        centre = (starts[inner] + ends[inner]) / 2
+        return not continues(int(np.clip(outer, 0, length - 1)), int(np.clip(centre, 0, length - 1)))
+
+    edge = {c: content(c) for c in doubtful}
+    # Centring is judged on the straight-line fit of the lines measured on edges: the walked
+    # lines at a plain border carry one edge's jitter, about as much as a near half-cell tie.
+    at = np.arange(len(lines), dtype=float)
+    model = np.polyval(np.polyfit(at[edged], lines[edged], 1), at) if np.count_nonzero(edged) >= 2 else lines
 
     def key(fg: tuple[int, int]) -> tuple[int, int, float]:
         f, g = fg
         evidence = sum((1 if f <= c <= g else -1) * int(edge[c]) for c in doubtful)
-        return abs(g - f + 1 - cells), -evidence, abs(lines[f] + lines[g + 1] - length)
+        return abs(g - f + 1 - cells), -evidence, abs(model[f] + model[g + 1] - length)
 
     f, g = min(((f, g) for f in firsts for g in lasts if f <= g), key=key)
     return lines[f: g + 2]
+
+
+def _continues(rgb: np.ndarray, axis: int, outer: int, inner: int, pitch: float) -> bool:
+    """Whether the pixel line at `outer` (a column for axis 1, a row for axis 0) repeats the
+    one at `inner` all along: differences shorter than most of a cell are blur and jitter of
+    the crossing edges, longer ones are content."""
+    a = np.take(rgb, outer, axis=axis).astype(np.int16)
+    b = np.take(rgb, inner, axis=axis).astype(np.int16)
+    diff = np.abs(a - b).max(axis=1)
+    run = max(5, int(round(0.75 * pitch)) | 1)
+    return not bool((median_filter(diff, size=run, mode="nearest") > CONTINUE_LEVELS).any())
 
 
 def _periodicity(profile: np.ndarray, lines: np.ndarray) -> tuple[float, float]:
@@ -327,8 +363,8 @@ def recover_grid(rgb: np.ndarray, cells: int = 24) -> GridResult:
     height, width = arr.shape[:2]
     if min(height, width) < cells:
         raise ValueError(f"image is {width}x{height} px, smaller than the {cells}-cell grid")
-    grid_x = fit_axis(edge_profile(arr, axis=1), width, cells)
-    grid_y = fit_axis(edge_profile(arr, axis=0), height, cells)
+    grid_x = fit_axis(edge_profile(arr, axis=1), width, cells, arr, axis=1)
+    grid_y = fit_axis(edge_profile(arr, axis=0), height, cells, arr, axis=0)
     colour, deviation = sample_cells(arr, grid_x, grid_y)
     rows, cols = colour.shape[:2]
     fixed = colour
