@@ -29,8 +29,8 @@ BORDER_VISIBLE = 0.5
 BORDER_TIE = 0.35
 PEAK_SHARE = 0.12
 # A border cell continues its neighbour when no run of most of a cell differs from it by
-# more than this (RGB levels, largest channel): above noise sigma 5 and JPEG ringing.
-CONTINUE_LEVELS = 24
+# more than this (RGB levels, largest channel) above the image's noise and JPEG floor.
+CONTINUE_LEVELS = 9
 # Share of a cell kept away from its boundaries on each side when sampling its colour.
 INNER_MARGIN = 0.25
 MAX_SAMPLES_PER_AXIS = 12
@@ -158,7 +158,7 @@ def fit_axis(profile: np.ndarray, length: int, cells: int,
         pitch, phase = _refine(peaks, weights, pitch, phase, lo, hi)
     lines, edged = _track_lines(peaks, weights, pitch, phase, length)
     continues = None if rgb is None else (lambda outer, inner: _continues(rgb, axis, outer, inner, pitch))
-    kept = _visible_cells(lines, edged, length, cells, continues)
+    kept = _visible_cells(lines, edged, length, cells, continues, (pitch, phase))
     strength, sharpness = _periodicity(profile, kept)
     return AxisGrid(pitch=float(np.diff(kept).mean()), offset=float(kept[0]), strength=strength,
                     sharpness=sharpness, lines=kept, tracked=lines)
@@ -215,7 +215,8 @@ def _track_lines(peaks: np.ndarray, weights: np.ndarray, pitch: float, phase: fl
 
 
 def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int,
-                   continues: Callable[[int, int], bool] | None = None) -> np.ndarray:
+                   continues: Callable[[int, int], bool] | None = None,
+                   fitted: tuple[float, float] | None = None) -> np.ndarray:
     """Boundaries of the cells the image shows: intervals at least BORDER_VISIBLE inside it;
     a border cell 15-85% visible is kept or dropped to come closest to `cells`. Between
     choices of that size, border cells set off from their neighbour (content) are kept
@@ -262,10 +263,14 @@ def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int
         return not continues(int(np.clip(outer, 0, length - 1)), int(np.clip(centre, 0, length - 1)))
 
     edge = {c: content(c) for c in doubtful}
-    # Centring is judged on the straight-line fit of the lines measured on edges: the walked
+    # Centring is judged on the grid fitted to every edge peak (pitch, phase): the walked
     # lines at a plain border carry one edge's jitter, about as much as a near half-cell tie.
-    at = np.arange(len(lines), dtype=float)
-    model = np.polyval(np.polyfit(at[edged], lines[edged], 1), at) if np.count_nonzero(edged) >= 2 else lines
+    model = lines
+    if fitted is not None:
+        pitch, phase = fitted
+        mid = len(lines) // 2
+        index = np.rint((lines[mid] - phase) / pitch) + np.arange(len(lines)) - mid
+        model = phase + index * pitch
 
     def key(fg: tuple[int, int]) -> tuple[int, int, float]:
         f, g = fg
@@ -279,12 +284,17 @@ def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int
 def _continues(rgb: np.ndarray, axis: int, outer: int, inner: int, pitch: float) -> bool:
     """Whether the pixel line at `outer` (a column for axis 1, a row for axis 0) repeats the
     one at `inner` all along: differences shorter than most of a cell are blur and jitter of
-    the crossing edges, longer ones are content."""
-    a = np.take(rgb, outer, axis=axis).astype(np.int16)
-    b = np.take(rgb, inner, axis=axis).astype(np.int16)
-    diff = np.abs(a - b).max(axis=1)
+    the crossing edges, longer ones are content when they stand CONTINUE_LEVELS above the
+    image's own floor (the inner line against its next neighbours, same cell: noise, JPEG)."""
     run = max(5, int(round(0.75 * pitch)) | 1)
-    return not bool((median_filter(diff, size=run, mode="nearest") > CONTINUE_LEVELS).any())
+    centre = np.take(rgb, inner, axis=axis).astype(np.int16)
+
+    def longest(other: int) -> float:
+        line = np.take(rgb, int(np.clip(other, 0, rgb.shape[axis] - 1)), axis=axis).astype(np.int16)
+        return float(median_filter(np.abs(line - centre).max(axis=1), size=run, mode="nearest").max())
+
+    floor = max(longest(inner - 1), longest(inner + 1))
+    return longest(outer) - floor <= CONTINUE_LEVELS
 
 
 def _periodicity(profile: np.ndarray, lines: np.ndarray) -> tuple[float, float]:
