@@ -424,8 +424,11 @@ def recover_grid(rgb: np.ndarray, cells: int = 24) -> GridResult:
     if (rows, cols) != (cells, cells):
         if abs(rows - cells) <= 2 and abs(cols - cells) <= 2:
             # a border cell more or less: the N cells on the same tracked lines
-            fx = AxisGrid(grid_x.pitch, grid_x.offset, 0.0, 0.0, fixed_lines(grid_x, width, cells))
-            fy = AxisGrid(grid_y.pitch, grid_y.offset, 0.0, 0.0, fixed_lines(grid_y, height, cells))
+            # (an axis that already shows `cells` keeps its lines and their border choice)
+            fx = grid_x if cols == cells else AxisGrid(grid_x.pitch, grid_x.offset, 0.0, 0.0,
+                                                         fixed_lines(grid_x, width, cells))
+            fy = grid_y if rows == cells else AxisGrid(grid_y.pitch, grid_y.offset, 0.0, 0.0,
+                                                         fixed_lines(grid_y, height, cells))
             fixed = sample_cells(arr, fx, fy)[0]
         else:
             fixed = _resample(colour, cells)
