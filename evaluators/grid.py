@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from scipy.linalg import solve_banded
@@ -246,15 +247,8 @@ def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int
         lasts.append(last - 1)
     middle = (first + last) / 2
     doubtful = {c for c in (first - 1, first, last, last + 1) if 0 <= c < len(starts) and near_half[c]}
-    # A border cell whose inner line shows no edge at all may be filler continuing its
-    # neighbour: it may be dropped when that comes closer to `cells`, whatever its share.
-    if first < last and not edged[first + 1]:
-        firsts.append(first + 1)
-        doubtful.add(first)
-    if first < last and not edged[last]:
-        lasts.append(last - 1)
-        doubtful.add(last)
 
+    @cache
     def content(c: int) -> bool:
         """Whether border cell c is set off from its inner neighbour: filler beyond the drawn
         grid continues its neighbour, content does not."""
@@ -267,6 +261,16 @@ def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int
         inner = c + 1 if left else c - 1
         centre = (starts[inner] + ends[inner]) / 2
         return not continues(int(np.clip(outer, 0, length - 1)), int(np.clip(centre, 0, length - 1)))
+
+    # A border cell that merely continues its neighbour (no edge on its inner line; with the
+    # image, no run of its pixels differs) may be filler: it may be dropped when that comes
+    # closer to `cells`, whatever its share.
+    if first < last and not content(first):
+        firsts.append(first + 1)
+        doubtful.add(first)
+    if first < last and not content(last):
+        lasts.append(last - 1)
+        doubtful.add(last)
 
     edge = {c: content(c) for c in doubtful}
     # Centring is judged on the grid fitted to every edge peak (pitch, phase): the walked
