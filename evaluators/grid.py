@@ -53,6 +53,7 @@ class AxisGrid:
     sharpness: float  # 0-1: the same at the second harmonic; blur and smooth ramps kill it
     lines: np.ndarray | None = None   # (n + 1,) measured cell boundaries (px), n = cells seen
     tracked: np.ndarray | None = None # every tracked line, from before the image to after it
+    model: np.ndarray | None = None   # where the fitted pitch and phase put each tracked line
 
 
 @dataclass(frozen=True)
@@ -165,29 +166,35 @@ def fit_axis(profile: np.ndarray, length: int, cells: int,
         pitch, phase = _refine(peaks, weights, pitch, phase, lo, hi)
     lines, edged = _track_lines(peaks, weights, pitch, phase, length)
     continues = None if rgb is None else (lambda outer, inner: _continues(rgb, axis, outer, inner, pitch))
-    kept = _visible_cells(lines, edged, length, cells, continues, (pitch, phase))
+    # Centring is judged on the grid fitted to every edge peak (pitch, phase): the walked
+    # lines at a plain border carry one edge's jitter, about as much as a near half-cell tie.
+    mid = len(lines) // 2
+    model = phase + (np.rint((lines[mid] - phase) / pitch) + np.arange(len(lines)) - mid) * pitch
+    kept = _visible_cells(lines, edged, length, cells, continues, model)
     strength, sharpness = _periodicity(profile, kept)
     return AxisGrid(pitch=float(np.diff(kept).mean()), offset=float(kept[0]), strength=strength,
-                    sharpness=sharpness, lines=kept, tracked=lines)
+                    sharpness=sharpness, lines=kept, tracked=lines, model=model)
 
 
 def fixed_lines(axis: AxisGrid, length: int, cells: int) -> np.ndarray:
-    """Exactly `cells` cells on the tracked lines: the window showing most of itself inside
-    the image (then the most centred), for the fixed-size outputs when the measured size
-    differs from the expected one."""
+    """Exactly `cells` cells on the tracked lines, for the fixed-size outputs when the
+    measured size differs from the expected one: the windows showing the most whole cells'
+    worth of themselves inside the image, then the most centred on the fitted grid."""
     lines = axis.tracked if axis.tracked is not None else axis.lines
     assert lines is not None
+    centres = axis.model if axis.model is not None and len(axis.model) == len(lines) else lines
     if len(lines) < cells + 1:
         step = float(np.diff(lines).mean()) if len(lines) > 1 else length / cells
         extra = cells + 1 - len(lines)
         before = lines[0] - step * np.arange(extra // 2 + extra % 2, 0, -1)
         after = lines[-1] + step * np.arange(1, extra // 2 + 1)
         lines = np.concatenate([before, lines, after])
+        centres = np.concatenate([centres[0] - (lines[0] - before), centres, centres[-1] + (after - lines[-1])])
     starts, ends = lines[:-1], lines[1:]
     visible = np.clip(np.minimum(ends, length) - np.maximum(starts, 0.0), 0.0, None)
-    sums = np.convolve(visible, np.ones(cells), mode="valid")         # window starting at i
-    centre = np.abs(lines[: len(sums)] + lines[cells: cells + len(sums)] - length)
-    best = int(np.lexsort((centre, -np.round(sums, 6)))[0])
+    sums = np.convolve(visible / np.maximum(ends - starts, 1e-9), np.ones(cells), mode="valid")
+    centre = np.abs(centres[: len(sums)] + centres[cells: cells + len(sums)] - length)
+    best = int(np.lexsort((centre, -np.rint(sums)))[0])
     return lines[best: best + cells + 1]
 
 
@@ -223,7 +230,7 @@ def _track_lines(peaks: np.ndarray, weights: np.ndarray, pitch: float, phase: fl
 
 def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int,
                    continues: Callable[[int, int], bool] | None = None,
-                   fitted: tuple[float, float] | None = None) -> np.ndarray:
+                   model: np.ndarray | None = None) -> np.ndarray:
     """Boundaries of the cells the image shows: intervals at least BORDER_VISIBLE inside it;
     a border cell 15-85% visible is kept or dropped to come closest to `cells`. Between
     choices of that size, border cells set off from their neighbour (content) are kept
@@ -273,19 +280,12 @@ def _visible_cells(lines: np.ndarray, edged: np.ndarray, length: int, cells: int
         doubtful.add(last)
 
     edge = {c: content(c) for c in doubtful}
-    # Centring is judged on the grid fitted to every edge peak (pitch, phase): the walked
-    # lines at a plain border carry one edge's jitter, about as much as a near half-cell tie.
-    model = lines
-    if fitted is not None:
-        pitch, phase = fitted
-        mid = len(lines) // 2
-        index = np.rint((lines[mid] - phase) / pitch) + np.arange(len(lines)) - mid
-        model = phase + index * pitch
+    centres = lines if model is None else model
 
     def key(fg: tuple[int, int]) -> tuple[int, int, float]:
         f, g = fg
         evidence = sum((1 if f <= c <= g else -1) * int(edge[c]) for c in doubtful)
-        return abs(g - f + 1 - cells), -evidence, abs(model[f] + model[g + 1] - length)
+        return abs(g - f + 1 - cells), -evidence, abs(centres[f] + centres[g + 1] - length)
 
     f, g = min(((f, g) for f in firsts for g in lasts if f <= g), key=key)
     return lines[f: g + 2]
