@@ -398,8 +398,10 @@ def unblur(cells: np.ndarray) -> np.ndarray:
         bands[1] = 1 - 2 * leak
         bands[1, [0, -1]] = 1 - leak                   # a border cell has one neighbour
         moved = np.moveaxis(out, axis, 0)
-        out = np.moveaxis(solve_banded((1, 1), bands, moved.reshape(n, -1)).reshape(moved.shape), 0, axis)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        solved: np.ndarray = solve_banded((1, 1), bands, moved.reshape(n, -1))
+        out = np.moveaxis(solved.reshape(moved.shape), 0, axis)
+    result: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return result
 
 
 def _resample(cells: np.ndarray, n: int) -> np.ndarray:
