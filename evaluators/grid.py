@@ -371,15 +371,17 @@ def leakage(cells: np.ndarray, axis: int) -> float:
     where blur reaches into the inner area (fine grids). Measured where two equal cells are
     followed by one near them and then a very different one: c - b = leak x (d - b); the
     median over both directions, 0 where too few such runs say it."""
-    grid = np.moveaxis(cells.astype(float), axis, 0)
+    step = np.diff(np.moveaxis(cells, axis, 0).astype(np.int32), axis=0)   # run[i + 1] - run[i]
+    size = np.abs(step).max(axis=-1)
     found = []
-    for run in (grid, grid[::-1]):
-        a, b, c, d = run[:-3], run[1:-2], run[2:-1], run[3:]
-        jump = d - b
+    # forwards a, b, c, d = run[i .. i + 3]: b - a = step[i], c - b = step[i + 1],
+    # d - b = step[i + 1] + step[i + 2]; backwards the same read from the other end
+    for flat, near, far in ((size[:-2], step[1:-1], step[2:]), (size[2:], -step[1:-1], -step[:-2])):
+        jump = near + far
         energy = (jump ** 2).sum(axis=-1)
-        pick = ((np.abs(a - b).max(axis=-1) < LEAK_FLAT) & (energy > LEAK_JUMP ** 2)
-                & (np.abs(c - b).max(axis=-1) < LEAK_NEAR * np.abs(jump).max(axis=-1)))
-        found.append(((c - b)[pick] * jump[pick]).sum(axis=-1) / energy[pick])
+        pick = (flat < LEAK_FLAT) & (energy > LEAK_JUMP ** 2) & (
+            np.abs(near).max(axis=-1) < LEAK_NEAR * np.abs(jump).max(axis=-1))
+        found.append((near[pick] * jump[pick]).sum(axis=-1) / energy[pick])
     shares = np.concatenate(found)
     return float(np.median(shares)) if shares.size >= LEAK_MIN_RUNS else 0.0
 
