@@ -4,8 +4,12 @@ Each axis is solved on its own from the edge-energy projection (sum of absolute 
 differences between neighbouring columns, or rows): the pitch is the frequency near W/N
 where that profile is most periodic, the phase comes from the same Fourier coefficient,
 and both are refined by a weighted straight-line fit of the edge peaks to their grid
-indices. The N cells are the ones centred on the image. Each cell's colour is the
-per-channel median of its inner area (the middle half, away from blurred boundaries).
+indices. Of the border cells, those the image shows mostly are kept; near half a cell, a
+border cell whose pixels merely continue its neighbour (filler) is dropped before one set
+off from it (content), then the grid most centred on the fitted pitch and phase wins. Each
+cell's colour is the per-channel median of its inner area (the middle half, away from
+blurred boundaries); where blur still reaches in (fine grids), the share of each neighbour
+it mixes in is measured from the cells themselves and undone (`leakage`, `unblur`).
 """
 
 from __future__ import annotations
