@@ -42,7 +42,7 @@ INNER_MARGIN = 0.25
 MAX_SAMPLES_PER_AXIS = 12
 # Blur leakage (see leakage): runs of LEAK_FLAT-equal cells before a jump over LEAK_JUMP RGB
 # levels, the cell before the jump within LEAK_NEAR of it; undone from LEAK_MIN (below it
-# there is nothing to gain, only noise), capped at LEAK_MAX, measured on LEAK_MIN_RUNS runs.
+# there is nothing to gain, only noise) to LEAK_MAX, measured on LEAK_MIN_RUNS runs.
 LEAK_FLAT, LEAK_JUMP, LEAK_NEAR = 4.0, 60.0, 0.2
 LEAK_MIN, LEAK_MAX, LEAK_MIN_RUNS = 0.008, 0.08, 64
 # Below this many pixels per cell there is no sub-cell structure to measure.
@@ -395,9 +395,10 @@ def unblur(cells: np.ndarray) -> np.ndarray:
     mix (1 - 2 leak) x own + leak x each neighbour, solved for the own colours."""
     out = cells.astype(float)
     for axis in (0, 1):
-        leak = min(leakage(cells, axis), LEAK_MAX)
+        leak = leakage(cells, axis)
         n = cells.shape[axis]
-        if leak < LEAK_MIN or n < 3:
+        # over LEAK_MAX the cells are not flat colours under blur (a smooth image): left as read
+        if not LEAK_MIN <= leak <= LEAK_MAX or n < 3:
             continue
         bands = np.zeros((3, n))
         bands[0, 1:], bands[2, :-1] = leak, leak
