@@ -375,7 +375,7 @@ def leakage(cells: np.ndarray, axis: int) -> float:
     where blur reaches into the inner area (fine grids). Measured where two equal cells are
     followed by one near them and then a very different one: c - b = leak x (d - b); the
     median over both directions, 0 where too few such runs say it."""
-    step = np.diff(np.moveaxis(cells, axis, 0).astype(np.int32), axis=0)   # run[i + 1] - run[i]
+    step: np.ndarray = np.diff(np.moveaxis(cells, axis, 0).astype(np.int32), axis=0)  # run[i + 1] - run[i]
     size = np.abs(step).max(axis=-1)
     found = []
     # forwards a, b, c, d = run[i .. i + 3]: b - a = step[i], c - b = step[i + 1],
