@@ -31,7 +31,10 @@ def test_exact_colours_score_near_100(truth: np.ndarray) -> None:
     assert score.color_accuracy is not None and score.color_accuracy >= 95
     assert all(m.delta_e is not None and m.delta_e < 5 for m in score.per_color)
     assert score.per_color[0].role == "background"
-    assert score.per_color[0].matched_hex == score.background_hex
+    # the same colour: the palette entry and the background estimate may differ by a level
+    matched, background = (np.array([hex_to_rgb(h)], dtype=np.uint8)
+                           for h in (str(score.per_color[0].matched_hex), score.background_hex))
+    assert float(delta_e(to_lab(matched), to_lab(background))[0]) < 1.0
     assert "off_palette" not in score.issues and "missing_colors" not in score.issues
 
 

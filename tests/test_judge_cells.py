@@ -12,13 +12,14 @@ from bench.judge.palette_trial import MEDIAN, measure, palette_reader
 
 def test_cells_are_read_right_at_every_grid_size_and_offset() -> None:
     # 44 images: one image shifted by a cell (the ambiguous half-cell case) costs ~0.3%, so
-    # the bounds sit below the 264-image figures in docs/evaluators.md (0.989-0.992)
+    # the bounds sit below the 264-image figures in docs/evaluators.md (0.994-0.995); the
+    # reader before issue 25's border and blur changes read 0.9815 here (6 images shifted)
     out = run(seed=11, per_group=2)
     assert out["n_images"] == 44
-    assert out["cells_right"] >= 0.975 and out["cells_right_offset"] >= 0.97
+    assert out["cells_right"] >= 0.985 and out["cells_right_offset"] >= 0.98
     groups = out["by_group"]
     assert isinstance(groups, dict) and set(groups) >= {"avatars_16", "sheet_48", "town_64"}
-    assert min(groups.values()) >= 0.9
+    assert min(groups.values()) >= 0.95
     assert out["seconds_per_image"] < 1.0
 
 
