@@ -35,8 +35,16 @@ def _write_png_atomically(cells_rgb: np.ndarray, target: Path, mode: int,
                           written: Callable[[], None]) -> None:
     from PIL import Image
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # Ctrl-C held back until the temp file's name is known to the cleanup below: one between
+    # mkstemp and `try` would leave a stray .tmp file behind.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         with os.fdopen(fd, "wb") as handle:
             Image.fromarray(cells_rgb).save(handle, format="PNG")
         os.chmod(tmp, mode)  # mkstemp makes 0600; a plain new file gets 0666 less the umask
