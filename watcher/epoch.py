@@ -24,7 +24,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
@@ -34,6 +33,7 @@ from watcher.config import WatchConfig
 from watcher.decide import EpochRecord, decide_epoch
 from watcher.ending import late_stop
 from watcher.evaluate import EpochEvaluation, Renderer, evaluate_checkpoint, evaluate_images
+from watcher.metrics import EpochAggregate
 from watcher.plan import partial_at_least
 from watcher.prompts import SamplePrompt
 from watcher.publish.gitrepo import ResultsRepo
@@ -156,10 +156,10 @@ class EpochPath:
     # ---- 4-6. decide, publish, act --------------------------------------------------------------
     def history(self, exclude_checkpoint: int | None = None) -> list[EpochRecord]:
         """The evaluated epochs' aggregates (the latest evaluation of an epoch wins)."""
-        latest: dict[int, dict[str, Any]] = {}
+        latest: dict[int, EpochAggregate] = {}
         for e in self.store.evaluations(self.run):
             if e.checkpoint_id != exclude_checkpoint:
-                latest[e.epoch] = e.metrics["aggregate"]
+                latest[e.epoch] = e.aggregate
         return [EpochRecord(epoch=ep, metrics=m) for ep, m in sorted(latest.items())]
 
     def conclude(self, evaluation: EpochEvaluation) -> EpochOutcome:

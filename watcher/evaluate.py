@@ -24,6 +24,7 @@ from PIL import Image
 from evaluators import aggregate_epoch, score_image
 from evaluators.score import ImageScore
 from watcher.config import EvaluationConfig, WatchConfig
+from watcher.metrics import EpochAggregate
 from watcher.prompts import SamplePrompt, review_prompts
 from watcher.publish.results import EpochFolder
 from watcher.records import Checkpoint, EpochMetrics
@@ -58,8 +59,8 @@ class EpochEvaluation:
     metrics: EpochMetrics
 
     @property
-    def aggregate(self) -> dict[str, Any]:
-        return self.metrics["aggregate"]
+    def aggregate(self) -> EpochAggregate:
+        return EpochAggregate.from_dict(self.metrics["aggregate"])
 
 
 def score_sample(rgb: np.ndarray, prompt: str, evaluation: EvaluationConfig) -> ImageScore:

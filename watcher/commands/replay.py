@@ -121,7 +121,7 @@ def _fill(store: Store, cfg: WatchConfig, lines: list[EpochLine]) -> dict[str, A
     for line in lines:
         ev = latest.get(line.epoch)
         if ev is not None:
-            line.metrics = ev.aggregate
+            line.metrics = ev.aggregate.to_dict()
             decisions = ev.decisions
             line.decision = _epoch_decision(decisions)
             line.candidate = any(d.marked for d in decisions)
@@ -137,7 +137,7 @@ def _fill(store: Store, cfg: WatchConfig, lines: list[EpochLine]) -> dict[str, A
     # the report's own verdict (same records, rules and plan), so the two never disagree
     summary = verdict_of(load_run(store, run), cfg.rules(), cfg.plan)
     return {"run": run, "status": row.status if row else None,
-            "verdict": summary["verdict"], "best_epoch": summary["best_epoch"],
+            "verdict": summary.verdict, "best_epoch": summary.best_epoch,
             "stop_epoch": stops[0].epoch if stops else None,
             "stop_reason": stops[0].reason if stops else None}
 

@@ -9,8 +9,9 @@ from typing import Any
 
 from watcher import logs
 from watcher.config import WatchConfig
-from watcher.decide import EpochRecord, verdict
+from watcher.decide import EpochRecord, Verdict, verdict
 from watcher.evaluate import EpochEvaluation
+from watcher.metrics import EpochAggregate
 from watcher.plan import partial_at_least
 from watcher.publish import alerts as alert_mod
 from watcher.publish import host as host_mod
@@ -197,22 +198,22 @@ class Publisher:
 
     # ---- the run ---------------------------------------------------------------------------------
     def finish_run(self, status: str, rules: Sequence[Rule],
-                   history: Sequence[EpochRecord]) -> dict[str, Any]:
+                   history: Sequence[EpochRecord]) -> Verdict:
         """The run is over: verdict and best epoch recorded, sent to Supabase, announced."""
         summary = verdict(rules, history, partial_at_least=partial_at_least(self.cfg.plan))
-        best = summary.get("best_epoch")
+        best = summary.best_epoch
         # Queued before the run is marked final (the mark is what a restarted daemon checks):
         # a kill in between repeats the announcement, it never loses it.
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
-                                 verdict=summary["verdict"], best_epoch=best, host=self.host)
-        best_metrics: Mapping[str, Any] = next((h.metrics for h in history if h.epoch == best), {})
-        self.alert("run_finished", status, status=status, verdict=summary["verdict"],
+                                 verdict=summary.verdict, best_epoch=best, host=self.host)
+        best_metrics = next((h.metrics for h in history if h.epoch == best), EpochAggregate())
+        self.alert("run_finished", status, status=status, verdict=summary.verdict,
                    best_epoch=best, overall_score=best_metrics.get("overall_score"),
                    background_match_rate=best_metrics.get("background_match_rate"),
                    color_accuracy=best_metrics.get("color_accuracy"),
                    results=str(self.cfg.run_results_dir))
-        self.store.update_run(self.run, status=status, verdict=summary["verdict"], best_epoch=best)
-        self.log.info("run finished", status=status, verdict=summary["verdict"], best_epoch=best)
+        self.store.update_run(self.run, status=status, verdict=summary.verdict, best_epoch=best)
+        self.log.info("run finished", status=status, verdict=summary.verdict, best_epoch=best)
         self._commit_report(summary)
         return summary
 
@@ -224,12 +225,12 @@ class Publisher:
             self.log.info("final report missing; committing it now")
             self._commit_report(verdict(rules, history, partial_at_least=partial_at_least(self.cfg.plan)))
 
-    def _commit_report(self, summary: dict[str, Any]) -> None:
+    def _commit_report(self, summary: Verdict) -> None:
         """report.md, grid.png, curves.png and loss.png, committed once more at the end of the run."""
         try:
             report = write_report(self.cfg, self.store)
             paths = [report, *(report.parent / n for n in ("grid.png", "curves.png", "loss.png"))]
-            subject = f"{self.run} report: {summary['verdict']}, best epoch {summary.get('best_epoch')}"
+            subject = f"{self.run} report: {summary.verdict}, best epoch {summary.best_epoch}"
             commit = self.repo.commit_paths([p for p in paths if p.exists()], subject,
                                             "Final report and pictures.", f"report:{self.run}")
             self._queue_push(commit)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from watcher.decide import decide_all, verdict
+from watcher.decide import Verdict, decide_all, verdict
 from watcher.plan import Branch, Criterion, DecisionPoint, Plan, partial_at_least
 from watcher.report.analysis import outcomes
 from watcher.report.history import RunHistory
@@ -276,7 +276,7 @@ def branch_of(run: RunHistory, rules: Sequence[Rule], plan: Plan) -> Branch | No
     return None
 
 
-def verdict_of(run: RunHistory, rules: Sequence[Any], plan: Plan | None) -> dict[str, Any]:
+def verdict_of(run: RunHistory, rules: Sequence[Any], plan: Plan | None) -> Verdict:
     """The run's verdict as `watcher.decide.verdict` gives it (success / partial / failure /
     pending), from the same rules the daemon judged with and its plan's `partial_at_least`."""
 

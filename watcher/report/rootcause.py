@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from watcher.metrics import BACKGROUND_METRIC
 from watcher.report.history import GREEN_RATE, RunHistory
 from watcher.rules import Rule
 
@@ -40,12 +41,12 @@ class Finding:
 def on_time_epoch(rules: Sequence[Rule]) -> int | None:
     """The epoch the run's rules want the background right by (a by / at rule on
     background_match_rate), or None: then "late" cannot be said, only "never"."""
-    return next((r.epoch for r in rules if r.metric == "background_match_rate"
+    return next((r.epoch for r in rules if r.metric == BACKGROUND_METRIC
                  and r.mode in ("by", "at") and r.epoch), None)
 
 
 def _background(run: RunHistory, on_time: int | None) -> list[Finding]:
-    rates = run.series("background_match_rate")
+    rates = run.series(BACKGROUND_METRIC)
     if not rates:
         return [Finding("background_unmeasured", "info", (),
                         "background not measured (no prompt names a background colour)")]
@@ -81,7 +82,7 @@ def _background(run: RunHistory, on_time: int | None) -> list[Finding]:
 
 def _oscillation(run: RunHistory) -> list[Finding]:
     green = run.green()
-    rates = run.series("background_match_rate")
+    rates = run.series(BACKGROUND_METRIC)
     epochs = list(green)
     out = []
     for prev, cur in zip(epochs, epochs[1:], strict=False):
@@ -95,7 +96,7 @@ def _oscillation(run: RunHistory) -> list[Finding]:
 
 
 def _quality_vs_background(run: RunHistory) -> list[Finding]:
-    rates, scores = run.series("background_match_rate"), run.series("overall_score")
+    rates, scores = run.series(BACKGROUND_METRIC), run.series("overall_score")
     both = [e for e in run.evaluated if e in rates and e in scores]
     out = []
     for prev, cur in zip(both, both[1:], strict=False):
