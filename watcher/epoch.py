@@ -164,13 +164,9 @@ class EpochPath:
 
     def conclude(self, evaluation: EpochEvaluation) -> EpochOutcome:
         """decide -> record -> publish -> act for an evaluated epoch. An OSError from record
-        (results folder unwritable) abandons the folder and propagates: nothing was recorded."""
+        (results folder unwritable) propagates with nothing recorded and no folder left."""
         decisions = self.decide(evaluation)
-        try:
-            folder = self.publisher.record_epoch(evaluation, decisions)
-        except OSError:
-            evaluation.folder.abandon()
-            raise
+        folder = self.publisher.record_epoch(evaluation, decisions)
         ck = evaluation.checkpoint
         self.publisher.publish_epoch(ck.id, ck.sha256, evaluation.epoch, folder, evaluation.metrics,
                                      decisions)
@@ -236,7 +232,7 @@ class EpochPath:
         once across restarts. Returns the run's final status, or None when an earlier start
         announced it already (then only a report a kill cut short is committed)."""
         if self.store.run_status(self.run) in FINAL_RUN_STATES:
-            self.publisher.commit_report_if_missing(self.rules, self.history())
+            self.publisher.run_end_again(self.rules, self.history())
             return None
         # a stop decided after the trainer wrote its last epoch stopped nothing: it finished
         late = late_stop(self.store, self.run, self.cfg.max_train_epochs)
