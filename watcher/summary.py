@@ -40,6 +40,13 @@ def fmt(value: Any, spec: str = ".1f") -> str:
     return format(value, spec)
 
 
+def cell(value: Any, float_spec: str) -> str:
+    """A table cell: "-" for None, a float by `float_spec`, anything else as its text."""
+    if value is None:
+        return "-"
+    return format(value, float_spec) if isinstance(value, float) else str(value)
+
+
 def table_header(sep: str = "  ") -> str:
     return sep.join(f"{header:>{width}}" for _, header, width, _ in EPOCH_COLUMNS)
 

@@ -15,6 +15,7 @@ from typing import Any
 from watcher.decide import PLAN_RULES, verdict
 from watcher.metrics import BACKGROUND_METRIC
 from watcher.report.history import RunHistory, number
+from watcher.summary import cell
 
 DEFAULT_RULES_NOTE = "the default rules (its own were not recorded: a run from before they were)"
 MIN_RUNS = 5  # below this a rank correlation says next to nothing
@@ -162,11 +163,7 @@ def correlations(runs: Sequence[RunHistory]) -> list[Correlation]:
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+    return cell(value, ".3g")
 
 
 def render_correlations(runs: Sequence[RunHistory], rows: Sequence[Correlation]) -> str:
