@@ -13,7 +13,7 @@ import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.decide import EpochRecord, decide, decide_all, verdict
+from watcher.epoch.decide import EpochRecord, decide, decide_all, verdict
 from watcher.rules import OUTCOMES, PLAN_RULES, Decision, Rule
 from watcher.store import Store
 

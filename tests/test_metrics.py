@@ -1,5 +1,5 @@
 """The epoch's numbers declared once (watcher.metrics.EpochAggregate) and the run's verdict
-(watcher.decide.Verdict): typed, and their dicts byte for byte what was always written."""
+(watcher.epoch.decide.Verdict): typed, and their dicts byte for byte what was always written."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from evaluators.aggregate import aggregate_epoch
-from watcher.decide import PLAN_RULES, EpochRecord, Verdict, verdict
+from watcher.epoch.decide import PLAN_RULES, EpochRecord, Verdict, verdict
 from watcher.metrics import LABELS, SAMPLE_METRICS, EpochAggregate, percent_scale
 from watcher.rules import METRIC_RANGES, METRICS, metric_value
 

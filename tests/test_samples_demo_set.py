@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from evaluators import aggregate_epoch
-from watcher.criteria import PLAN_RULES, EpochRecord, decide, verdict
+from watcher.epoch.decide import PLAN_RULES, EpochRecord, decide, verdict
 from watcher.prompts import PromptDefaults, parse_prompt_file
 from watcher.samples import demo_set
 from watcher.samples.layout import scan

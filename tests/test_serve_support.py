@@ -22,7 +22,7 @@ from PIL import Image
 from evaluators import aggregate_epoch, score_image
 from tests.conftest import FIXTURES, write_watch_config
 from watcher.config import load_config
-from watcher.criteria import EpochRecord, Rule, decide
+from watcher.epoch.decide import EpochRecord, Rule, decide
 from watcher.publish.results import EpochFolder, EpochImage, sample_name
 from watcher.store import Store
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from launcher.preflight import check_writable
 from watcher.commands._common import load
-from watcher.criteria import Rule
+from watcher.epoch.decide import Rule
 from watcher.errors import CommandError
 from watcher.progress import Batch
 from watcher.report.history import load_run

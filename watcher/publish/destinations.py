@@ -27,7 +27,7 @@ from watcher.rules import Decision, decision_word
 
 if TYPE_CHECKING:
     from watcher.config import WatchConfig
-    from watcher.decide import Verdict
+    from watcher.epoch.decide import Verdict
     from watcher.store import Store
 
 

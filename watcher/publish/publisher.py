@@ -10,8 +10,8 @@ from typing import Any
 
 from watcher import logs
 from watcher.config import WatchConfig
-from watcher.decide import EpochRecord, Verdict, verdict
-from watcher.evaluate import EpochEvaluation
+from watcher.epoch.decide import EpochRecord, Verdict, verdict
+from watcher.epoch.evaluate import EpochEvaluation
 from watcher.metrics import EpochAggregate
 from watcher.plan import partial_at_least
 from watcher.publish import alerts as alert_mod

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from watcher.decide import PLAN_RULES, verdict
+from watcher.epoch.decide import PLAN_RULES, verdict
 from watcher.metrics import BACKGROUND_METRIC
 from watcher.report.history import RunHistory, number
 from watcher.summary import cell

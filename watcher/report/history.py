@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watcher.decide import EpochRecord
+from watcher.epoch.decide import EpochRecord
 from watcher.metrics import BACKGROUND_METRIC, PERCENT_METRICS
 from watcher.rules import Decision, Rule
 from watcher.store import Store
@@ -104,7 +104,7 @@ class RunHistory:
         return epoch, scores[epoch]
 
     def records(self) -> list[EpochRecord]:
-        """The epochs as `watcher.criteria.EpochRecord`s."""
+        """The epochs as `watcher.epoch.decide.EpochRecord`s."""
 
         return [EpochRecord(epoch=e, metrics=m) for e, m in sorted(self.epochs.items())]
 

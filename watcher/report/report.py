@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import WatchConfig
-from watcher.decide import Verdict
 from watcher.ending import late_stop
+from watcher.epoch.decide import Verdict
 from watcher.metrics import BACKGROUND_METRIC
 from watcher.plan import Plan
 from watcher.report.analysis import outcomes

@@ -73,7 +73,7 @@ def _panel(title: str, last_epoch: int, y_min: float, y_max: float,
 
 
 def curves_svg(run: Any, rules: Sequence[Any]) -> str:
-    """Both panels for a `RunHistory`; `rules` are `watcher.criteria.Rule`s."""
+    """Both panels for a `RunHistory`; `rules` are `watcher.epoch.decide.Rule`s."""
     last = max([*run.evaluated, run.max_epochs or 1, 1])
     rate_series = [(label, colour, {e: v * scale for e, v in run.series(m).items()})
                    for m, (label, scale, colour) in RATES.items()]

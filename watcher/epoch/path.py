@@ -1,15 +1,16 @@
 """One epoch, top to bottom: the path every checkpoint (and every sample source) takes.
 
-    1. detect    watcher.detect.CheckpointDetector     folder events + rescan -> Path
-    2. settle    watcher.settle.Settler                 Path -> CheckpointInfo | Rejection
-                 EpochPath.record                       CheckpointInfo -> Checkpoint (state DB)
-    3. evaluate  watcher.evaluate.evaluate_checkpoint   Checkpoint -> EpochEvaluation (renders)
-              or watcher.evaluate.evaluate_images       images on disk -> EpochEvaluation
-    4. decide    watcher.decide.decide_epoch            rules + history -> list[Decision]
-    5. record    watcher.publish.Publisher.record_epoch   results folder + state database
-       publish   watcher.publish.Publisher.publish_epoch  git commit, then each destination
-                 (watcher.publish.destinations: Supabase, alerts), through the outbox
-    6. act       watcher.act.act                        Decision.stops -> stop request id
+    1. detect    watcher.epoch.detect.CheckpointDetector    folder events + rescan -> Path
+    2. settle    watcher.epoch.settle.Settler               Path -> CheckpointInfo | Rejection
+                 EpochPath.record                           CheckpointInfo -> Checkpoint (state DB)
+    3. evaluate  watcher.epoch.evaluate.evaluate_checkpoint Checkpoint -> EpochEvaluation
+              or watcher.epoch.evaluate.evaluate_images     images already made -> EpochEvaluation
+                 (images and numbers in memory: this stage writes nothing)
+    4. decide    watcher.epoch.decide.decide_epoch          rules + history -> list[Decision]
+    5. record    watcher.publish.Publisher.record_epoch     the epoch's folder + state database
+       publish   watcher.publish.Publisher.publish_epoch    git commit, then each destination
+                 (watcher.publish.destinations: Supabase, alerts, the report)
+    6. act       watcher.epoch.act.act                      Decision.stops -> stop request id
 
 `EpochPath` holds what the stages share (config, state, publisher) and runs 3-6 in order:
 `run_checkpoint` for the daemon and `epochwatch evaluate`, `judge_images` for sample sources
@@ -28,18 +29,18 @@ from pathlib import Path
 from PIL import Image
 
 from watcher import logs
-from watcher.act import FINAL_RUN_STATES, act, redo_lost_stops
 from watcher.config import WatchConfig
-from watcher.decide import EpochRecord, decide_epoch
 from watcher.ending import late_stop
-from watcher.evaluate import EpochEvaluation, Renderer, evaluate_checkpoint, evaluate_images
+from watcher.epoch.act import FINAL_RUN_STATES, act, redo_lost_stops
+from watcher.epoch.decide import EpochRecord, decide_epoch
+from watcher.epoch.evaluate import EpochEvaluation, Renderer, evaluate_checkpoint, evaluate_images
+from watcher.epoch.settle import CheckpointInfo, Rejection, describe_name
 from watcher.metrics import EpochAggregate
 from watcher.plan import partial_at_least
 from watcher.prompts import SamplePrompt
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.publish.publisher import Publisher
 from watcher.rules import Decision, Rule
-from watcher.settle import CheckpointInfo, Rejection, describe_name
 from watcher.store import Checkpoint, Store
 from watcher.summary import SUMMARY_METRICS
 from watcher.training.storage import snapshot as training_snapshot
