@@ -40,6 +40,7 @@ from watcher.plan import partial_at_least
 from watcher.prompts import SamplePrompt
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.publish.publisher import Publisher
+from watcher.records import RunStatus
 from watcher.rules import Decision, Rule
 from watcher.store import Checkpoint, Store
 from watcher.summary import SUMMARY_METRICS
@@ -228,7 +229,7 @@ class EpochPath:
     def last_epoch_done(self) -> bool:
         return any(e.epoch >= self.cfg.max_train_epochs for e in self.store.evaluations(self.run))
 
-    def end_run(self, last_epoch_done: bool) -> str | None:
+    def end_run(self, last_epoch_done: bool) -> RunStatus | None:
         """Every epoch is settled and evaluated: the verdict, the report and the announcement,
         once across restarts. Returns the run's final status, or None when an earlier start
         announced it already (then only a report a kill cut short is committed)."""
@@ -238,7 +239,7 @@ class EpochPath:
         # a stop decided after the trainer wrote its last epoch stopped nothing: it finished
         late = late_stop(self.store, self.run, self.cfg.max_train_epochs)
         stopped = bool(self.store.stop_requests(self.run)) and late is None
-        status = "stopped" if stopped else ("finished" if last_epoch_done else "failed")
+        status: RunStatus = "stopped" if stopped else ("finished" if last_epoch_done else "failed")
         self.publisher.finish_run(status, self.rules, self.history())
         return status
 

@@ -28,6 +28,7 @@ from watcher.rules import Decision, decision_word
 if TYPE_CHECKING:
     from watcher.config import WatchConfig
     from watcher.epoch.decide import Verdict
+    from watcher.records import RunStatus
     from watcher.store import Store
 
 
@@ -50,7 +51,7 @@ class FinishedRun:
     """The run is over: its final status and verdict (recorded and announced already)."""
 
     run: str
-    status: str
+    status: RunStatus
     verdict: Verdict
     again: bool = False  # an earlier start ended it: redo only what a kill cut short
 

@@ -30,6 +30,7 @@ from watcher.publish.destinations import (
 from watcher.publish.gitrepo import GitPublishError, ResultsRepo
 from watcher.publish.outbox import OutboxWorker
 from watcher.publish.results import write_epoch_folder
+from watcher.records import RunStatus
 from watcher.rules import Decision, Rule, decision_word, decisions_from_dicts
 from watcher.store import Store
 from watcher.summary import one_line_verdict
@@ -192,7 +193,7 @@ class Publisher:
             self.pusher.wake()
 
     # ---- the run ---------------------------------------------------------------------------------
-    def finish_run(self, status: str, rules: Sequence[Rule],
+    def finish_run(self, status: RunStatus, rules: Sequence[Rule],
                    history: Sequence[EpochRecord]) -> Verdict:
         """The run is over: verdict and best epoch recorded, sent to Supabase, announced;
         then each destination's run end (the report)."""
