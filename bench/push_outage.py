@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import load_config
-from watcher.epoch import EpochPath
+from watcher.epoch.path import EpochPath
 from watcher.testing import FakePipeline, write_watch_config
 
 

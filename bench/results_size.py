@@ -2,7 +2,7 @@
 redrawn every epoch (grid.png, curves.png) committed every epoch ("before", what the daemon
 did) and committed once with the final report ("after", what it does now).
 
-Both runs go through the real epoch path (`watcher.epoch.EpochPath`: evaluate -> decide ->
+Both runs go through the real epoch path (`watcher.epoch.path.EpochPath`: evaluate -> decide ->
 publish -> act, real git) with `watcher.testing.FakePipeline` rendering real pixel-art
 sprites at the configured size, so only git sizes and time are measured, never a model.
 "before" replays the old policy by committing the refreshed grid.png and curves.png after
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import load_config
-from watcher.epoch import EpochPath
+from watcher.epoch.path import EpochPath
 from watcher.testing import FakePipeline, write_watch_config
 
 PROMPTS = [

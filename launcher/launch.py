@@ -31,10 +31,10 @@ from launcher.process import (
     trainer_state,
 )
 from watcher import logs
-from watcher.act import FINAL_RUN_STATES
 from watcher.commands._common import run_lock
 from watcher.config import WatchConfig
 from watcher.ending import after_stop_note, first_stop_epoch, last_epoch_reached, late_stop
+from watcher.epoch.act import FINAL_RUN_STATES
 from watcher.errors import CommandError, Interrupted
 from watcher.progress import Waiting
 from watcher.publish import alerts as alert_mod

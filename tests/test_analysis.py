@@ -308,7 +308,7 @@ def test_a_run_that_never_got_the_background_ranks_after_a_late_one(tmp_path: Pa
 
 
 def test_each_stored_run_is_judged_by_its_own_recorded_rules(tmp_path: Path) -> None:
-    from watcher.epoch import EpochPath
+    from watcher.epoch.path import EpochPath
     from watcher.report.analysis import DEFAULT_RULES_NOTE, render_correlations
     from watcher.testing import write_watch_config
 

@@ -18,7 +18,7 @@ from tests.httpstub import HttpStub, Response
 from tests.pg import PostgrestStandIn, apply_migrations, postgrest_upsert
 from watcher.cli import main
 from watcher.config import load_config
-from watcher.epoch import EpochPath
+from watcher.epoch.path import EpochPath
 from watcher.testing import FakePipeline, write_watch_config
 
 SERVICE_KEY = "service-role-key-0123456789abcdef"

@@ -40,7 +40,7 @@ from tests.chaos.rig import (
 from tests.httpstub import Request, Response
 from tests.pg import pg_database_fixture, postgres_fixture  # noqa: F401
 from watcher.config import load_config
-from watcher.settle import describe_name
+from watcher.epoch.settle import describe_name
 from watcher.store import Store
 
 RUN = "CHAOS_FILES"

@@ -16,7 +16,7 @@ from PIL import Image
 from watcher.cli import main
 from watcher.clipjudge import CLIP_SCALE, ClipJudge, build_tiny_clip
 from watcher.config import ConfigError, WatchConfig, load_config
-from watcher.epoch import EpochPath
+from watcher.epoch.path import EpochPath
 from watcher.report import write_report
 from watcher.rules import Rule
 from watcher.store import Store

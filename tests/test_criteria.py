@@ -13,7 +13,7 @@ import tomllib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.decide import EpochRecord, decide, decide_all, verdict
+from watcher.epoch.decide import EpochRecord, decide, decide_all, verdict
 from watcher.rules import OUTCOMES, PLAN_RULES, Decision, Rule
 from watcher.store import Store
 
@@ -135,7 +135,7 @@ def test_on_missing_stop_stops_when_the_metric_is_missing_at_its_epoch() -> None
     assert (d.outcome, d.action, d.stops) == ("cannot_judge", "stop", True)
     assert d.message.startswith("gate: cannot judge: background_match_rate has no value")
     assert d.message.endswith("-> stop")
-    assert verdict([rule], history)["verdict"] == "failure"
+    assert verdict([rule], history).verdict == "failure"
     with pytest.raises(ValueError, match="on_missing must be one of alert, stop"):
         Rule("x", "overall_score", ">=", 1, epoch=1, on_missing="ignore")
 
@@ -256,44 +256,44 @@ def test_plan_rules_are_the_plans_decision_points() -> None:
 def test_verdict(bg: list[float], score: list[float], expected: str) -> None:
     result = verdict(PLAN_RULES, run(bg, score=[float(s) for s in score]),
                      partial_at_least=KEEP_TOKENS_3_PARTIAL)
-    assert result["verdict"] == expected, result["reasons"]
-    assert result["reasons"]
+    assert result.verdict == expected, result.reasons
+    assert result.reasons
     if expected != "pending":
         best = max(score)
-        assert result["best_score"] == best and result["best_epoch"] == score.index(best) + 1
+        assert result.best_score == best and result.best_epoch == score.index(best) + 1
 
 
 def test_the_verdicts_numbers_come_from_the_plan_and_the_rules_never_from_the_code() -> None:
     low = run([0.0, 0.5, 0.75, 1.0, 1.0], score=[3, 4, 5, 6, 6.9])
     with_plan = verdict(PLAN_RULES, low, partial_at_least=KEEP_TOKENS_3_PARTIAL)
-    assert with_plan["verdict"] == "failure" and with_plan["partial_at_least"] == 7.0
+    assert with_plan.verdict == "failure" and with_plan.partial_at_least == 7.0
     # no plan: below the rules' target is partial, and the reasons say why not a failure
     no_plan = verdict(PLAN_RULES, low)
-    assert no_plan["verdict"] == "partial" and no_plan["quality_target"] == 8.0
-    assert no_plan["reasons"][0] == "best overall_score 6.9 < target 8"
-    assert "sets no partial_at_least" in no_plan["reasons"][-1]
+    assert no_plan.verdict == "partial" and no_plan.quality_target == 8.0
+    assert no_plan.reasons[0] == "best overall_score 6.9 < target 8"
+    assert "sets no partial_at_least" in no_plan.reasons[-1]
     stricter = verdict(PLAN_RULES, low, partial_at_least=6.5)  # another plan, another line
-    assert stricter["verdict"] == "partial"
+    assert stricter.verdict == "partial"
     # no quality rule: the quality is not judged (no invented 8), the stop rules decide
     gate = [r for r in PLAN_RULES if r.action == "stop"]
     unjudged = verdict(gate, low)
-    assert unjudged["verdict"] == "success" and unjudged["quality_target"] is None
-    assert "quality not judged: no overall_score rule" in unjudged["reasons"][0]
-    assert verdict(gate, run([0.0, 0.0, 0.0, 0.0]))["verdict"] == "failure"
+    assert unjudged.verdict == "success" and unjudged.quality_target is None
+    assert "quality not judged: no overall_score rule" in unjudged.reasons[0]
+    assert verdict(gate, run([0.0, 0.0, 0.0, 0.0])).verdict == "failure"
     # a run judged by no rule at all stays pending, and says so
     candidate_only = [r for r in PLAN_RULES if r.mode == "candidate"]
     nothing = verdict(candidate_only, low)
-    assert nothing["verdict"] == "pending" and "nothing to judge the run by" in nothing["reasons"][0]
+    assert nothing.verdict == "pending" and "nothing to judge the run by" in nothing.reasons[0]
 
 
 def test_verdict_lists_candidates_and_failure_reason() -> None:
     success = verdict(PLAN_RULES, run([1.0] * 7, score=[6, 7, 8, 8.7, 8.5, 8.7, 8.1]))
-    assert [c["epoch"] for c in success["candidates"]] == [4, 5, 6]
-    assert success["best_epoch"] == 4  # the earliest of the tied best
+    assert [c["epoch"] for c in success.candidates] == [4, 5, 6]
+    assert success.best_epoch == 4  # the earliest of the tied best
     failure = verdict(PLAN_RULES, run([0.0, 0.0, 0.0, 0.0]))
-    assert failure["stop_failures"][0]["epoch"] == 4 and GATE in failure["reasons"][0]
-    assert len(failure["reasons"]) == 1  # one reason per failed rule
-    assert verdict(PLAN_RULES, [])["verdict"] == "pending"
+    assert failure.stop_failures[0]["epoch"] == 4 and GATE in failure.reasons[0]
+    assert len(failure.reasons) == 1  # one reason per failed rule
+    assert verdict(PLAN_RULES, []).verdict == "pending"
 
 
 values = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
@@ -313,7 +313,7 @@ def test_decide_never_crashes_and_ignores_later_epochs(
                for d in decisions)
     shifted = [EpochRecord(r.epoch + epoch + 1, r.metrics) for r in later]
     assert decide(PLAN_RULES, history + shifted, epoch) == decisions
-    assert verdict(PLAN_RULES, history)["verdict"] in ("success", "partial", "failure", "pending")
+    assert verdict(PLAN_RULES, history).verdict in ("success", "partial", "failure", "pending")
 
 
 def test_plan_rules_equal_the_configs_defaults() -> None:

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from watcher.detect import CheckpointDetector
-from watcher.settle import CheckpointInfo, Settler
+from watcher.epoch.detect import CheckpointDetector
+from watcher.epoch.settle import CheckpointInfo, Settler
 from watcher.testing import lora_bytes
 
 NAME = "px_lora"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.test_criteria import run as series
 from tests.test_replay import STOP_STORY
-from watcher.decide import decide_all
+from watcher.epoch.decide import decide_all
 from watcher.rules import PLAN_RULES
 from watcher.samples import demo_set
 from watcher.testing import write_trainer_source_config

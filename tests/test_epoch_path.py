@@ -1,4 +1,4 @@
-"""The public epoch path (watcher.epoch.EpochPath) in-process: evaluate -> decide -> publish
+"""The public epoch path (watcher.epoch.path.EpochPath) in-process: evaluate -> decide -> publish
 -> act on a real state database, a real results git repository and the real outbox, with
 `watcher.testing.FakePipeline` (real pixel-art sprites) standing in for diffusers."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from watcher.config import SamplePrompt, load_config
 from watcher.daemon import Daemon
-from watcher.epoch import EpochPath
+from watcher.epoch.path import EpochPath
 from watcher.publish.destinations import PublishedEpoch
 from watcher.store import Store
 from watcher.testing import FakePipeline, lora_bytes, write_watch_config

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from watcher.settle import (
+from watcher.epoch.settle import (
     DTYPE_SIZES,
     CheckpointInfo,
     NotReady,

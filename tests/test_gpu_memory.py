@@ -15,8 +15,8 @@ from safetensors import safe_open
 
 from watcher.config import ConfigError, load_config
 from watcher.daemon import Daemon
+from watcher.epoch.settle import inspect_checkpoint
 from watcher.gpumemory import GIB, MARGIN_BYTES, GpuMemoryShort, shortfall, weights_bytes
-from watcher.settle import inspect_checkpoint
 from watcher.testing import FakePipeline, lora_bytes, write_watch_config
 
 

@@ -163,9 +163,9 @@ def test_offsets_of_a_third_to_half_a_cell_never_shift_the_subject(fraction: flo
 
 def test_the_runs_colour_match_setting_reaches_the_daemons_scoring(tmp_path) -> None:
     """`[evaluation] colour_match` / `exact_delta_e` from a config change what the daemon's one
-    scoring call (watcher.evaluate.score_sample) decides."""
+    scoring call (watcher.epoch.evaluate.score_sample) decides."""
     from watcher.config import EvaluationConfig
-    from watcher.evaluate import score_sample
+    from watcher.epoch.evaluate import score_sample
 
     image = render(recipe(bg="#41e066"))
     prompt = "pixel art portrait, solid green background (#00ff00)"

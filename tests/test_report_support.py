@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from watcher.criteria import PLAN_RULES, EpochRecord, decide
+from watcher.epoch.decide import PLAN_RULES, EpochRecord, decide
 from watcher.store import Store
 from watcher.testing import KEEP_TOKENS_3_DEMO_PARAMS as KEEP_TOKENS_3_PARAMS  # noqa: F401 - report tests
 

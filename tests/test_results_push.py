@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from watcher.config import load_config
-from watcher.epoch import EpochPath
+from watcher.epoch.path import EpochPath
 from watcher.testing import FakePipeline, write_watch_config
 
 

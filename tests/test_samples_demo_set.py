@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from evaluators import aggregate_epoch
-from watcher.criteria import PLAN_RULES, EpochRecord, decide, verdict
+from watcher.epoch.decide import PLAN_RULES, EpochRecord, decide, verdict
 from watcher.prompts import PromptDefaults, parse_prompt_file
 from watcher.samples import demo_set
 from watcher.samples.layout import scan
@@ -49,7 +49,7 @@ def test_demo_set_story_seen_by_epochwatch_score(tmp_path: Path) -> None:
     marked = [e for e in range(1, 11) if outcomes[e]["production_candidate"] == "marked"]
     assert marked and marked[0] >= 7 and 10 in marked
     result = verdict(PLAN_RULES, history)
-    assert result["oscillations"] and result["candidates"] and not result["stop_failures"]
+    assert result.oscillations and result.candidates and not result.stop_failures
 
 
 def test_demo_replay_shows_the_continue_path(tmp_path: Path) -> None:

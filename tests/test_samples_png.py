@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.samples_support import chunk_ends, png_bytes, write_slowly
+from watcher.epoch.settle import NotReady, Rejected
 from watcher.samples.png import SampleRefusal, SampleSettler, SettledSample, check_png
-from watcher.settle import NotReady, Rejected
 
 NAME = "pix_e000002_01_20261201053712_42.png"
 

@@ -22,8 +22,8 @@ from PIL import Image
 from evaluators import aggregate_epoch, score_image
 from tests.conftest import FIXTURES, write_watch_config
 from watcher.config import load_config
-from watcher.criteria import EpochRecord, Rule, decide
-from watcher.publish.results import EpochFolder
+from watcher.epoch.decide import EpochRecord, Rule, decide
+from watcher.publish.results import EpochFolder, EpochImage, sample_name
 from watcher.store import Store
 
 RUN = "SERVE_RUN"
@@ -48,9 +48,10 @@ def add_epoch(config: Path, epoch: int, avatars: tuple[int, ...] = (0, 70)) -> N
         small = Image.open(AVATARS / f"avatar_{(avatar + epoch) % 96:03d}.png").convert("RGB")
         image = small.resize((small.width * CELL_PX, small.height * CELL_PX), Image.NEAREST)
         score = score_image(np.asarray(image), prompt.text, cfg.evaluation.cells)
-        sample, sample_24 = folder.save_sample(index, prompt.seed, image, score.cells)
-        entries.append({"prompt": prompt.text, "seed": prompt.seed, "sample": sample,
-                        "sample_24px": sample_24, **score.to_dict()})
+        name = sample_name(index, prompt.seed)
+        folder.save_sample(EpochImage(name, image, score.cells))
+        entries.append({"prompt": prompt.text, "seed": prompt.seed, "sample": f"samples/{name}",
+                        "sample_24px": f"samples_24px/{name}", **score.to_dict()})
     final = folder.finish()
     run = cfg.run.name
     metrics = {"run": run, "epoch": epoch, "images": entries, "aggregate": aggregate_epoch(entries)}

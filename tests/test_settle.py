@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from watcher.settle import (
+from watcher.epoch.settle import (
     CheckpointInfo,
     NotReady,
     Rejected,

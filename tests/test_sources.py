@@ -1,4 +1,4 @@
-"""The daemon's checkpoint-file source (watcher.sources.CheckpointFiles) on real kohya files,
+"""The daemon's checkpoint-file source (watcher.epoch.sources.CheckpointFiles) on real kohya files,
 a real state database and results repository: offer -> settle -> record -> Job, in order."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from watcher.config import load_config
-from watcher.epoch import EpochPath
-from watcher.sources import CheckpointFiles, Source
+from watcher.epoch.path import EpochPath
+from watcher.epoch.sources import CheckpointFiles, Source
 from watcher.testing import lora_bytes, write_watch_config
 
 

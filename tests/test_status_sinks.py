@@ -10,7 +10,7 @@ from test_report_support import KEEP_TOKENS_3_PARAMS, ON_TIME, add_run, write_co
 
 from watcher.cli import main
 from watcher.config import load_config
-from watcher.criteria import EpochRecord, decide
+from watcher.epoch.decide import EpochRecord, decide
 from watcher.rules import PLAN_RULES
 from watcher.store import Store
 

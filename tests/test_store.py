@@ -134,7 +134,7 @@ def test_evaluations_carry_their_decisions(tmp_path: Path) -> None:
         s.save_decision("R", 4, ck.id, d)
         [ev] = s.unpublished("R")
         assert (ev.epoch, ev.path, ev.sha256, ev.result_dir, ev.git_commit) == (4, ck.path, ck.sha256, "/r/e4", None)
-        assert ev.aggregate == {"overall_score": 3.0} and ev.decisions == [d] and ev.decisions[0].stops
+        assert ev.aggregate.to_dict() == {"overall_score": 3.0} and ev.decisions == [d] and ev.decisions[0].stops
         s.set_git_commit(ck.id, "c0ffee")
         assert s.unpublished("R") == [] and s.evaluations("R")[0].git_commit == "c0ffee"
         [row] = s.decisions("R")

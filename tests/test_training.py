@@ -280,7 +280,7 @@ def test_gpu_absent_is_none_and_present_is_measured(monkeypatch: pytest.MonkeyPa
 
 def test_an_epochs_metrics_and_supabase_row_carry_the_training_figures(tmp_path: Path) -> None:
     from watcher.config import load_config
-    from watcher.epoch import EpochPath
+    from watcher.epoch.path import EpochPath
     from watcher.publish.supabase import epoch_row
     from watcher.testing import FakePipeline, write_watch_config
 
@@ -307,7 +307,7 @@ def test_an_epochs_metrics_and_supabase_row_carry_the_training_figures(tmp_path:
 def test_the_monitor_reads_the_log_alerts_once_and_says_when_nothing_is_logged(tmp_path: Path) -> None:
     from watcher import logs
     from watcher.config import load_config
-    from watcher.epoch import EpochPath
+    from watcher.epoch.path import EpochPath
     from watcher.testing import write_watch_config
     from watcher.training.monitor import TrainingMonitor
 

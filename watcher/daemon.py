@@ -1,6 +1,6 @@
-"""The watcher daemon: the loop around the epoch path (watcher.epoch).
+"""The watcher daemon: the loop around the epoch path (watcher.epoch.path).
 
-Here: the loop over one `Source` (watcher/sources.py: checkpoint files, or the trainer's
+Here: the loop over one `Source` (watcher/epoch/sources.py: checkpoint files, or the trainer's
 samples) that detects and settles, signals, one error policy with retries and backoff, health,
 and the end of the run. Each epoch the source hands on is evaluated and concluded through
 `EpochPath` (evaluate -> decide -> record -> publish -> act), as `epochwatch evaluate` does.
@@ -29,10 +29,11 @@ import psutil
 
 from watcher import logs
 from watcher.config import WatchConfig, load_config
-from watcher.detect import CheckpointDetector
-from watcher.epoch import EpochPath
+from watcher.epoch.detect import CheckpointDetector
+from watcher.epoch.evaluate import EpochEvaluation, WarmPipeline
+from watcher.epoch.path import EpochPath
+from watcher.epoch.sources import CheckpointFiles, Job, Source
 from watcher.errors import ConfigError
-from watcher.evaluate import EpochEvaluation, WarmPipeline
 from watcher.gpumemory import GpuMemoryShort, shortfall
 from watcher.health import EpochClock
 from watcher.pipeline import LoraLoadError, SamplePipeline  # torch itself loads in load()
@@ -41,7 +42,6 @@ from watcher.records import TRAINER_ENDED
 from watcher.rules import Rule
 from watcher.samples.watch import TrainerSource
 from watcher.sdnotify import Notifier
-from watcher.sources import CheckpointFiles, Job, Source
 from watcher.store import Checkpoint, Store
 from watcher.training.monitor import TrainingMonitor
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from watcher.settle import NotReady, Rejected, read_header
+from watcher.epoch.settle import NotReady, Rejected, read_header
 
 GIB = 2**30
 # Activations of a 512 px batch of 8 in float16, the VAE decode and the allocator's slack

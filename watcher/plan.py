@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from watcher.decide import QUALITY_METRIC, quality_rule
+from watcher.epoch.decide import QUALITY_METRIC, quality_rule
 from watcher.errors import ConfigError
 from watcher.rules import METRIC_RANGES, METRICS, Rule, range_problem
 from watcher.tomllines import Loc, dotted_key

@@ -5,7 +5,7 @@ parsed: `metadata_json` -> `metadata`, `metrics_json` -> `metrics`, ...), built 
 from a `sqlite3.Row`. `to_dict()` gives the row as the dict the store used to return, key for
 key and in the same order: `status --json` prints stop requests and rejected files that way.
 
-Imports stay light (stdlib and `watcher.rules`): `status` reads these and must start fast.
+Imports stay light (stdlib, `watcher.metrics` and `watcher.rules`): `status` reads these and must start fast.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Literal, TypedDict, TypeVar
 
 from typing_extensions import NotRequired
 
+from watcher.metrics import EpochAggregate
 from watcher.rules import Decision, decisions_from_dicts
 
 # a checkpoint's (or sample-source epoch's) state row, and a run's, in the state database
@@ -134,8 +135,8 @@ class Evaluation(_Row):
                    metrics=json.loads(row["metrics_json"]))
 
     @property
-    def aggregate(self) -> dict[str, Any]:
-        return self.metrics.get("aggregate") or {}
+    def aggregate(self) -> EpochAggregate:
+        return EpochAggregate.from_dict(self.metrics.get("aggregate"))
 
     @property
     def decisions(self) -> list[Decision]:

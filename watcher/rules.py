@@ -4,7 +4,7 @@
   on_missing). Its `__post_init__` is the only rule validation: the config's `[[criteria]]`
   entries are turned into Rules and its errors reported with the TOML line.
 - `PLAN_RULES`: the default criteria, read from configs/default_criteria.toml.
-- `METRICS`: the metric names a rule may use, the numeric keys of `aggregate_epoch`.
+- `METRICS`: the metric names a rule may use (`watcher.metrics.EpochAggregate`'s, the trainer's).
 - `Decision`: one rule's judgement at one epoch, with its reason; `alert_kind` says which
   decisions alert (and how), `stops` which ones stop the trainer.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-from evaluators.aggregate import aggregate_epoch
+from watcher.metrics import SAMPLE_METRIC_RANGES, SAMPLE_METRICS, EpochAggregate
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -44,30 +44,22 @@ ON_MISSING: tuple[OnMissing, ...] = get_args(OnMissing)
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 assert set(get_args(Comparison)) == set(COMPARISONS)
 VALUE_DECIMALS = 9
-# aggregate_epoch keys that are not numbers, so no rule can compare them with a threshold.
-_NOT_NUMERIC = frozenset({"background_hex", "issues", "issue_counts"})
-METRICS: tuple[str, ...] = tuple(k for k in aggregate_epoch([]) if k not in _NOT_NUMERIC)
-# Each metric's possible values (low, high; None: unbounded): a threshold or target outside
-# them can never be met or never fail. Auto scores are 1 + 9 x (evaluators/score.py).
-METRIC_RANGES: dict[str, tuple[float, float | None]] = {
-    "background_match_rate": (0.0, 1.0), "background_partly_rate": (0.0, 1.0),
-    "color_accuracy": (0.0, 100.0),
-    "style_quality": (0.0, 100.0), "visual_score": (1.0, 10.0), "style_score": (1.0, 10.0),
-    "prompt_score": (1.0, 10.0), "overall_score": (1.0, 10.0), "unique_colors": (0.0, None),
-    "n_images": (0.0, None), "clip_score": (0.0, 100.0),
-    # the trainer's figures (below)
-    "loss": (0.0, None), "loss_finite": (0.0, 1.0), "loss_rise": (0.0, None), "lr": (0.0, None),
-    "steps_per_s": (0.0, None), "validation_loss": (0.0, None), "minutes_since_step": (0.0, None),
-}
 
 # Training metrics (watcher.training.health.training_metrics): the trainer's own figures,
 # judged by the daemon as they arrive (not at an epoch's evaluation) against the epoch in
 # training. loss: kohya's average loss; loss_finite: 0 once a loss was NaN/inf, else 1;
 # loss_rise: the loss over its running minimum; minutes_since_step: while the trainer lives.
-TRAINING_METRICS: tuple[str, ...] = ("loss", "loss_finite", "loss_rise", "lr", "steps_per_s",
-                                     "validation_loss", "minutes_since_step")
-METRICS += TRAINING_METRICS
-assert set(METRIC_RANGES) == set(METRICS), "every metric needs its range"
+TRAINING_METRIC_RANGES: dict[str, tuple[float, float | None]] = {
+    "loss": (0.0, None), "loss_finite": (0.0, 1.0), "loss_rise": (0.0, None), "lr": (0.0, None),
+    "steps_per_s": (0.0, None), "validation_loss": (0.0, None), "minutes_since_step": (0.0, None),
+}
+TRAINING_METRICS: tuple[str, ...] = tuple(TRAINING_METRIC_RANGES)
+# The metric names a rule may use (an epoch's, declared in watcher.metrics.EpochAggregate, then
+# the trainer's) and each one's possible values (low, high; None: unbounded): a threshold or
+# target outside them can never be met or never fail.
+METRICS: tuple[str, ...] = SAMPLE_METRICS + TRAINING_METRICS
+METRIC_RANGES: dict[str, tuple[float, float | None]] = {**SAMPLE_METRIC_RANGES,
+                                                        **TRAINING_METRIC_RANGES}
 # A learned judge's metrics (watcher.clipjudge): advisory, so a rule may stop the trainer on
 # one only when it says so itself (`learned_stop = true`).
 LEARNED_METRICS = frozenset({"clip_score"})
@@ -270,7 +262,8 @@ def decision_word(decisions: Iterable[Decision]) -> str:
     return "continue"
 
 
-def metric_value(metrics: Mapping[str, Any] | None, metric: str) -> tuple[float | None, str]:
+def metric_value(metrics: Mapping[str, Any] | EpochAggregate | None,
+                 metric: str) -> tuple[float | None, str]:
     """(value, "") or (None, why it is missing). Bools and strings are not numbers."""
     if metrics is None:
         return None, "no evaluation"

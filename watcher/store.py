@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from watcher.records import (
     Checkpoint,
@@ -36,6 +36,8 @@ from watcher.records import (
     TrainerRow,
 )
 from watcher.rules import Decision, Rule
+
+_T = TypeVar("_T")
 
 __all__ = ["Checkpoint", "Store"]
 
@@ -290,9 +292,13 @@ class Store:
                 (name, config_path, json.dumps(params or {}, sort_keys=True), t, t),
             )
 
+    def _one(self, from_row: Callable[[sqlite3.Row], _T], sql: str, *args: Any) -> _T | None:
+        """The first row `sql` selects, as a record; None when there is none."""
+        row = self.conn.execute(sql, args).fetchone()
+        return from_row(row) if row else None
+
     def run_row(self, name: str) -> RunRow | None:
-        row = self.conn.execute("SELECT * FROM runs WHERE name=?", (name,)).fetchone()
-        return RunRow.from_row(row) if row else None
+        return self._one(RunRow.from_row, "SELECT * FROM runs WHERE name=?", name)
 
     def run_status(self, name: str) -> RunStatus | None:
         """The run's recorded status, None before `ensure_run`."""
@@ -345,12 +351,8 @@ class Store:
 
     def next_pending(self, run: str) -> Checkpoint | None:
         """The pending checkpoint with the lowest epoch: epochs are evaluated in order."""
-        row = self.conn.execute(
-            "SELECT * FROM checkpoints WHERE run=? AND status='pending' "
-            "ORDER BY COALESCE(epoch, 1e9), id LIMIT 1",
-            (run,),
-        ).fetchone()
-        return Checkpoint.from_row(row) if row else None
+        return self._one(Checkpoint.from_row, "SELECT * FROM checkpoints WHERE run=? AND "
+                         "status='pending' ORDER BY COALESCE(epoch, 1e9), id LIMIT 1", run)
 
     def pending_count(self, run: str) -> int:
         return int(self.conn.execute(
@@ -472,8 +474,7 @@ class Store:
                 c.execute(f"UPDATE trainer SET {sets} WHERE run=?", (*fields.values(), run))
 
     def trainer(self, run: str) -> TrainerRow | None:
-        row = self.conn.execute("SELECT * FROM trainer WHERE run=?", (run,)).fetchone()
-        return TrainerRow.from_row(row) if row else None
+        return self._one(TrainerRow.from_row, "SELECT * FROM trainer WHERE run=?", run)
 
     def set_daemon(self, run: str, **fields: Any) -> None:
         cols = {"pid", "start_time", "heartbeat_at", "state", "gpu_memory_bytes"}
@@ -485,8 +486,7 @@ class Store:
             c.execute(f"UPDATE daemon SET {sets} WHERE run=?", (*fields.values(), run))
 
     def daemon(self, run: str) -> DaemonRow | None:
-        row = self.conn.execute("SELECT * FROM daemon WHERE run=?", (run,)).fetchone()
-        return DaemonRow.from_row(row) if row else None
+        return self._one(DaemonRow.from_row, "SELECT * FROM daemon WHERE run=?", run)
 
     def daemon_state(self, run: str) -> str | None:
         """The daemon's recorded state, None before its first start."""
@@ -508,11 +508,8 @@ class Store:
             return int(cur.lastrowid or 0)
 
     def open_stop_request(self, run: str) -> StopRequest | None:
-        row = self.conn.execute(
-            "SELECT * FROM stop_requests WHERE run=? AND handled_at IS NULL ORDER BY id LIMIT 1",
-            (run,),
-        ).fetchone()
-        return StopRequest.from_row(row) if row else None
+        return self._one(StopRequest.from_row, "SELECT * FROM stop_requests WHERE run=? AND "
+                         "handled_at IS NULL ORDER BY id LIMIT 1", run)
 
     def stop_requests(self, run: str) -> list[StopRequest]:
         rows = self.conn.execute(

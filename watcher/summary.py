@@ -12,12 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from watcher.metrics import BACKGROUND_METRIC, EpochAggregate
+
 if TYPE_CHECKING:
     from watcher.rules import Decision
 
+    # an epoch's numbers: its aggregate, or a dict of metrics (a line of `status --json`)
+    Numbers = EpochAggregate | Mapping[str, Any]
+
 # (aggregate key, column header, width, format) of the epoch table, left to right
 EPOCH_COLUMNS: tuple[tuple[str, str, int, str], ...] = (
-    ("background_match_rate", "bg match", 8, ".2f"),
+    (BACKGROUND_METRIC, "bg match", 8, ".2f"),
     ("color_accuracy", "colour", 6, ".1f"),
     ("style_quality", "style", 6, ".1f"),
     ("overall_score", "score", 5, ".1f"),
@@ -35,18 +40,25 @@ def fmt(value: Any, spec: str = ".1f") -> str:
     return format(value, spec)
 
 
+def cell(value: Any, float_spec: str) -> str:
+    """A table cell: "-" for None, a float by `float_spec`, anything else as its text."""
+    if value is None:
+        return "-"
+    return format(value, float_spec) if isinstance(value, float) else str(value)
+
+
 def table_header(sep: str = "  ") -> str:
     return sep.join(f"{header:>{width}}" for _, header, width, _ in EPOCH_COLUMNS)
 
 
-def metric_cells(metrics: Mapping[str, Any], sep: str = "  ") -> str:
+def metric_cells(metrics: Numbers, sep: str = "  ") -> str:
     return sep.join(f"{fmt(metrics.get(key), spec):>{width}}" for key, _, width, spec in EPOCH_COLUMNS)
 
 
-def one_line_verdict(aggregate: Mapping[str, Any], decisions: Sequence[Decision]) -> str:
+def one_line_verdict(aggregate: Numbers, decisions: Sequence[Decision]) -> str:
     """`bg 0/4 right, colour 41.0, style 63.2, score 3.4/10 -> STOP (green_background_by_epoch_4)`."""
     parts = []
-    rate = aggregate.get("background_match_rate")
+    rate = aggregate.get(BACKGROUND_METRIC)
     n = aggregate.get("n_images") or 0
     if rate is not None:
         parts.append(f"bg {round(rate * n)}/{n} right")

@@ -1,7 +1,7 @@
 """`epochwatch evaluate CHECKPOINT --config FILE`: one checkpoint, one shot.
 
 What `auto_test_epoch.py` did by hand (generate, score, decide, commit, log to Supabase),
-through the daemon's own epoch path (`watcher.epoch.EpochPath`), so the result is recorded
+through the daemon's own epoch path (`watcher.epoch.path.EpochPath`), so the result is recorded
 exactly once: evaluating a checkpoint the daemon already evaluated prints the recorded
 result instead.
 """
@@ -18,13 +18,13 @@ from watcher.config import WatchConfig
 from watcher.errors import CommandError
 
 if TYPE_CHECKING:
-    from watcher.settle import CheckpointInfo
+    from watcher.epoch.settle import CheckpointInfo
 
 
 def run(args: Namespace) -> int:
     # The epoch path brings torch and diffusers: imported when this command runs, not when
     # the CLI starts (status, score, downscale must never load them).
-    from watcher.settle import NotReady, Rejected, inspect_checkpoint
+    from watcher.epoch.settle import NotReady, Rejected, inspect_checkpoint
 
     cfg = load(args.config)
     check_model(cfg)
@@ -43,7 +43,7 @@ def run(args: Namespace) -> int:
 
 
 def _evaluate(cfg: WatchConfig, info: CheckpointInfo) -> int:
-    from watcher.epoch import EpochPath
+    from watcher.epoch.path import EpochPath
     from watcher.gpumemory import shortfall
     from watcher.pipeline import SamplePipeline
     from watcher.summary import one_line_verdict

@@ -1,7 +1,7 @@
 """`epochwatch replay --config FILE --images DIR [--json]`: judge a past run's images.
 
 The epochs found in DIR (watcher.samples.layout) go through the same path as the daemon's
-(watcher.epoch.EpochPath: score -> decide -> publish -> act), in epoch order, so the rules
+(watcher.epoch.path.EpochPath: score -> decide -> publish -> act), in epoch order, so the rules
 apply as they would have live: a stop decided at epoch 4 is recorded as the run's decision
 and the later epochs are still judged, shown as coming after it. No trainer is signalled
 (there is none). Each epoch is recorded under the digest of its images and prompts, so a
@@ -19,10 +19,10 @@ from typing import Any
 
 from launcher.preflight import check_writable
 from watcher import logs
-from watcher.act import FINAL_RUN_STATES
 from watcher.commands._common import load, run_lock
 from watcher.commands.status import _epoch_decision
 from watcher.config import WatchConfig
+from watcher.epoch.act import FINAL_RUN_STATES
 from watcher.errors import CommandError
 from watcher.progress import Batch
 from watcher.publish.gitrepo import ResultsRepo
@@ -70,7 +70,7 @@ def replay(cfg: WatchConfig, layout: ReplayLayout,
     When every epoch is already judged (same images) and the run is over, nothing is opened
     for writing: no outbox worker, no Supabase upsert, no commit. Running it again changes
     nothing."""
-    from watcher.epoch import EpochPath
+    from watcher.epoch.path import EpochPath
 
     idents = {ep.epoch: identity(ep.samples) for ep in layout.epochs if ep.judged and ep.samples}
     if _all_judged(cfg, idents):
@@ -121,7 +121,7 @@ def _fill(store: Store, cfg: WatchConfig, lines: list[EpochLine]) -> dict[str, A
     for line in lines:
         ev = latest.get(line.epoch)
         if ev is not None:
-            line.metrics = ev.aggregate
+            line.metrics = ev.aggregate.to_dict()
             decisions = ev.decisions
             line.decision = _epoch_decision(decisions)
             line.candidate = any(d.marked for d in decisions)
@@ -137,7 +137,7 @@ def _fill(store: Store, cfg: WatchConfig, lines: list[EpochLine]) -> dict[str, A
     # the report's own verdict (same records, rules and plan), so the two never disagree
     summary = verdict_of(load_run(store, run), cfg.rules(), cfg.plan)
     return {"run": run, "status": row.status if row else None,
-            "verdict": summary["verdict"], "best_epoch": summary["best_epoch"],
+            "verdict": summary.verdict, "best_epoch": summary.best_epoch,
             "stop_epoch": stops[0].epoch if stops else None,
             "stop_reason": stops[0].reason if stops else None}
 

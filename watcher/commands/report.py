@@ -9,7 +9,7 @@ from pathlib import Path
 
 from launcher.preflight import check_writable
 from watcher.commands._common import load
-from watcher.criteria import Rule
+from watcher.epoch.decide import Rule
 from watcher.errors import CommandError
 from watcher.progress import Batch
 from watcher.report.history import load_run
@@ -35,12 +35,12 @@ def run(args: Namespace) -> int:
             paths = [p for p in (path.parent / name for name in names) if p.exists()]
             verdict = verdict_of(run_history, [Rule.from_config(c) for c in cfg.criteria], cfg.plan)
             committed = _commit(cfg.results_repo, paths, cfg.run.name,
-                                verdict["verdict"])
+                                verdict.verdict)
             batch.advance()
-    so_far = "" if finished(run_history) or verdict["verdict"] == "pending" else (
+    so_far = "" if finished(run_history) or verdict.verdict == "pending" else (
         f" so far ({len(run_history.epochs)} of {run_history.max_epochs or '?'} epochs)")
-    best = verdict["best_epoch"]
-    print(f"verdict: {verdict['verdict']}{so_far}; best epoch: {'-' if best is None else best}")
+    best = verdict.best_epoch
+    print(f"verdict: {verdict.verdict}{so_far}; best epoch: {'-' if best is None else best}")
     for p in paths:
         print(p)
     print(committed)

@@ -13,6 +13,7 @@ from launcher.identity import process_alive
 from watcher.commands._common import load
 from watcher.config import WatchConfig
 from watcher.errors import CommandError
+from watcher.metrics import EpochAggregate
 from watcher.records import TRAINER_ENDED, DaemonRow, TrainerRow
 from watcher.rules import Decision, decision_word
 from watcher.store import Store
@@ -37,7 +38,7 @@ def collect(cfg: WatchConfig, store: Store) -> dict[str, Any]:
     epochs = []
     for ck in store.checkpoints(run):
         ev = evaluations.get(ck.id)
-        agg = ev.metrics["aggregate"] if ev else {}
+        agg = ev.aggregate if ev else EpochAggregate()
         epochs.append({
             "epoch": ck.epoch,
             "status": ck.status,

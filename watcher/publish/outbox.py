@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -231,13 +232,18 @@ class OutboxWorker:
         self.log.info("outbox.delivered", channel="git", commits=len(items))
         return len(items)
 
+    def _one_by_one(self, channel: str) -> Iterator[tuple[OutboxItem, Any]]:
+        """The channel's due items, one at a time, until none is due or the worker stops (an
+        item that failed is not due again at once: the caller's next turn gets the next)."""
+        while not self._stop.is_set():
+            items = self._store.due(channel, 1)
+            if not items:
+                return
+            yield items[0], items[0].payload
+
     def _drain_storage(self, sink: SupabaseSink) -> int:
         delivered = 0
-        while not self._stop.is_set():
-            items = self._store.due("storage", 1)
-            if not items:
-                break
-            item, p = items[0], items[0].payload
+        for item, p in self._one_by_one("storage"):
             try:
                 if not isinstance(p, dict) or not {"bucket", "object_path", "file"} <= p.keys():
                     raise DeliveryError("malformed payload", permanent=True)
@@ -256,11 +262,7 @@ class OutboxWorker:
     def _drain_alerts(self) -> int:
         assert self.alerts is not None
         delivered = 0
-        while not self._stop.is_set():
-            items = self._store.due("alert", 1)
-            if not items:
-                break
-            item, p = items[0], items[0].payload
+        for item, p in self._one_by_one("alert"):
             if not isinstance(p, dict) or not isinstance(p.get("title"), str):
                 self._failed([item], DeliveryError("malformed payload", permanent=True), "alert")
                 continue

@@ -1,5 +1,6 @@
-"""The publish stage: results folder into place, state recorded, one git commit, Supabase
-rows and alerts queued in the durable outbox (delivered by a background worker)."""
+"""The record and publish stages: the epoch's folder written and its state recorded; then one
+git commit and the destinations (Supabase rows and alerts queued in the durable outbox,
+delivered by a background worker; the report and its pictures)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 
 from watcher import logs
 from watcher.config import WatchConfig
-from watcher.decide import EpochRecord, verdict
-from watcher.evaluate import EpochEvaluation
+from watcher.epoch.decide import EpochRecord, Verdict, verdict
+from watcher.epoch.evaluate import EpochEvaluation
+from watcher.metrics import EpochAggregate
 from watcher.plan import partial_at_least
 from watcher.publish import alerts as alert_mod
 from watcher.publish import host as host_mod
@@ -18,13 +20,17 @@ from watcher.publish import supabase as supabase_mod
 from watcher.publish.destinations import (
     DecisionAlerts,
     Destination,
+    FinishedRun,
     PublishedEpoch,
+    RunReport,
     SupabaseEpochs,
     send,
+    send_run_end,
 )
 from watcher.publish.gitrepo import GitPublishError, ResultsRepo
 from watcher.publish.outbox import OutboxWorker
-from watcher.report import write_report, write_run_pictures
+from watcher.publish.results import write_epoch_folder
+from watcher.records import RunStatus
 from watcher.rules import Decision, Rule, decision_word, decisions_from_dicts
 from watcher.store import Store
 from watcher.summary import one_line_verdict
@@ -59,9 +65,11 @@ class Publisher:
                                    "alerts": self.worker.alerts is not None,
                                    "git": self.pusher is not None})
         self._host: dict[str, Any] | None = None
-        # after the results commit, in this order; each is isolated from the others
+        # after the results commit (and at the run's end), in this order; each is isolated
+        # from the others
         self.destinations: list[Destination] = [SupabaseEpochs(cfg, store, lambda: self.host),
-                                                DecisionAlerts(self.alert_decisions)]
+                                                DecisionAlerts(self.alert_decisions),
+                                                RunReport(cfg, store, repo, self._queue_push)]
 
     @property
     def host(self) -> dict[str, Any]:
@@ -108,11 +116,12 @@ class Publisher:
 
     # ---- epochs ---------------------------------------------------------------------------------
     def record_epoch(self, evaluation: EpochEvaluation, decisions: Sequence[Decision]) -> Path:
-        """Folder into place, evaluation and decisions in the state database. An OSError
-        (results folder unwritable) leaves nothing recorded: the caller retries."""
+        """The epoch's folder written and in place, evaluation and decisions in the state
+        database. An OSError (results folder unwritable) leaves nothing recorded: the caller
+        retries."""
         ck, epoch = evaluation.checkpoint, evaluation.epoch
-        evaluation.folder.write_metrics(evaluation.metrics)
-        final = evaluation.folder.finish()
+        final = write_epoch_folder(self.cfg.run_results_dir, epoch, evaluation.metrics,
+                                   evaluation.samples, evaluation.review, evaluation.pictures)
         self.store.save_evaluation(ck, epoch, evaluation.metrics, str(final))
         for d in decisions:
             self.store.save_decision(self.run, epoch, ck.id, d)
@@ -121,7 +130,8 @@ class Publisher:
     def publish_epoch(self, checkpoint_id: int, sha256: str, epoch: int, folder: Path,
                       metrics: Mapping[str, Any], decisions: Sequence[Decision],
                       backlog: bool = False) -> PublishedEpoch:
-        """A recorded epoch: one results commit, then each destination (Supabase, alerts)."""
+        """A recorded epoch: one results commit, then each destination (Supabase, alerts,
+        the report's pictures)."""
         commit = self._commit(checkpoint_id, sha256, epoch, folder, metrics, decisions)
         published = PublishedEpoch(self.run, epoch, checkpoint_id, folder, metrics, decisions,
                                    commit, backlog)
@@ -162,10 +172,6 @@ class Publisher:
             subject = f"{self.run} epoch {epoch}: {one_line_verdict(metrics['aggregate'], decisions)}"
             body = "\n".join(f"- {d.criterion}: {d.outcome} ({d.message})" for d in decisions)
             try:
-                # grid.png and curves.png are refreshed in the working tree for people looking
-                # at it, but committed only with the final report: recommitted every epoch,
-                # they made most of the repository's size (docs/multi-host.md, bench/results_size.py).
-                self._run_pictures()
                 commit = self.repo.commit_paths([folder], subject, body or "no criteria", sha256)
             except GitPublishError as exc:
                 # git's own message spans lines (a held lock comes with advice): one line here
@@ -186,55 +192,36 @@ class Publisher:
             self.store.enqueue(self.run, "git", f"push:{commit}", {"commit": commit})
             self.pusher.wake()
 
-    def _run_pictures(self) -> list[Path]:
-        """grid.png and curves.png refreshed in the working tree; a plotting failure must
-        never stop the daemon, so it is logged and the epoch goes on without them."""
-        try:
-            return write_run_pictures(self.cfg, self.store)
-        except Exception as exc:  # noqa: BLE001 - pictures are a courtesy, results are not
-            self.log.warning("run pictures failed", error=logs.redact(repr(exc)))
-            return []
-
     # ---- the run ---------------------------------------------------------------------------------
-    def finish_run(self, status: str, rules: Sequence[Rule],
-                   history: Sequence[EpochRecord]) -> dict[str, Any]:
-        """The run is over: verdict and best epoch recorded, sent to Supabase, announced."""
+    def finish_run(self, status: RunStatus, rules: Sequence[Rule],
+                   history: Sequence[EpochRecord]) -> Verdict:
+        """The run is over: verdict and best epoch recorded, sent to Supabase, announced;
+        then each destination's run end (the report)."""
         summary = verdict(rules, history, partial_at_least=partial_at_least(self.cfg.plan))
-        best = summary.get("best_epoch")
+        best = summary.best_epoch
         # Queued before the run is marked final (the mark is what a restarted daemon checks):
         # a kill in between repeats the announcement, it never loses it.
         supabase_mod.enqueue_run(self.store, self.run, status, self.cfg.params(),
-                                 verdict=summary["verdict"], best_epoch=best, host=self.host)
-        best_metrics: Mapping[str, Any] = next((h.metrics for h in history if h.epoch == best), {})
-        self.alert("run_finished", status, status=status, verdict=summary["verdict"],
+                                 verdict=summary.verdict, best_epoch=best, host=self.host)
+        best_metrics = next((h.metrics for h in history if h.epoch == best), EpochAggregate())
+        self.alert("run_finished", status, status=status, verdict=summary.verdict,
                    best_epoch=best, overall_score=best_metrics.get("overall_score"),
                    background_match_rate=best_metrics.get("background_match_rate"),
                    color_accuracy=best_metrics.get("color_accuracy"),
                    results=str(self.cfg.run_results_dir))
-        self.store.update_run(self.run, status=status, verdict=summary["verdict"], best_epoch=best)
-        self.log.info("run finished", status=status, verdict=summary["verdict"], best_epoch=best)
-        self._commit_report(summary)
+        self.store.update_run(self.run, status=status, verdict=summary.verdict, best_epoch=best)
+        self.log.info("run finished", status=status, verdict=summary.verdict, best_epoch=best)
+        send_run_end(self.destinations, FinishedRun(self.run, status, summary), self.store, self.log)
         return summary
 
-    def commit_report_if_missing(self, rules: Sequence[Rule], history: Sequence[EpochRecord]) -> None:
-        """After a restart of a run already over: the final report commit, if a kill cut
-        finish_run short before it was made."""
-        rel = (self.cfg.run_results_dir / "report.md").relative_to(self.cfg.results_repo)
-        if not self.repo.commits_touching(str(rel)):
-            self.log.info("final report missing; committing it now")
-            self._commit_report(verdict(rules, history, partial_at_least=partial_at_least(self.cfg.plan)))
-
-    def _commit_report(self, summary: dict[str, Any]) -> None:
-        """report.md, grid.png, curves.png and loss.png, committed once more at the end of the run."""
-        try:
-            report = write_report(self.cfg, self.store)
-            paths = [report, *(report.parent / n for n in ("grid.png", "curves.png", "loss.png"))]
-            subject = f"{self.run} report: {summary['verdict']}, best epoch {summary.get('best_epoch')}"
-            commit = self.repo.commit_paths([p for p in paths if p.exists()], subject,
-                                            "Final report and pictures.", f"report:{self.run}")
-            self._queue_push(commit)
-        except Exception as exc:  # noqa: BLE001 - the run's results are already committed
-            self.log.warning("final report failed", error=logs.redact(repr(exc)))
+    def run_end_again(self, rules: Sequence[Rule], history: Sequence[EpochRecord]) -> None:
+        """After a restart of a run already over: each destination's run end once more, doing
+        only what a kill cut short (the report commit, if finish_run did not get to it)."""
+        row = self.store.run_row(self.run)
+        summary = verdict(rules, history, partial_at_least=partial_at_least(self.cfg.plan))
+        send_run_end(self.destinations,
+                     FinishedRun(self.run, row.status if row else "finished", summary, again=True),
+                     self.store, self.log)
 
     def publish_backlog(self) -> None:
         """Evaluations recorded but not committed (a crash or a git outage): commit them now."""

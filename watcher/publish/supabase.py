@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from watcher.logs import redact
+from watcher.metrics import BACKGROUND_METRIC, SAMPLE_METRIC_RANGES
 
 if TYPE_CHECKING:  # supabase-py is imported only when a sink is really built
     from watcher.store import Store
@@ -35,6 +36,9 @@ RUNS_CONFLICT = "run_name"
 EPOCHS_CONFLICT = "run_name,epoch"
 REVIEWS_CONFLICT = "run_name,epoch"
 RUN_STATUSES = ("running", "stopped", "finished", "failed")
+# the epoch_evaluations columns that are aggregate metrics as they are (clamped to their range)
+EPOCH_METRIC_COLUMNS = ("visual_score", "style_score", "prompt_score", "overall_score",
+                        "color_accuracy", "style_quality")
 PARAM_GROUPS = ("architecture", "hyperparameters", "data", "augmentation")
 # Migration 0004: where a row was made. Sent only when known, so a row from an older daemon
 # (or a baseline) keeps whatever the table holds.
@@ -114,6 +118,11 @@ def _number(value: Any, low: float, high: float | None = None) -> float | None:
     return min(high, v) if high is not None else v
 
 
+def _metric(aggregate: Mapping[str, Any], name: str) -> float | None:
+    """An aggregate metric clamped to its range (watcher.metrics, the CHECKs of migration 0002)."""
+    return _number(aggregate.get(name), *SAMPLE_METRIC_RANGES[name])
+
+
 def _hex(value: Any) -> str | None:
     text = str(value).strip().lower() if isinstance(value, str) else ""
     return text if _HEX.match(text) else None
@@ -181,7 +190,7 @@ def epoch_row(
     agg: Mapping[str, Any] = metrics.get("aggregate") or {}
     checkpoint: Mapping[str, Any] = metrics.get("checkpoint") or {}
     sha = str(checkpoint.get("sha256") or "").lower()
-    rate = _number(agg.get("background_match_rate"), 0.0, 1.0)
+    rate = _metric(agg, BACKGROUND_METRIC)
     commit = (git_commit or "").strip().lower()
     observations = [
         str(d.get("message")).strip()
@@ -194,17 +203,12 @@ def epoch_row(
         "epoch": int(epoch),
         "checkpoint_sha256": sha if _SHA256.match(sha) else None,
         "checkpoint_file": Path(str(checkpoint["path"])).name if checkpoint.get("path") else None,
-        "visual_score": _number(agg.get("visual_score"), 1.0, 10.0),
-        "style_score": _number(agg.get("style_score"), 1.0, 10.0),
-        "prompt_score": _number(agg.get("prompt_score"), 1.0, 10.0),
-        "overall_score": _number(agg.get("overall_score"), 1.0, 10.0),
-        "color_accuracy": _number(agg.get("color_accuracy"), 0.0, 100.0),
-        "style_quality": _number(agg.get("style_quality"), 0.0, 100.0),
+        **{name: _metric(agg, name) for name in EPOCH_METRIC_COLUMNS},
         "background_hex": _hex(agg.get("background_hex")),
-        "background_match_rate": rate,
+        BACKGROUND_METRIC: rate,
         # "Background match" for the epoch: most images whose prompt names a background got it.
         "background_match": None if rate is None else rate >= 0.5,
-        "unique_colors": _number(agg.get("unique_colors"), 0.0),
+        "unique_colors": _metric(agg, "unique_colors"),
         "n_images": int(n_images) if isinstance(n_images, int) and n_images >= 0 else None,
         "issues": sorted({str(i) for i in agg.get("issues") or []}),
         "observations": "\n".join(observations),

@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from watcher.decide import PLAN_RULES, verdict
+from watcher.epoch.decide import PLAN_RULES, verdict
+from watcher.metrics import BACKGROUND_METRIC
 from watcher.report.history import RunHistory, number
+from watcher.summary import cell
 
 DEFAULT_RULES_NOTE = "the default rules (its own were not recorded: a run from before they were)"
 MIN_RUNS = 5  # below this a rank correlation says next to nothing
@@ -42,8 +44,8 @@ def outcomes(run: RunHistory) -> dict[str, Any]:
     best_epoch, best_score = run.best()
     first = run.first_green()
     censored = False
-    if first is None and run.kind == "store" and run.series("background_match_rate"):
-        first, censored = max(run.series("background_match_rate")) + 1, True
+    if first is None and run.kind == "store" and run.series(BACKGROUND_METRIC):
+        first, censored = max(run.series(BACKGROUND_METRIC)) + 1, True
     out: dict[str, Any] = {
         "best_score": best_score,
         "best_epoch": best_epoch,
@@ -58,7 +60,7 @@ def outcomes(run: RunHistory) -> dict[str, Any]:
         # recorded (Store.judged_by) by the default rules, and `judged_by` says so
         own = run.rules is not None
         rules = run.rules if run.rules is not None else list(PLAN_RULES)
-        out["verdict"] = verdict(rules, run.records(), partial_at_least=run.partial_at_least)["verdict"]
+        out["verdict"] = verdict(rules, run.records(), partial_at_least=run.partial_at_least).verdict
         out["judged_by"] = "own rules" if own else DEFAULT_RULES_NOTE
     for key, value in run.stated_outcomes.items():
         out[key] = value
@@ -161,11 +163,7 @@ def correlations(runs: Sequence[RunHistory]) -> list[Correlation]:
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+    return cell(value, ".3g")
 
 
 def render_correlations(runs: Sequence[RunHistory], rows: Sequence[Correlation]) -> str:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watcher.decide import EpochRecord
+from watcher.epoch.decide import EpochRecord
+from watcher.metrics import BACKGROUND_METRIC, PERCENT_METRICS
 from watcher.rules import Decision, Rule
 from watcher.store import Store
 
@@ -20,7 +21,7 @@ from watcher.store import Store
 GREEN_RATE = 0.5
 # The plan's scores and metrics, in the order the report shows them.
 SCORE_METRICS = ("visual_score", "style_score", "prompt_score", "overall_score")
-RATE_METRICS = ("background_match_rate", "color_accuracy", "style_quality")
+RATE_METRICS = PERCENT_METRICS
 
 
 def number(value: Any) -> float | None:
@@ -89,7 +90,7 @@ class RunHistory:
 
     def green(self) -> dict[int, bool]:
         """epoch -> background right (rate >= GREEN_RATE), for epochs with a rate."""
-        return {e: v >= GREEN_RATE for e, v in self.series("background_match_rate").items()}
+        return {e: v >= GREEN_RATE for e, v in self.series(BACKGROUND_METRIC).items()}
 
     def first_green(self) -> int | None:
         return next((e for e, ok in self.green().items() if ok), None)
@@ -103,7 +104,7 @@ class RunHistory:
         return epoch, scores[epoch]
 
     def records(self) -> list[EpochRecord]:
-        """The epochs as `watcher.criteria.EpochRecord`s."""
+        """The epochs as `watcher.epoch.decide.EpochRecord`s."""
 
         return [EpochRecord(epoch=e, metrics=m) for e, m in sorted(self.epochs.items())]
 
@@ -117,7 +118,7 @@ def load_run(store: Store, name: str) -> RunHistory:
     if judged is not None:
         history.rules, history.partial_at_least = judged
     for ev in store.evaluations(name):
-        history.epochs[ev.epoch] = dict(ev.aggregate)
+        history.epochs[ev.epoch] = ev.aggregate.to_dict()
         history.images[ev.epoch] = list(ev.metrics.get("images") or [])
         history.result_dirs[ev.epoch] = Path(ev.result_dir)
     for d in store.decisions(name):

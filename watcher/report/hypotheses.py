@@ -183,5 +183,5 @@ def next_experiments(run: RunHistory, findings: Sequence[Finding], kohya: dict[s
         name = branch.name if branch else None
         return (branch.title if branch else "none of the plan's"), plan_next_steps(
             plan, run, findings, kohya, baselines, name)
-    word = verdict_of(run, rules, plan)["verdict"]
+    word = verdict_of(run, rules, plan).verdict
     return f"{word}, no plan", generic_next_steps(run, findings, kohya, rules, failed_rules(run, rules))

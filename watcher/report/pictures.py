@@ -20,6 +20,14 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from watcher.config import WatchConfig
+from watcher.metrics import (
+    BACKGROUND_METRIC,
+    COLOURS,
+    LABELS,
+    MARKERS,
+    PERCENT_METRICS,
+    percent_scale,
+)
 from watcher.report.baselines import plan_baselines
 from watcher.report.history import RunHistory, load_run
 from watcher.rules import Rule, decision_word
@@ -157,7 +165,7 @@ def grid_image(run: RunHistory, cells: int = 24) -> Image.Image:
     for i, epoch in enumerate(epochs):
         y = top + i * (cell + gap)
         agg = run.epochs[epoch]
-        rate, score = run.value(epoch, "background_match_rate"), run.value(epoch, "overall_score")
+        rate, score = run.value(epoch, BACKGROUND_METRIC), run.value(epoch, "overall_score")
         n = agg.get("n_images")
         d.text((12, y + 8), f"epoch {epoch}", fill=INK, font=label_font)
         if rate is not None:
@@ -192,14 +200,9 @@ def grid_image(run: RunHistory, cells: int = 24) -> Image.Image:
 
 
 # ---- curves ------------------------------------------------------------------------------------
-PERCENT = {"background_match_rate": ("background match", 100.0),
-           "color_accuracy": ("colour accuracy", 1.0), "style_quality": ("style quality", 1.0)}
+PERCENT = {m: (LABELS[m], percent_scale(m)) for m in PERCENT_METRICS}
 SCORES = {"visual_score": "Visual", "style_score": "Style", "prompt_score": "Prompt",
           "overall_score": "overall"}
-NAMES = {"background_match_rate": "background match", "color_accuracy": "colour accuracy",
-         "style_quality": "style quality", "overall_score": "overall score"}
-MARKERS = {"background_match_rate": "o", "color_accuracy": "^", "style_quality": "s",
-           "visual_score": "^", "style_score": "s", "prompt_score": "v", "overall_score": "o"}
 
 
 def _threshold_lines(ax: Any, rules: Sequence[Any], metrics: dict[str, Any], scale: dict[str, float],
@@ -215,7 +218,7 @@ def _threshold_lines(ax: Any, rules: Sequence[Any], metrics: dict[str, Any], sca
         seen.add(key)
         start = rule.epoch if rule.mode in ("at", "by", "from") and rule.epoch else 0.5
         style = ":" if rule.mode == "candidate" else "--"
-        name = NAMES.get(rule.metric, rule.metric.replace("_", " "))
+        name = LABELS.get(rule.metric, rule.metric.replace("_", " "))
         unit = "%" if rule.metric in scale else "/10" if rule.metric in SCORES else ""
         when = (f" {rule.mode} epoch {rule.epoch}" if rule.mode in ("at", "by", "from") and rule.epoch
                 else ": production candidate" if rule.mode == "candidate" else "")
@@ -239,13 +242,11 @@ def curves_figure(run: RunHistory, baselines: Sequence[RunHistory] = (), rules: 
     top, bottom = fig.subplots(2, 1, sharex=True)
     last = max([*run.evaluated, *(e for b in baselines for e in b.evaluated), run.max_epochs or 1, 1])
     x_max = last + 0.5
-    colours = {"background_match_rate": "#2e7d32", "color_accuracy": "#1565c0",
-               "style_quality": "#8e24aa", "visual_score": "#ef6c00", "style_score": "#8e24aa",
-               "prompt_score": "#00838f", "overall_score": "#212121"}
+    colours = COLOURS
     for metric, (label, scale) in PERCENT.items():
         s = run.series(metric)
         if s:
-            on_top = metric == "background_match_rate"  # the plan's key metric stays visible
+            on_top = metric == BACKGROUND_METRIC  # the plan's key metric stays visible
             top.plot(list(s), [v * scale for v in s.values()], marker=MARKERS[metric],
                      color=colours[metric], linewidth=2.6 if on_top else 1.8,
                      markersize=10 if on_top else 6, zorder=4 if on_top else 3,
@@ -266,7 +267,7 @@ def curves_figure(run: RunHistory, baselines: Sequence[RunHistory] = (), rules: 
         if s:
             bottom.plot(list(s), list(s.values()), linestyle=(0, (4, 3)), marker=marker,
                         markersize=8, color=tone, label=f"baseline {base.name}")
-        g = base.series("background_match_rate")
+        g = base.series(BACKGROUND_METRIC)
         if g:
             top.step(list(g), [v * 100 for v in g.values()], where="mid", linestyle=(0, (4, 3)),
                      color=tone, alpha=0.8, zorder=1, label=f"baseline {base.name}: background")

@@ -2,7 +2,7 @@
 success criterion met / not met / pending / not measurable with the evidence, the decision
 points answered so far, and the outcome branch the run is on.
 
-"by epoch N" is judged on the first evaluated epoch >= N (as `watcher.decide` does); before
+"by epoch N" is judged on the first evaluated epoch >= N (as `watcher.epoch.decide` does); before
 that the criterion is pending and the evidence shows the best value so far.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from watcher.decide import decide_all, verdict
+from watcher.epoch.decide import Verdict, decide_all, verdict
 from watcher.plan import Branch, Criterion, DecisionPoint, Plan, partial_at_least
 from watcher.report.analysis import outcomes
 from watcher.report.history import RunHistory
@@ -276,8 +276,8 @@ def branch_of(run: RunHistory, rules: Sequence[Rule], plan: Plan) -> Branch | No
     return None
 
 
-def verdict_of(run: RunHistory, rules: Sequence[Any], plan: Plan | None) -> dict[str, Any]:
-    """The run's verdict as `watcher.decide.verdict` gives it (success / partial / failure /
+def verdict_of(run: RunHistory, rules: Sequence[Any], plan: Plan | None) -> Verdict:
+    """The run's verdict as `watcher.epoch.decide.verdict` gives it (success / partial / failure /
     pending), from the same rules the daemon judged with and its plan's `partial_at_least`."""
 
     return verdict(list(rules), run.records(), partial_at_least=partial_at_least(plan))

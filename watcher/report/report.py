@@ -14,6 +14,8 @@ from typing import Any
 
 from watcher.config import WatchConfig
 from watcher.ending import late_stop
+from watcher.epoch.decide import Verdict
+from watcher.metrics import BACKGROUND_METRIC
 from watcher.plan import Plan
 from watcher.report.analysis import outcomes
 from watcher.report.baselines import plan_baselines
@@ -73,7 +75,7 @@ def _epochs(run: RunHistory) -> list[str]:
         word = decision_word(ds) if ds else "-"
         if any(d.marked for d in ds):
             word += " (candidate)"
-        rate = run.value(e, "background_match_rate")
+        rate = run.value(e, BACKGROUND_METRIC)
         lines.append(f"| {e} | {_f(rate, '.0%') if rate is not None else '-'} | {_f(a.get('background_hex'))} | "
                      f"{_f(run.value(e, 'color_accuracy'))} | {_f(run.value(e, 'style_quality'))} | "
                      f"{_f(run.value(e, 'visual_score'))} | {_f(run.value(e, 'style_score'))} | "
@@ -200,14 +202,14 @@ def _decisions(points: Sequence[DecisionResult]) -> list[str]:
 
 
 def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
-                  criteria: Sequence[CriterionResult], verdict: dict[str, Any],
+                  criteria: Sequence[CriterionResult], verdict: Verdict,
                   baselines: Sequence[RunHistory], findings: Sequence[Finding],
                   next_steps: Sequence[Hypothesis], fits: Sequence[Calibration],
                   plan: Plan | None = None, points: Sequence[DecisionResult] = (),
                   branch: str = "", missing: Sequence[str] = (), rules: Sequence[Rule] = (),
                   team: Sequence[TeamFit] = (), team_reviews: int = 0) -> str:
-    best_epoch, best_score = verdict.get("best_epoch"), verdict.get("best_score")
-    candidates = verdict.get("candidates") or []
+    best_epoch, best_score = verdict.best_epoch, verdict.best_score
+    candidates = verdict.candidates
     if candidates:
         top = max(candidates, key=lambda c: (c["value"], -c["epoch"]))
         candidate = f"epoch {top['epoch']} ({top['value']:.1f}/10)"
@@ -216,10 +218,10 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
     out = [f"# {run.name}", "",
            f"{len(run.epochs)} evaluated epoch(s)" + (f" of {run.max_epochs}" if run.max_epochs else "")
            + (f"; run status: {run.status}" if run.status else "") + ".", "",
-           f"**Verdict: {verdict['verdict'].upper()}**"
-           + ("" if finished(run) or verdict["verdict"] == "pending"
+           f"**Verdict: {verdict.verdict.upper()}**"
+           + ("" if finished(run) or verdict.verdict == "pending"
               else " (so far: the run has epochs to go)"), ""]
-    out += [f"- {r}" for r in verdict.get("reasons", [])]
+    out += [f"- {r}" for r in verdict.reasons]
     out += ["", f"- Best epoch: {'-' if best_epoch is None else f'epoch {best_epoch} ({best_score:.1f}/10)'}",
             f"- Production candidate: {candidate}", ""]
     out += ["## Plan", "", *_plan(plan)]
@@ -233,7 +235,7 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
     out += [f"- **not available**: {m}" for m in missing] + ([""] if missing else [])
     if baselines:
         at = plan.plan.compare_at_epoch if plan else None
-        out += [*_baselines(run, baselines, verdict["verdict"], at), ""]
+        out += [*_baselines(run, baselines, verdict.verdict, at), ""]
     else:
         out += ["No baseline: " + ("the plan names none." if plan else "a run without a plan has none.")
                 + " Add `[[baselines]]` to the plan to compare with earlier runs.", ""]
@@ -297,5 +299,5 @@ def write_report(cfg: WatchConfig, store: Store) -> Path:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     if store.run_row(cfg.run.name) is not None and finished(run):
-        store.update_run(cfg.run.name, verdict=verdict["verdict"], best_epoch=verdict["best_epoch"])
+        store.update_run(cfg.run.name, verdict=verdict.verdict, best_epoch=verdict.best_epoch)
     return path

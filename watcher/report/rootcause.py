@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from watcher.metrics import BACKGROUND_METRIC
 from watcher.report.history import GREEN_RATE, RunHistory
 from watcher.rules import Rule
 
@@ -40,12 +41,12 @@ class Finding:
 def on_time_epoch(rules: Sequence[Rule]) -> int | None:
     """The epoch the run's rules want the background right by (a by / at rule on
     background_match_rate), or None: then "late" cannot be said, only "never"."""
-    return next((r.epoch for r in rules if r.metric == "background_match_rate"
+    return next((r.epoch for r in rules if r.metric == BACKGROUND_METRIC
                  and r.mode in ("by", "at") and r.epoch), None)
 
 
 def _background(run: RunHistory, on_time: int | None) -> list[Finding]:
-    rates = run.series("background_match_rate")
+    rates = run.series(BACKGROUND_METRIC)
     if not rates:
         return [Finding("background_unmeasured", "info", (),
                         "background not measured (no prompt names a background colour)")]
@@ -81,7 +82,7 @@ def _background(run: RunHistory, on_time: int | None) -> list[Finding]:
 
 def _oscillation(run: RunHistory) -> list[Finding]:
     green = run.green()
-    rates = run.series("background_match_rate")
+    rates = run.series(BACKGROUND_METRIC)
     epochs = list(green)
     out = []
     for prev, cur in zip(epochs, epochs[1:], strict=False):
@@ -95,7 +96,7 @@ def _oscillation(run: RunHistory) -> list[Finding]:
 
 
 def _quality_vs_background(run: RunHistory) -> list[Finding]:
-    rates, scores = run.series("background_match_rate"), run.series("overall_score")
+    rates, scores = run.series(BACKGROUND_METRIC), run.series("overall_score")
     both = [e for e in run.evaluated if e in rates and e in scores]
     out = []
     for prev, cur in zip(both, both[1:], strict=False):
@@ -126,15 +127,19 @@ def _drop_from_peak(series: dict[int, float], drop: float) -> tuple[int, int] | 
     return (worst[1], worst[2]) if worst else None
 
 
+def _dropped(series: dict[int, float], drop: float, kind: str, what: str) -> list[Finding]:
+    """A warning when `series` fell `drop` or more below an earlier peak (`what` names it)."""
+    hit = _drop_from_peak(series, drop)
+    if not hit:
+        return []
+    p, e = hit
+    return [Finding(kind, "warning", (p, e), f"{what} {series[p]:.1f} at epoch {p}, "
+                    f"{series[e]:.1f} at epoch {e}", {"peak": series[p], "later": series[e]})]
+
+
 def _color_drift(run: RunHistory) -> list[Finding]:
-    out = []
-    acc = run.series("color_accuracy")
-    hit = _drop_from_peak(acc, COLOR_DRIFT)
-    if hit:
-        p, e = hit
-        out.append(Finding("color_drift", "warning", (p, e),
-                           f"colour drift: colour accuracy {acc[p]:.1f} at epoch {p}, "
-                           f"{acc[e]:.1f} at epoch {e}", {"peak": acc[p], "later": acc[e]}))
+    out = _dropped(run.series("color_accuracy"), COLOR_DRIFT, "color_drift",
+                   "colour drift: colour accuracy")
     wrong = [run.epochs[e].get("background_hex") for e, ok in run.green().items() if not ok]
     path = [h for i, h in enumerate(wrong) if h and (i == 0 or h != wrong[i - 1])]
     if len(path) >= 3:
@@ -145,14 +150,8 @@ def _color_drift(run: RunHistory) -> list[Finding]:
 
 
 def _style(run: RunHistory) -> list[Finding]:
-    out = []
     style = run.series("style_quality")
-    hit = _drop_from_peak(style, STYLE_DROP)
-    if hit:
-        p, e = hit
-        out.append(Finding("style_loss", "warning", (p, e),
-                           f"pixel-art style lost: style quality {style[p]:.1f} at epoch {p}, "
-                           f"{style[e]:.1f} at epoch {e}", {"peak": style[p], "later": style[e]}))
+    out = _dropped(style, STYLE_DROP, "style_loss", "pixel-art style lost: style quality")
     if style and style[max(style)] < STYLE_FLOOR:
         last = max(style)
         out.append(Finding("style_poor", "warning", (last,),

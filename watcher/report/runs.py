@@ -14,6 +14,7 @@ from typing import Any
 
 from watcher.report.history import RunHistory, load_run, run_names
 from watcher.store import Store
+from watcher.summary import cell
 
 SUMMARY_KEYS = ("run", "kind", "state", "epochs_evaluated", "first_green_epoch", "best_epoch",
                 "best_score", "decision", "host", "gpu", "gpu_memory_mb", "results")
@@ -108,11 +109,7 @@ def sort_records(records: list[RunRecord]) -> list[RunRecord]:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return str(value)
+    return cell(value, ".2f")
 
 
 def render(rows: list[dict[str, Any]]) -> str:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from watcher.epoch.settle import describe_name
 from watcher.prompts import PromptDefaults, SamplePrompt, parse_prompt_file
 from watcher.samples.names import SampleName
-from watcher.settle import describe_name
 
 UNKNOWN_SEED = -1  # SamplePrompt.seed of an image whose prompt fixed no seed (kohya drew one)
 _NO_SEED = -(2**62)  # parse-time marker: "this prompt entry gives no --d"

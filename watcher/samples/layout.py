@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from watcher.commands._images import ImageLoadError, load_rgb
+from watcher.epoch.settle import NotReady, Rejected, describe_name
 from watcher.prompts import SamplePrompt
 from watcher.samples.epochs import EpochCollector, EpochSample, EpochSet, KohyaPrompt
 from watcher.samples.names import NameRefused, looks_like_sample, parse_sample_name
 from watcher.samples.png import check_png
-from watcher.settle import NotReady, Rejected, describe_name
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # in epoch folders; kohya writes PNG
 EPOCH_FOLDER = re.compile(r"^(?:epoch[_-]?|e)(\d{1,6})$", re.IGNORECASE)

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from watcher.settle import describe_name
+from watcher.epoch.settle import describe_name
 
 _TAIL = re.compile(
     r"^(?:(?P<prefix>.*)_)?(?:e(?P<epoch>\d{6,})|(?P<steps>\d{6,}))_(?P<idx>\d{2,})"

@@ -3,7 +3,7 @@
 PIL writes a PNG in place, chunk by chunk: signature, IHDR, ..., IDAT..., IEND. A file is
 complete when its chunk list parses from the signature to an IEND chunk that ends exactly at
 the end of the file, every chunk's CRC is right, and that stays true (same size, mtime and
-inode) across two looks `settle_interval_s` apart, the same care watcher/settle.py takes with
+inode) across two looks `settle_interval_s` apart, the same care watcher/epoch/settle.py takes with
 checkpoints. A half-written PNG is "not ready", never scored; one that stays incomplete and
 untouched for `stale_after_s` is refused as truncated.
 """
@@ -18,8 +18,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from watcher.epoch.settle import NotReady, Rejected, describe_name
 from watcher.samples.names import NameRefused, SampleName, parse_sample_name
-from watcher.settle import NotReady, Rejected, describe_name
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_PNG_BYTES = 256 * 1024 * 1024  # a 512 px sample is well under 1 MB

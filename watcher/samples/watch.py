@@ -13,6 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from watcher.epoch.settle import Rejection, describe_name
+from watcher.epoch.sources import Job
 from watcher.samples.epochs import EpochSet
 from watcher.samples.png import SampleRefusal
 from watcher.samples.source import (
@@ -22,16 +24,14 @@ from watcher.samples.source import (
     open_images,
     trainer_prompts,
 )
-from watcher.settle import Rejection, describe_name
-from watcher.sources import Job
 
 
 class TrainerSource:
-    """kohya's own sample PNGs: a `watcher.sources.Source`."""
+    """kohya's own sample PNGs: a `watcher.epoch.sources.Source`."""
 
     def __init__(self, cfg: Any, path: Any, log: Any) -> None:
         self.cfg = cfg
-        self.path = path  # watcher.epoch.EpochPath
+        self.path = path  # watcher.epoch.path.EpochPath
         self.log = log
         self.folder = Path(cfg.output_dir) / SAMPLE_FOLDER
         self.samples = TrainerSamples(

@@ -8,13 +8,13 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from watcher.metrics import COLOURS, LABELS, PERCENT_METRICS, percent_scale
+
 W, H = 640, 210                 # one panel, in SVG units (scaled by CSS)
 LEFT, RIGHT, TOP, BOTTOM = 44, 150, 14, 26
-RATES = {"background_match_rate": ("background match", 100.0, "#2e7d32"),
-         "color_accuracy": ("colour accuracy", 1.0, "#1565c0"),
-         "style_quality": ("style quality", 1.0, "#8e24aa")}
-SCORES = {"overall_score": ("overall", "#212121"), "visual_score": ("visual", "#ef6c00"),
-          "style_score": ("style", "#8e24aa"), "prompt_score": ("prompt", "#00838f")}
+RATES = {m: (LABELS[m], percent_scale(m), COLOURS[m]) for m in PERCENT_METRICS}
+SCORES = {m: (label, COLOURS[m]) for m, label in (("overall_score", "overall"), ("visual_score", "visual"),
+                                                  ("style_score", "style"), ("prompt_score", "prompt"))}
 
 
 def _panel(title: str, last_epoch: int, y_min: float, y_max: float,
@@ -73,7 +73,7 @@ def _panel(title: str, last_epoch: int, y_min: float, y_max: float,
 
 
 def curves_svg(run: Any, rules: Sequence[Any]) -> str:
-    """Both panels for a `RunHistory`; `rules` are `watcher.criteria.Rule`s."""
+    """Both panels for a `RunHistory`; `rules` are `watcher.epoch.decide.Rule`s."""
     last = max([*run.evaluated, run.max_epochs or 1, 1])
     rate_series = [(label, colour, {e: v * scale for e, v in run.series(m).items()})
                    for m, (label, scale, colour) in RATES.items()]

@@ -126,7 +126,7 @@ def plan_table(run: RunHistory, src: RunSource | None = None) -> list[CriterionR
 def verdict(src: RunSource, run: RunHistory) -> dict[str, Any]:
     from watcher.report.plan import verdict_of
 
-    return verdict_of(run, rules(src), src.cfg.plan)
+    return verdict_of(run, rules(src), src.cfg.plan).to_dict()
 
 
 def calibration(run: RunHistory) -> tuple[int, list[Calibration]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from watcher.metrics import BACKGROUND_METRIC
 from watcher.serve import data
 from watcher.serve import training as training_view
 from watcher.serve.curves import curves_svg
@@ -112,7 +113,7 @@ def compare_runs(sources: list[data.RunSource]) -> dict[str, Any]:
         loss.append((src.name, training_view.loss_by_epoch(series)))
         score.append((src.name, [(float(e), v) for e, v in sorted(run.series("overall_score").items())]))
         background.append((src.name, [(float(e), v * 100) for e, v in
-                                      sorted(run.series("background_match_rate").items())]))
+                                      sorted(run.series(BACKGROUND_METRIC).items())]))
     return {"names": [s.name for s in sources], "svgs": [
         training_view.overlay_svg("loss (kohya's average) by epoch", loss, y_fmt=".3g", x_label="epoch"),
         training_view.overlay_svg("overall score (1-10) by epoch", score, y_fmt="g", x_label="epoch",

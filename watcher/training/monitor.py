@@ -19,9 +19,9 @@ from typing import Any
 import psutil
 
 from watcher import logs
-from watcher.act import act
 from watcher.config import WatchConfig
-from watcher.decide import EpochRecord, decide
+from watcher.epoch.act import act
+from watcher.epoch.decide import EpochRecord, decide
 from watcher.publish.publisher import Publisher
 from watcher.records import TRAINER_ENDED
 from watcher.rules import Decision, Rule, is_training_rule

@@ -34,9 +34,10 @@ epoch wins), so asking again about an old epoch gives the same decisions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
+from watcher.metrics import EpochAggregate
 from watcher.rules import (
     NEGATED,
     PLAN_RULES,
@@ -48,23 +49,52 @@ from watcher.rules import (
     metric_value,
 )
 
-__all__ = ["PLAN_RULES", "Decision", "EpochRecord", "Rule", "decide", "decide_all",
+__all__ = ["PLAN_RULES", "Decision", "EpochRecord", "Rule", "Verdict", "decide", "decide_all",
            "decide_epoch", "quality_rule", "verdict"]
 
 QUALITY_METRIC = "overall_score"
 
 
+# an epoch's numbers as the rules read them: its aggregate, or a baseline's dict of metrics
+EpochNumbers = EpochAggregate | Mapping[str, Any]
+VerdictWord = Literal["success", "partial", "failure", "pending"]
+
+
 @dataclass(frozen=True)
 class EpochRecord:
-    """One evaluated epoch: its number and the `aggregate` dict of its metrics.json."""
+    """One evaluated epoch: its number and its aggregate (a baseline's: a dict of metrics)."""
 
     epoch: int
-    metrics: Mapping[str, Any]
+    metrics: EpochNumbers
 
 
-def _epochs(history: Iterable[EpochRecord], upto: int) -> dict[int, Mapping[str, Any]]:
+@dataclass(frozen=True)
+class Verdict:
+    """The run so far against its rules (`verdict`); `to_dict()` is the JSON form."""
+
+    verdict: VerdictWord
+    reasons: list[str]
+    best_epoch: int | None = None
+    best_score: float | None = None
+    quality_target: float | None = None
+    partial_at_least: float | None = None
+    epochs: list[int] = field(default_factory=list)
+    # {"epoch", "value", "criterion"} / {"criterion", "epoch", "value", "message"} each
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    stop_failures: list[dict[str, Any]] = field(default_factory=list)
+    oscillations: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _epochs(history: Iterable[EpochRecord], upto: int) -> dict[int, EpochNumbers]:
     """epoch -> metrics for epochs <= upto, in epoch order; a later record of an epoch wins."""
-    latest: dict[int, Mapping[str, Any]] = {}
+    latest: dict[int, EpochNumbers] = {}
     for record in history:
         if record.epoch <= upto:
             latest[record.epoch] = record.metrics
@@ -78,7 +108,7 @@ def _fmt(value: float | None) -> str:
 class _Judge:
     """Judges one rule at one epoch over the series of epochs <= that epoch."""
 
-    def __init__(self, rule: Rule, epochs: dict[int, Mapping[str, Any]], epoch: int) -> None:
+    def __init__(self, rule: Rule, epochs: dict[int, EpochNumbers], epoch: int) -> None:
         self.rule, self.epoch = rule, epoch
         self.series = {e: metric_value(m, rule.metric)[0] for e, m in epochs.items()}
         self.value, self.missing = metric_value(epochs.get(epoch), rule.metric)
@@ -196,7 +226,7 @@ def decide(rules: Sequence[Rule], history: Iterable[EpochRecord], epoch: int, *,
 
 
 def decide_epoch(rules: Sequence[Rule], history: Iterable[EpochRecord], epoch: int,
-                 aggregate: Mapping[str, Any]) -> list[Decision]:
+                 aggregate: EpochAggregate) -> list[Decision]:
     """The decide stage: `epoch`'s decisions, its `aggregate` joined to the earlier epochs'
     (`history`, without this evaluation)."""
     return decide(rules, [*history, EpochRecord(epoch=epoch, metrics=aggregate)], epoch)
@@ -216,7 +246,7 @@ def quality_rule(rules: Sequence[Rule]) -> Rule | None:
 
 
 def verdict(rules: Sequence[Rule], history: Iterable[EpochRecord], *,
-            partial_at_least: float | None = None) -> dict[str, Any]:
+            partial_at_least: float | None = None) -> Verdict:
     """The run so far against its rules and its plan's `partial_at_least` (watcher.plan).
 
     - "success": overall_score reached the quality target (the threshold of `quality_rule`)
@@ -250,9 +280,10 @@ def verdict(rules: Sequence[Rule], history: Iterable[EpochRecord], *,
     stop_names = {r.name for r in stop_rules}
     stop_judged = {(d.criterion, e): d for e, ds in per_epoch.items() for d in ds
                    if d.criterion in stop_names and (d.outcome in ("pass", "fail") or d.stops)}
-    stop_failures = [{"criterion": d.criterion, "epoch": e, "value": d.value, "message": d.message}
-                     for (_, e), d in sorted(stop_judged.items(), key=lambda kv: kv[0][1])
-                     if d.outcome == "fail" or d.stops]
+    stop_failures: list[dict[str, Any]] = [
+        {"criterion": d.criterion, "epoch": e, "value": d.value, "message": d.message}
+        for (_, e), d in sorted(stop_judged.items(), key=lambda kv: kv[0][1])
+        if d.outcome == "fail" or d.stops]
     unjudged = [r.name for r in stop_rules if r.mode in ("at", "by")
                 and not any(name == r.name for name, _ in stop_judged)]
     never_met = [r.name for r in stop_rules
@@ -263,12 +294,13 @@ def verdict(rules: Sequence[Rule], history: Iterable[EpochRecord], *,
                   for c in made({"marked"}, {"candidate"})]
 
     best = scores.get(best_epoch) if best_epoch is not None else None
-    reasons = [f["message"] for f in stop_failures]
+    reasons: list[str] = [f["message"] for f in stop_failures]
     if not unjudged:
         failed = {f["criterion"] for f in stop_failures}
         reasons += [f"{name}: condition never met" for name in never_met if name not in failed]
     judged_by = bool(stop_rules or target is not None or partial_at_least is not None
                      or any(r.mode == "oscillation" for r in rules))
+    outcome: VerdictWord
     if reasons:
         outcome = "failure"
     elif not epochs or unjudged or not judged_by or (
@@ -296,7 +328,6 @@ def verdict(rules: Sequence[Rule], history: Iterable[EpochRecord], *,
         elif target is not None and partial_at_least is None and best is not None and best < target:
             reasons.append("the plan sets no partial_at_least, so a score below the target "
                            "counts as partial, not as a failure")
-    return {"verdict": outcome, "reasons": reasons, "best_epoch": best_epoch, "best_score": best,
-            "quality_target": target, "partial_at_least": partial_at_least,
-            "epochs": list(epochs), "candidates": candidates,
-            "stop_failures": stop_failures, "oscillations": oscillations}
+    return Verdict(outcome, reasons, best_epoch=best_epoch, best_score=best, quality_target=target,
+                   partial_at_least=partial_at_least, epochs=list(epochs), candidates=candidates,
+                   stop_failures=stop_failures, oscillations=oscillations)

@@ -1,7 +1,7 @@
 """What the daemon watches: one `Source` interface, two kinds.
 
 - `CheckpointFiles` (here): kohya's `.safetensors` files in `output_dir`, settled by
-  watcher.settle; the daemon renders each epoch's samples with its pipeline.
+  watcher.epoch.settle; the daemon renders each epoch's samples with its pipeline.
 - `watcher.samples.watch.TrainerSource`: the PNGs kohya renders itself in `output_dir/sample/`
   (`[sampling] source = "trainer"`, or the GPU is too full for a pipeline); judged as they are.
 
@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from watcher.detect import is_candidate
-from watcher.settle import Settler
+from watcher.epoch.detect import is_candidate
+from watcher.epoch.settle import Settler
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from watcher.config import WatchConfig
-    from watcher.epoch import EpochPath
+    from watcher.epoch.path import EpochPath
     from watcher.prompts import SamplePrompt
     from watcher.store import Checkpoint
 

@@ -7,7 +7,9 @@ Two ways in, one way out (`EpochEvaluation`):
   at (not scored: the decision prompts are).
 - `evaluate_images`: a sample source's way (replay, the trainer's own samples): images that
   already exist, each with the prompt it was made from.
-The results folder is left unfinished: decide adds the decisions, publish moves it into place.
+Nothing is written here: the images, their 24 px recoveries, the contact sheet and the numbers
+stay in memory (`EpochEvaluation`); decide adds the decisions, and the record step
+(`watcher.publish.results.write_epoch_folder`) writes the epoch's folder.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from PIL import Image
 from evaluators import aggregate_epoch, score_image
 from evaluators.score import ImageScore
 from watcher.config import EvaluationConfig, WatchConfig
+from watcher.metrics import EpochAggregate
 from watcher.prompts import SamplePrompt, review_prompts
-from watcher.publish.results import EpochFolder
+from watcher.publish.results import EpochImage, sample_name
 from watcher.records import Checkpoint, EpochMetrics
 from watcher.report import contact_sheet, progress
 
@@ -50,16 +53,19 @@ class WarmPipeline(Renderer, Protocol):
 
 @dataclass
 class EpochEvaluation:
-    """One evaluated epoch, its results folder not yet in place."""
+    """One evaluated epoch, in memory: its numbers (metrics.json) and the pictures its results
+    folder will hold. Decide adds its decisions to `metrics`; record writes the folder."""
 
     epoch: int
     checkpoint: Checkpoint
-    folder: EpochFolder
     metrics: EpochMetrics
+    samples: list[EpochImage]
+    review: list[EpochImage]
+    pictures: dict[str, Image.Image]  # name -> picture (contact_sheet.png)
 
     @property
-    def aggregate(self) -> dict[str, Any]:
-        return self.metrics["aggregate"]
+    def aggregate(self) -> EpochAggregate:
+        return EpochAggregate.from_dict(self.metrics["aggregate"])
 
 
 def score_sample(rgb: np.ndarray, prompt: str, evaluation: EvaluationConfig) -> ImageScore:
@@ -114,11 +120,11 @@ def evaluate_checkpoint(
     heartbeat()
     review = review_set(cfg) if epoch in cfg.sampling.review_epochs else []
 
-    def render_review(folder: EpochFolder) -> None:
+    def render_review() -> list[EpochImage]:
         review_images = pipeline.generate(review, cfg.model.batch_size) if review else []
-        for index, (prompt, image) in enumerate(zip(review, review_images, strict=True)):
-            folder.save_review(index, prompt.seed, image)
         heartbeat()
+        return [EpochImage(sample_name(index, prompt.seed), image)
+                for index, (prompt, image) in enumerate(zip(review, review_images, strict=True))]
 
     return _score(cfg, checkpoint, epoch, list(zip(prompts, images, strict=True)), heartbeat,
                   generate_s=time.perf_counter() - t0, review=review, render_review=render_review,
@@ -132,7 +138,7 @@ def evaluate_images(
     samples: Sequence[tuple[SamplePrompt, Image.Image]],
     heartbeat: Callable[[], object] = lambda: None,
 ) -> EpochEvaluation:
-    """Score images that already exist (a sample source): same folder, same metrics.json."""
+    """Score images that already exist (a sample source): same pictures, same metrics.json."""
     return _score(cfg, checkpoint, epoch, list(samples), heartbeat, generate_s=0.0)
 
 
@@ -145,33 +151,28 @@ def _score(
     *,
     generate_s: float,
     review: Sequence[SamplePrompt] = (),
-    render_review: Callable[[EpochFolder], None] | None = None,
+    render_review: Callable[[], list[EpochImage]] | None = None,
     learned: Sequence[dict[str, float]] = (),
 ) -> EpochEvaluation:
     t_generated = time.perf_counter()
-    folder = EpochFolder(cfg.run_results_dir, epoch)
     entries: list[dict[str, Any]] = []
+    scored: list[EpochImage] = []
     sheet_rows = []
-    try:
-        pairs = progress(samples, len(samples), f"scoring epoch {epoch}")
-        for index, (prompt, image) in enumerate(pairs):
-            score = score_sample(np.asarray(image.convert("RGB")), prompt.text, cfg.evaluation)
-            sample, sample_24 = folder.save_sample(index, prompt.seed, image, score.cells)
-            entry = {"prompt": prompt.text, "seed": prompt.seed, "sample": sample,
-                     "sample_24px": sample_24, **score.to_dict(),
-                     **(learned[index] if learned else {})}
-            entries.append(entry)
-            sheet_rows.append((image, score.cells, _caption(index, prompt.seed, entry)))
-            heartbeat()
-        columns = max(1, len(cfg.sampling.seeds))
-        folder.save_picture("contact_sheet.png", contact_sheet(
-            sheet_rows, columns=columns, title=f"{cfg.run.name} epoch {epoch}"))
-        t_scored = time.perf_counter()
-        if render_review is not None:
-            render_review(folder)
-    except BaseException:
-        folder.abandon()
-        raise
+    pairs = progress(samples, len(samples), f"scoring epoch {epoch}")
+    for index, (prompt, image) in enumerate(pairs):
+        score = score_sample(np.asarray(image.convert("RGB")), prompt.text, cfg.evaluation)
+        name = sample_name(index, prompt.seed)
+        scored.append(EpochImage(name, image, score.cells))
+        entry = {"prompt": prompt.text, "seed": prompt.seed, "sample": f"samples/{name}",
+                 "sample_24px": f"samples_24px/{name}", **score.to_dict(),
+                 **(learned[index] if learned else {})}
+        entries.append(entry)
+        sheet_rows.append((image, score.cells, _caption(index, prompt.seed, entry)))
+        heartbeat()
+    columns = max(1, len(cfg.sampling.seeds))
+    sheet = contact_sheet(sheet_rows, columns=columns, title=f"{cfg.run.name} epoch {epoch}")
+    t_scored = time.perf_counter()
+    review_images = render_review() if render_review is not None else []
 
     metrics: EpochMetrics = {
         "run": cfg.run.name,
@@ -192,4 +193,5 @@ def _score(
             "review_s": round(time.perf_counter() - t_scored, 3),
         },
     }
-    return EpochEvaluation(epoch=epoch, checkpoint=checkpoint, folder=folder, metrics=metrics)
+    return EpochEvaluation(epoch=epoch, checkpoint=checkpoint, metrics=metrics, samples=scored,
+                           review=review_images, pictures={"contact_sheet.png": sheet})

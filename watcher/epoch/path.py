@@ -1,15 +1,16 @@
 """One epoch, top to bottom: the path every checkpoint (and every sample source) takes.
 
-    1. detect    watcher.detect.CheckpointDetector     folder events + rescan -> Path
-    2. settle    watcher.settle.Settler                 Path -> CheckpointInfo | Rejection
-                 EpochPath.record                       CheckpointInfo -> Checkpoint (state DB)
-    3. evaluate  watcher.evaluate.evaluate_checkpoint   Checkpoint -> EpochEvaluation (renders)
-              or watcher.evaluate.evaluate_images       images on disk -> EpochEvaluation
-    4. decide    watcher.decide.decide_epoch            rules + history -> list[Decision]
-    5. record    watcher.publish.Publisher.record_epoch   results folder + state database
-       publish   watcher.publish.Publisher.publish_epoch  git commit, then each destination
-                 (watcher.publish.destinations: Supabase, alerts), through the outbox
-    6. act       watcher.act.act                        Decision.stops -> stop request id
+    1. detect    watcher.epoch.detect.CheckpointDetector    folder events + rescan -> Path
+    2. settle    watcher.epoch.settle.Settler               Path -> CheckpointInfo | Rejection
+                 EpochPath.record                           CheckpointInfo -> Checkpoint (state DB)
+    3. evaluate  watcher.epoch.evaluate.evaluate_checkpoint Checkpoint -> EpochEvaluation
+              or watcher.epoch.evaluate.evaluate_images     images already made -> EpochEvaluation
+                 (images and numbers in memory: this stage writes nothing)
+    4. decide    watcher.epoch.decide.decide_epoch          rules + history -> list[Decision]
+    5. record    watcher.publish.Publisher.record_epoch     the epoch's folder + state database
+       publish   watcher.publish.Publisher.publish_epoch    git commit, then each destination
+                 (watcher.publish.destinations: Supabase, alerts, the report)
+    6. act       watcher.epoch.act.act                      Decision.stops -> stop request id
 
 `EpochPath` holds what the stages share (config, state, publisher) and runs 3-6 in order:
 `run_checkpoint` for the daemon and `epochwatch evaluate`, `judge_images` for sample sources
@@ -24,22 +25,23 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
 from watcher import logs
-from watcher.act import FINAL_RUN_STATES, act, redo_lost_stops
 from watcher.config import WatchConfig
-from watcher.decide import EpochRecord, decide_epoch
 from watcher.ending import late_stop
-from watcher.evaluate import EpochEvaluation, Renderer, evaluate_checkpoint, evaluate_images
+from watcher.epoch.act import FINAL_RUN_STATES, act, redo_lost_stops
+from watcher.epoch.decide import EpochRecord, decide_epoch
+from watcher.epoch.evaluate import EpochEvaluation, Renderer, evaluate_checkpoint, evaluate_images
+from watcher.epoch.settle import CheckpointInfo, Rejection, describe_name
+from watcher.metrics import EpochAggregate
 from watcher.plan import partial_at_least
 from watcher.prompts import SamplePrompt
 from watcher.publish.gitrepo import ResultsRepo
 from watcher.publish.publisher import Publisher
+from watcher.records import RunStatus
 from watcher.rules import Decision, Rule
-from watcher.settle import CheckpointInfo, Rejection, describe_name
 from watcher.store import Checkpoint, Store
 from watcher.summary import SUMMARY_METRICS
 from watcher.training.storage import snapshot as training_snapshot
@@ -156,21 +158,17 @@ class EpochPath:
     # ---- 4-6. decide, publish, act --------------------------------------------------------------
     def history(self, exclude_checkpoint: int | None = None) -> list[EpochRecord]:
         """The evaluated epochs' aggregates (the latest evaluation of an epoch wins)."""
-        latest: dict[int, dict[str, Any]] = {}
+        latest: dict[int, EpochAggregate] = {}
         for e in self.store.evaluations(self.run):
             if e.checkpoint_id != exclude_checkpoint:
-                latest[e.epoch] = e.metrics["aggregate"]
+                latest[e.epoch] = e.aggregate
         return [EpochRecord(epoch=ep, metrics=m) for ep, m in sorted(latest.items())]
 
     def conclude(self, evaluation: EpochEvaluation) -> EpochOutcome:
         """decide -> record -> publish -> act for an evaluated epoch. An OSError from record
-        (results folder unwritable) abandons the folder and propagates: nothing was recorded."""
+        (results folder unwritable) propagates with nothing recorded and no folder left."""
         decisions = self.decide(evaluation)
-        try:
-            folder = self.publisher.record_epoch(evaluation, decisions)
-        except OSError:
-            evaluation.folder.abandon()
-            raise
+        folder = self.publisher.record_epoch(evaluation, decisions)
         ck = evaluation.checkpoint
         self.publisher.publish_epoch(ck.id, ck.sha256, evaluation.epoch, folder, evaluation.metrics,
                                      decisions)
@@ -231,17 +229,17 @@ class EpochPath:
     def last_epoch_done(self) -> bool:
         return any(e.epoch >= self.cfg.max_train_epochs for e in self.store.evaluations(self.run))
 
-    def end_run(self, last_epoch_done: bool) -> str | None:
+    def end_run(self, last_epoch_done: bool) -> RunStatus | None:
         """Every epoch is settled and evaluated: the verdict, the report and the announcement,
         once across restarts. Returns the run's final status, or None when an earlier start
         announced it already (then only a report a kill cut short is committed)."""
         if self.store.run_status(self.run) in FINAL_RUN_STATES:
-            self.publisher.commit_report_if_missing(self.rules, self.history())
+            self.publisher.run_end_again(self.rules, self.history())
             return None
         # a stop decided after the trainer wrote its last epoch stopped nothing: it finished
         late = late_stop(self.store, self.run, self.cfg.max_train_epochs)
         stopped = bool(self.store.stop_requests(self.run)) and late is None
-        status = "stopped" if stopped else ("finished" if last_epoch_done else "failed")
+        status: RunStatus = "stopped" if stopped else ("finished" if last_epoch_done else "failed")
         self.publisher.finish_run(status, self.rules, self.history())
         return status
 
