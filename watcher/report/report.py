@@ -201,6 +201,19 @@ def _decisions(points: Sequence[DecisionResult]) -> list[str]:
     return lines or ["The plan has no decision points."]
 
 
+def best_epoch_line(run: RunHistory, epoch: int | None, score: float | None) -> str:
+    if epoch is None or score is None:
+        return "-"
+    # the earliest of equals is named, but a reviewer should see that nothing set it apart
+    tied = [e for e in run.evaluated if e != epoch and run.value(e, "overall_score") == score]
+    if not tied:
+        return f"epoch {epoch} ({score:.1f}/10)"
+    if len(tied) + 1 == len(run.evaluated):
+        return f"none stands out: every epoch scores {score:.1f}/10 (epoch {epoch} is the earliest)"
+    return f"epoch {epoch} ({score:.1f}/10, tied with epoch{'s' if len(tied) > 1 else ''} " \
+        f"{', '.join(map(str, tied))}: the earliest is named)"
+
+
 def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
                   criteria: Sequence[CriterionResult], verdict: Verdict,
                   baselines: Sequence[RunHistory], findings: Sequence[Finding],
@@ -222,7 +235,7 @@ def render_report(run: RunHistory, *, run_dir: Path, kohya_config: str | None,
            + ("" if finished(run) or verdict.verdict == "pending"
               else " (so far: the run has epochs to go)"), ""]
     out += [f"- {r}" for r in verdict.reasons]
-    out += ["", f"- Best epoch: {'-' if best_epoch is None else f'epoch {best_epoch} ({best_score:.1f}/10)'}",
+    out += ["", f"- Best epoch: {best_epoch_line(run, best_epoch, best_score)}",
             f"- Production candidate: {candidate}", ""]
     out += ["## Plan", "", *_plan(plan)]
     source = (plan.plan.source or "plan.toml") if plan else "the run's rules"
