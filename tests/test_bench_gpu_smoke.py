@@ -45,7 +45,8 @@ def test_smoke_run_reports_every_figure(smoke_model: Path, tmp_path: Path) -> No
 
     out = tmp_path / "bench-gpu.json"
     # the fixture's model (built by the same build_model the run calls): reused, not rebuilt
-    proc = run_bench("--smoke", "--device", "cpu", "--model-dir", str(smoke_model), "--json-out", str(out))
+    proc = run_bench("--smoke", "--device", "cpu", "--model-dir", str(smoke_model),
+                     "--json-out", str(out))
     fig = last_json(proc)
     assert json.loads(out.read_text(encoding="utf-8")) == fig
     assert fig["errors"] == {}, fig["errors"]

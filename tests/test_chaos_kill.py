@@ -6,8 +6,8 @@ secret in any log, result or commit.
 Short form (make test): a 6-epoch run, 2 kills: one at a random time in start-up, one just
 after epoch 4 is recorded and before it is committed (its stop decision follows the commit).
 Full form (EPOCHWATCH_CHAOS=full): a 10-epoch run, those two kills, then 18 aimed at random at
-start-up, an evaluation, a commit or anywhere. Both forms then kill the daemon once more after the run has ended (a
-restart must not undo it).
+start-up, an evaluation, a commit or anywhere. Both forms then kill the daemon once more after
+the run has ended (a restart must not undo it).
 EPOCHWATCH_CHAOS_SEED replays a run's kill schedule (the seed is printed).
 """
 

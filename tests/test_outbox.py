@@ -54,10 +54,10 @@ def _counts(store: Store) -> dict[str, int]:
     return store.outbox_counts(RUN).get("supabase", {})
 
 
-def _worker_with_run(db: Path, stub: HttpStub, timeout_s: float = 5.0, **kw: int) -> tuple[Store, OutboxWorker]:
+def _worker_with_run(db: Path, stub: HttpStub, **kw: int) -> tuple[Store, OutboxWorker]:
     """The state database with the run row queued, and an outbox worker on it (not started)."""
     store = Store(db)
-    worker = OutboxWorker(db, RUN, SupabaseSink(stub.url, KEY, timeout_s=timeout_s), None, **kw, **FAST)
+    worker = OutboxWorker(db, RUN, SupabaseSink(stub.url, KEY, timeout_s=5), None, **kw, **FAST)
     assert enqueue_run(store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
     return store, worker
 
