@@ -13,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup test lint demo demo-replay bench bench-gpu chaos clean e2e-kohya FORCE
+.PHONY: setup test lint demo demo-replay bench bench-gpu chaos slow clean e2e-kohya FORCE
 
 # Python packages only: the Debian packages the tests need are installed by `make test`.
 setup: $(STAMP)
@@ -39,9 +39,15 @@ lint: setup
 
 # The suite runs hermetically (scripts/hermetic.sh): empty git configs, a throwaway HOME,
 # an explicit locale, no inherited PYTHONPATH or HF_* variables. CI runs exactly this.
+# Tests marked `slow` are left out (make slow, make chaos run them): make test stays under 15 min.
 test: setup lint
 	scripts/system-deps.sh
-	scripts/hermetic.sh $(BIN)/python -m pytest -q
+	scripts/hermetic.sh $(BIN)/python -m pytest -q -m 'not slow'
+
+# The long end-to-end tests make test leaves out (docs/chaos.md#test-targets).
+slow: setup
+	scripts/system-deps.sh
+	scripts/hermetic.sh $(BIN)/python -m pytest -q -m slow
 
 demo: setup
 	$(BIN)/epochwatch demo
@@ -56,7 +62,8 @@ bench: setup
 bench-gpu: setup
 	$(BIN)/python -m bench.run_gpu
 
-# The fault and load suite in its full form (make test runs the short form of the same tests).
+# The fault and load suite in its full form (make test runs the short form of the same tests,
+# except those also marked slow: only here and in make slow).
 chaos: setup
 	EPOCHWATCH_CHAOS=full $(BIN)/python -m pytest -q -s -m chaos tests
 

@@ -26,6 +26,7 @@ import numpy as np
 import psutil
 
 from watcher.store import Store
+from watcher.testing import run_table
 
 RUN = "BENCH_DAEMON"
 
@@ -33,12 +34,7 @@ RUN = "BENCH_DAEMON"
 def _config(root: Path, model: Path) -> Path:
     config = root / "config.toml"
     config.write_text(f"""
-[run]
-name = "{RUN}"
-output_dir = "output"
-output_name = "bench"
-max_train_epochs = 100
-state_dir = "state"
+{run_table(RUN, "bench", 100)}
 
 [model]
 base = "{model}"

@@ -209,11 +209,13 @@ class TrainingLog:
     def train_epoch(self, epoch: int, seconds: float) -> float:
         """The steps of one epoch over `seconds`; returns the epoch's average loss."""
         print(f"\nepoch {epoch}/{self.epochs}\n", file=self.out, flush=True)
-        pause = seconds / self.steps_per_epoch if seconds > 0 else 0.0
+        # Each step sleeps until its share of `seconds` is over: sleeping a fixed pause per step
+        # made an epoch last many times `seconds` on a busy machine (every wake-up came late).
+        begun = time.monotonic()
         total = self.steps_per_epoch * self.epochs
         for i in range(self.steps_per_epoch):
-            if pause:
-                time.sleep(pause)
+            if seconds > 0:
+                time.sleep(max(0.0, begun + seconds * (i + 1) / self.steps_per_epoch - time.monotonic()))
             global_step = (epoch - 1) * self.steps_per_epoch + i + 1
             current = self._loss(global_step, epoch, i)
             self.recent = (self.recent + [current])[-self.steps_per_epoch:]

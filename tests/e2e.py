@@ -60,3 +60,34 @@ def commit_subjects(repo: Path) -> list[str]:
     out = subprocess.run(["git", "-C", str(repo), "log", "--format=%s"], capture_output=True,
                          text=True, check=True)
     return out.stdout.splitlines()
+
+
+def drain_pty(leader: int) -> bytes:
+    """All a pseudo-terminal shows until its last writer has closed it (Linux then answers
+    EIO), and close it."""
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    return shown
+
+
+def passing_stop_rule(epoch: int) -> str:
+    """A `[[criteria]]` stop rule every run passes (style_quality is never below 0), judged
+    by `epoch`: the trainer runs to its last file."""
+    return f"""
+[[criteria]]
+name = "style_known_by_epoch_{epoch}"
+metric = "style_quality"
+comparison = ">="
+threshold = 0
+epoch = {epoch}
+mode = "by"
+action = "stop"
+"""

@@ -24,11 +24,13 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.httpstub import HttpStub
 from watcher.testing import KEEP_TOKENS_3_DEMO_PARAMS  # noqa: F401 - re-exported for the Supabase tests
 
 
@@ -288,3 +290,13 @@ class PostgrestStandIn:
     def applied_keys(self, table: str, on_conflict: str) -> list[tuple[Any, ...]]:
         cols = on_conflict.split(",")
         return [tuple(r[c] for c in cols) for t, r in self.applied if t == table]
+
+
+@contextmanager
+def postgrest_served(dsn: str, key: str) -> Iterator[tuple[HttpStub, PostgrestStandIn]]:
+    """The Supabase REST stand-in on `dsn` (migrations applied), served on a real 127.0.0.1
+    HTTP port: (the server, the stand-in behind it)."""
+    apply_migrations(dsn)
+    api = PostgrestStandIn(dsn, key)
+    with HttpStub(api) as stub:
+        yield stub, api

@@ -40,11 +40,13 @@ def smoke_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_model(tmp_path_factory.mktemp("bench-gpu") / "model", SMOKE)
 
 
-def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
+def test_smoke_run_reports_every_figure(smoke_model: Path, tmp_path: Path) -> None:
     import torch
 
     out = tmp_path / "bench-gpu.json"
-    proc = run_bench("--smoke", "--device", "cpu", "--json-out", str(out))
+    # the fixture's model (built by the same build_model the run calls): reused, not rebuilt
+    proc = run_bench("--smoke", "--device", "cpu", "--model-dir", str(smoke_model),
+                     "--json-out", str(out))
     fig = last_json(proc)
     assert json.loads(out.read_text(encoding="utf-8")) == fig
     assert fig["errors"] == {}, fig["errors"]

@@ -28,14 +28,13 @@ from tests.chaos.rig import (
     SUPABASE_KEY,
     Proc,
     chaos_config,
-    child_env,
     epochwatch,
     figures,
+    kill_running,
     make_checkpoints,
     scale,
     services,
     state_of,
-    wait_for,
 )
 from tests.httpstub import Request, Response
 from tests.pg import pg_database_fixture, postgres_fixture  # noqa: F401
@@ -78,19 +77,18 @@ def test_slow_file_crash_mid_write_and_hostile_input(
         # A slow alert target (0.7 s a message): the daemon reaches the end of the run with
         # alerts still queued, and must deliver them before it exits.
         svc.hook.stub.respond = _slow_ok
-        env = child_env(**svc.env())
+        env = svc.child_env()
         launch = Proc(epochwatch("launch", "--config", str(config)), tmp_path / "launch.log", env,
                       cwd=tmp_path).start()
         try:
-            wait_for(lambda: db.exists() and _trainer_running(db), 300, "the trainer started",
-                     alive=launch.proc, log=launch.log)
+            launch.wait_until(lambda: db.exists() and _trainer_running(db), 300,
+                              "the trainer started")
             out.mkdir(exist_ok=True)
             expected = plant(out, tmp_path / "outside", valid, marker)
             misfit, misfit_reason = model_mismatch(out)
             rc = launch.wait(600)
         finally:
-            if launch.running():
-                launch.kill()
+            kill_running(launch)
         log = launch.tail()
         assert rc == 1, log  # the trainer crashed: launch says so
         daemon = state_of(db, RUN)["daemon"]

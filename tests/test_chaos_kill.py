@@ -1,13 +1,13 @@
-"""Chaos: SIGKILL the daemon at random moments over one 10-epoch run, restart it each time,
+"""Chaos: SIGKILL the daemon at random moments over one run, restart it each time,
 and check the ledger: every epoch in the state database, in exactly one git commit, in
 exactly one delivered Supabase row (real PostgreSQL behind an HTTP stand-in), and no
 secret in any log, result or commit.
 
-Short form (make test): 2 kills: one at a random time in start-up, one just after epoch 4 is
-recorded and before it is committed (its stop decision follows the commit). Full form
-(EPOCHWATCH_CHAOS=full): those two, then 18 aimed at random at start-up, an evaluation, a
-commit or anywhere. Both forms then kill the daemon once more after the run has ended (a
-restart must not undo it).
+Short form (make test): a 6-epoch run, 2 kills: one at a random time in start-up, one just
+after epoch 4 is recorded and before it is committed (its stop decision follows the commit).
+Full form (EPOCHWATCH_CHAOS=full): a 10-epoch run, those two kills, then 18 aimed at random at
+start-up, an evaluation, a commit or anywhere. Both forms then kill the daemon once more after
+the run has ended (a restart must not undo it).
 EPOCHWATCH_CHAOS_SEED replays a run's kill schedule (the seed is printed).
 """
 
@@ -28,25 +28,24 @@ from tests.chaos.rig import (
     SUPABASE_KEY,
     Proc,
     chaos_config,
-    child_env,
     daemon,
-    daemon_ready,
     epochwatch,
-    evaluated_epochs,
     figures,
-    outbox_settled,
+    kill_running,
     scale,
     services,
     state_of,
     status_json,
-    wait_for,
+    wait_delivered,
+    wait_evaluated,
+    wait_ready,
 )
 from tests.pg import pg_database_fixture, postgres_fixture  # noqa: F401
 from watcher.config import load_config
 from watcher.store import Store
 
 RUN = "CHAOS_KILL"
-EPOCHS = 10
+EPOCHS = scale(6, 10)
 EXTRA = """
 [supabase]
 timeout_s = 2.0
@@ -103,12 +102,14 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
     print(f"CHAOS sigkill seed={seed} (EPOCHWATCH_CHAOS_SEED={seed} replays it)")  # shown on failure too
     started = time.monotonic()
     with services(pg_database) as svc:
+        # The trainer's pace (the full form's is simtrain's default, as it always ran).
+        interval = scale(1.0, 5.0)
         config = chaos_config(tmp_path, tiny_model_dir, name=RUN, epochs=EPOCHS,
-                              interval=scale(1.0, 8.0), extra=EXTRA)
+                              interval=interval, extra=EXTRA)
         db = tmp_path / "state" / "state.db"
-        env = child_env(**svc.env())
-        trainer = Proc(epochwatch("simtrain", "--config", str(config)), tmp_path / "trainer.log",
-                       env).start()
+        env = svc.child_env()
+        trainer = Proc(epochwatch("simtrain", "--config", str(config), "--interval", str(interval)),
+                       tmp_path / "trainer.log", env).start()
         watcher = daemon(config, tmp_path, env)
         kills: list[float] = []
         phases: Counter[str] = Counter()
@@ -120,8 +121,7 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
                 if aim == "start-up":  # imports, pipeline loading, backlog
                     time.sleep(rng.uniform(0.2, 6.0))
                 else:
-                    wait_for(lambda: daemon_ready(db, RUN, watcher.pid), 300, "the daemon ready",
-                             alive=watcher.proc, log=watcher.log)
+                    wait_ready(watcher, db, RUN)
                     if aim == "epoch 4 commit":
                         assert _wait(lambda: 4 in _uncommitted(db), 300), "epoch 4 never seen uncommitted"
                     elif aim == "commit":  # if one comes soon
@@ -136,30 +136,21 @@ def test_sigkill_at_random_moments_loses_and_repeats_nothing(
                 watcher.kill()
                 kills.append(time.time())
             watcher.start()
-            wait_for(lambda: daemon_ready(db, RUN, watcher.pid), 300, "the last daemon ready",
-                     alive=watcher.proc, log=watcher.log)
+            wait_ready(watcher, db, RUN, "the last daemon ready")
             assert trainer.wait(600) == 0, trainer.tail()
-            wait_for(lambda: evaluated_epochs(db, RUN) == list(range(1, EPOCHS + 1)), 600,
-                     "every epoch evaluated", interval=0.5, alive=watcher.proc, log=watcher.log)
-            wait_for(lambda: outbox_settled(db, RUN, ("supabase", "alert")), 300,
-                     "Supabase rows and alerts delivered", interval=0.5, alive=watcher.proc,
-                     log=watcher.log)
+            wait_evaluated(watcher, db, RUN, EPOCHS)
+            wait_delivered(watcher, db, RUN, "Supabase rows and alerts delivered")
             # One more kill once the run is over: a restart must not undo its end.
             phases["after the run"] += 1
             watcher.kill()
             kills.append(time.time())
             watcher.start()
-            wait_for(lambda: daemon_ready(db, RUN, watcher.pid), 300, "the daemon ready again",
-                     alive=watcher.proc, log=watcher.log)
-            wait_for(lambda: outbox_settled(db, RUN, ("supabase", "alert")), 300,
-                     "deliveries after the restart", interval=0.5, alive=watcher.proc,
-                     log=watcher.log)
+            wait_ready(watcher, db, RUN, "the daemon ready again")
+            wait_delivered(watcher, db, RUN, "deliveries after the restart")
             status, _took = status_json(config, env)
             rc = watcher.stop()
         finally:
-            for p in (watcher, trainer):
-                if p.running():
-                    p.kill()
+            kill_running(watcher, trainer)
         assert rc == 0, watcher.tail()
         assert [e["status"] for e in status["epochs"]] == ["evaluated"] * EPOCHS
         files = sorted((tmp_path / "output").glob("*.safetensors"))

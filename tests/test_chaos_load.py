@@ -3,7 +3,7 @@ once (renamed in, in one burst) while the daemon is idle. They are processed in 
 each exactly once; the daemon's memory stays bounded; `status` keeps answering throughout;
 and the ledger holds for every epoch (state database, git, Supabase).
 
-Short form (make test): 20 files. Full form (EPOCHWATCH_CHAOS=full): 200 files.
+Short form (make test): 12 files. Full form (EPOCHWATCH_CHAOS=full): 200 files.
 """
 
 from __future__ import annotations
@@ -20,17 +20,16 @@ import pytest
 from tests.chaos.ledger import appeared, check_ledger
 from tests.chaos.rig import (
     chaos_config,
-    child_env,
     daemon,
-    daemon_ready,
     evaluated_epochs,
     figures,
+    kill_running,
     make_checkpoints,
-    outbox_settled,
     scale,
     services,
     status_json,
-    wait_for,
+    wait_delivered,
+    wait_ready,
 )
 from tests.pg import pg_database_fixture, postgres_fixture  # noqa: F401
 from watcher.config import load_config
@@ -70,7 +69,7 @@ class Sampler(threading.Thread):
 def test_a_burst_of_checkpoints_is_processed_in_order_once_with_bounded_memory(
     tmp_path: Path, tiny_model_dir: Path, pg_database: str
 ) -> None:
-    n = scale(20, 200)
+    n = scale(12, 200)
     started = time.monotonic()
     staged = make_checkpoints(tiny_model_dir, tmp_path / "staging", "e2e_lora", n, dim=4)
     expected = appeared(staged)
@@ -80,13 +79,12 @@ def test_a_burst_of_checkpoints_is_processed_in_order_once_with_bounded_memory(
         db = tmp_path / "state" / "state.db"
         out = tmp_path / "output"
         out.mkdir()
-        env = child_env(**svc.env())
+        env = svc.child_env()
         watcher = daemon(config, tmp_path, env).start()
         sampler = Sampler(watcher.pid, db)
         latencies: list[float] = []
         try:
-            wait_for(lambda: daemon_ready(db, RUN, watcher.pid), 300, "the daemon ready",
-                     alive=watcher.proc, log=watcher.log)
+            wait_ready(watcher, db, RUN)
             sampler.start()
             burst_at = time.time()
             for path in staged:  # the same file system: each appears whole, all at once
@@ -101,13 +99,11 @@ def test_a_burst_of_checkpoints_is_processed_in_order_once_with_bounded_memory(
                 assert states.count("evaluating") <= 1  # one at a time
                 done = states.count("evaluated")
                 time.sleep(2.0)
-            wait_for(lambda: outbox_settled(db, RUN, ("supabase", "alert")), 600,
-                     "deliveries", interval=0.5, alive=watcher.proc, log=watcher.log)
+            wait_delivered(watcher, db, RUN, "deliveries", timeout=600)
             rc = watcher.stop()
         finally:
             sampler.stop.set()
-            if watcher.running():
-                watcher.kill()
+            kill_running(watcher)
         assert rc == 0, watcher.tail()
         with Store(db) as s:
             checkpoints = s.checkpoints(RUN)

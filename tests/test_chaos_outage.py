@@ -6,7 +6,7 @@
 2. The results repository on a small tmpfs: full, then read-only, then its git index locked
    by another process: a clear error (event + alert), retried, nothing lost or repeated.
 
-Short form (make test): about 15 s of network outage, a few seconds of each disk fault.
+Short form (make test): about 10 s of network outage, 2 s of each disk fault, a 3 s lock.
 Full form (EPOCHWATCH_CHAOS=full): 30 s or more of each network outage (each lasts until
 both channels have met it: about 2 minutes in all), 45 s of full disk and of read-only
 repository, and an index lock held past the 60 s git retry window.
@@ -28,19 +28,19 @@ from tests.chaos.rig import (
     Proc,
     Tmpfs,
     chaos_config,
-    child_env,
     daemon,
-    daemon_ready,
     drop,
     epochwatch,
     evaluated_epochs,
     figures,
+    kill_running,
     make_checkpoints,
-    outbox_settled,
     scale,
     services,
     tmpfs_unavailable,
-    wait_for,
+    wait_delivered,
+    wait_evaluated,
+    wait_ready,
 )
 from tests.pg import pg_database_fixture, postgres_fixture  # noqa: F401
 from watcher.config import load_config
@@ -94,21 +94,22 @@ def test_supabase_and_webhook_outages_lose_nothing(
     tmp_path: Path, tiny_model_dir: Path, pg_database: str
 ) -> None:
     run = "CHAOS_OUTAGE"
-    each_s = scale(3.0, 30.0)
+    each_s = scale(2.0, 30.0)
     started = time.monotonic()
     with services(pg_database, hang_s=5.0) as svc:
+        # The trainer's pace (the full form's is simtrain's default, as it always ran).
+        interval = scale(1.5, 5.0)
         config = chaos_config(tmp_path, tiny_model_dir, name=run, epochs=EPOCHS,
-                              interval=scale(1.5, 12.0), extra=EXTRA + ALERT_EVERY_EPOCH)
+                              interval=interval, extra=EXTRA + ALERT_EVERY_EPOCH)
         db = tmp_path / "state" / "state.db"
-        env = child_env(**svc.env())
+        env = svc.child_env()
         watcher = daemon(config, tmp_path, env).start()
-        trainer = Proc(epochwatch("simtrain", "--config", str(config)), tmp_path / "trainer.log", env)
+        trainer = Proc(epochwatch("simtrain", "--config", str(config), "--interval", str(interval)),
+                       tmp_path / "trainer.log", env)
         try:
-            wait_for(lambda: daemon_ready(db, run, watcher.pid), 300, "the daemon ready",
-                     alive=watcher.proc, log=watcher.log)
+            wait_ready(watcher, db, run)
             trainer.start()
-            wait_for(lambda: evaluated_epochs(db, run), 300, "the first epoch evaluated",
-                     alive=watcher.proc, log=watcher.log)
+            watcher.wait_until(lambda: evaluated_epochs(db, run), 300, "the first epoch evaluated")
             before = len(evaluated_epochs(db, run))
             met: dict[str, dict[str, int]] = {}
             for outage in OUTAGES:
@@ -116,24 +117,18 @@ def test_supabase_and_webhook_outages_lose_nothing(
                 svc.set_outage(outage)
                 time.sleep(each_s)
                 # Both channels must really have met this kind of outage before it ends.
-                wait_for(lambda t=tries: all(_tries(db, run)[c] > t[c] for c in CHANNELS), 180,
-                         f"failed deliveries during the {outage} outage", interval=0.2,
-                         alive=watcher.proc, log=watcher.log)
+                watcher.wait_until(lambda t=tries: all(_tries(db, run)[c] > t[c] for c in CHANNELS),
+                                   180, f"failed deliveries during the {outage} outage", 0.2)
                 met[outage] = {c: _tries(db, run)[c] - tries[c] for c in CHANNELS}
             during = len(evaluated_epochs(db, run)) - before
             svc.set_outage("none")
             assert trainer.wait(600) == 0, trainer.tail()
-            wait_for(lambda: evaluated_epochs(db, run) == list(range(1, EPOCHS + 1)), 600,
-                     "every epoch evaluated", interval=0.5, alive=watcher.proc, log=watcher.log)
-            wait_for(lambda: outbox_settled(db, run, ("supabase", "alert")), 900,
-                     "deliveries after the outage", interval=0.5, alive=watcher.proc,
-                     log=watcher.log)
+            wait_evaluated(watcher, db, run, EPOCHS)
+            wait_delivered(watcher, db, run, "deliveries after the outage", timeout=900)
             recovered_s = time.monotonic() - started
             rc = watcher.stop()
         finally:
-            for p in (watcher, trainer):
-                if p.running():
-                    p.kill()
+            kill_running(watcher, trainer)
         assert rc == 0, watcher.tail()
         # The daemon never waited on the network: epochs were evaluated during the outage.
         assert during >= 1, "no epoch was evaluated while Supabase and the webhook were down"
@@ -180,8 +175,8 @@ def test_full_disk_read_only_repository_and_index_lock(
         pytest.skip(why)
     run = "CHAOS_DISK"
     epochs = 6
-    fault_s = scale(4.0, 45.0)
-    lock_s = scale(5.0, 75.0)  # the full form outlasts the 60 s git lock retry window
+    fault_s = scale(2.0, 45.0)
+    lock_s = scale(3.0, 75.0)  # the full form outlasts the 60 s git lock retry window
     started = time.monotonic()
     staged = make_checkpoints(tiny_model_dir, tmp_path / "staging", "e2e_lora", epochs)
     expected = appeared(staged)
@@ -190,21 +185,20 @@ def test_full_disk_read_only_repository_and_index_lock(
         db = tmp_path / "state" / "state.db"
         out = tmp_path / "output"
         out.mkdir()
-        env = child_env(**svc.env())
+        env = svc.child_env()
         watcher = daemon(config, tmp_path, env).start()
         try:
-            wait_for(lambda: daemon_ready(db, run, watcher.pid), 300, "the daemon ready",
-                     alive=watcher.proc, log=watcher.log)
+            wait_ready(watcher, db, run)
 
             def settled(n: int) -> None:
                 """n epochs evaluated and committed (so the next fault meets the next epoch)."""
-                wait_for(lambda: len(evaluated_epochs(db, run)) >= n and _all_committed(db, run),
-                         600, f"{n} epochs evaluated and committed", interval=0.2,
-                         alive=watcher.proc, log=watcher.log)
+                watcher.wait_until(lambda: len(evaluated_epochs(db, run)) >= n
+                                   and _all_committed(db, run),
+                                   600, f"{n} epochs evaluated and committed", interval=0.2)
 
             def fault_seen(text: str, after: int) -> None:
-                wait_for(lambda: _error_since(db, run, after, text), 120, f"an error {text!r}",
-                         alive=watcher.proc, log=watcher.log)
+                watcher.wait_until(lambda: _error_since(db, run, after, text), 120,
+                                   f"an error {text!r}")
 
             drop(staged[0], out)
             settled(1)
@@ -232,12 +226,10 @@ def test_full_disk_read_only_repository_and_index_lock(
             settled(5)
             drop(staged[5], out)
             settled(6)
-            wait_for(lambda: outbox_settled(db, run, ("supabase", "alert")), 600,
-                     "deliveries", interval=0.5, alive=watcher.proc, log=watcher.log)
+            wait_delivered(watcher, db, run, "deliveries", timeout=600)
             rc = watcher.stop()
         finally:
-            if watcher.running():
-                watcher.kill()
+            kill_running(watcher)
         assert rc == 0, watcher.tail()
         with Store(db) as s:
             attempts = {c.epoch: c.attempts for c in s.checkpoints(run)}

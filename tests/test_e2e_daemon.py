@@ -1,6 +1,8 @@
 """End to end, in real processes: `simtrain` writes 10 kohya epochs on the tiny model while
 `watch` runs. Every epoch is evaluated and committed exactly once, also when the daemon is
-killed with SIGKILL mid-evaluation and restarted."""
+killed with SIGKILL mid-evaluation and restarted (that case is marked slow and chaos: `make
+slow` and `make chaos` run it, `make test` leaves it out; its short chaos twin,
+test_chaos_kill.py, runs in `make test`). 64 px images, 1 step: nothing here depends on size."""
 
 from __future__ import annotations
 
@@ -23,14 +25,16 @@ from tests.e2e import (
 from watcher.store import Store
 
 RUN = "E2E_RUN"
+INTERVAL = "0.4"  # seconds between the trainer's epochs
 
 
 def _run(root: Path, model: Path, kill_mid_evaluation: bool) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
-    config = write_watch_config(root, model, name=RUN, interval=0.4)
+    config = write_watch_config(root, model, name=RUN, interval=float(INTERVAL), size=64, steps=1)
     db = root / "state" / "state.db"
     daemon = start(epochwatch("watch", "--config", str(config)), root / "daemon.log")
-    trainer = start(epochwatch("simtrain", "--config", str(config)), root / "trainer.log")
+    trainer = start(epochwatch("simtrain", "--config", str(config), "--interval", INTERVAL),
+                    root / "trainer.log")
     kills = 0
     try:
         if kill_mid_evaluation:
@@ -79,6 +83,8 @@ def test_all_ten_epochs_evaluated_and_committed_once(clean_run: dict[str, Any]) 
     assert status["results"]["repo"] == str(clean_run["root"] / "results")
 
 
+@pytest.mark.slow
+@pytest.mark.chaos
 def test_sigkill_mid_evaluation_gives_the_same_result(
     clean_run: dict[str, Any], tmp_path: Path, tiny_model_dir: Path
 ) -> None:

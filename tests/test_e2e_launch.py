@@ -4,6 +4,7 @@
 Stop path: the random tiny model never draws a green background, so the trainer's whole
 process group is stopped after epoch 4 is judged: no orphans, no epoch written after the stop.
 Continue path: rules that pass let the trainer run to its last (unnumbered) file.
+64 px images, 1 step: the rules do not depend on size, and the epochs come sooner.
 """
 
 from __future__ import annotations
@@ -15,21 +16,13 @@ from pathlib import Path
 import psutil
 
 from tests.conftest import write_watch_config
-from tests.e2e import epochwatch, start
+from tests.e2e import epochwatch, passing_stop_rule, start
 from watcher.store import Store
 
 RUN = "E2E_LAUNCH"
 
-PASSING_RULES = """
-[[criteria]]
-name = "style_known_by_epoch_4"
-metric = "style_quality"
-comparison = ">="
-threshold = 0
-epoch = 4
-mode = "by"
-action = "stop"
-"""
+# Fewer epochs than the stop path's 10: enough to run past the epoch-4 rule to the last file.
+CONTINUE_EPOCHS = 5
 
 
 def _wrapped_trainer(config: Path, interval: float) -> str:
@@ -40,8 +33,10 @@ def _wrapped_trainer(config: Path, interval: float) -> str:
     return f'command = ["/bin/sh", "-c", "trap \\"\\" TERM; {inner} & wait"]\n'
 
 
-def _launch(root: Path, model: Path, criteria: str, interval: float) -> tuple[int, Path]:
-    config = write_watch_config(root, model, name=RUN, interval=interval, criteria=criteria)
+def _launch(root: Path, model: Path, criteria: str, interval: float,
+            epochs: int = 10) -> tuple[int, Path]:
+    config = write_watch_config(root, model, name=RUN, epochs=epochs, size=64, steps=1,
+                                interval=interval, criteria=criteria)
     text = config.read_text()
     start_line = next(line for line in text.splitlines() if line.startswith("command = "))
     config.write_text(text.replace(start_line + "\n", _wrapped_trainer(config, interval)))
@@ -90,7 +85,8 @@ def test_stop_path_stops_the_whole_group_before_the_last_epoch(tmp_path: Path, t
 
 
 def test_continue_path_runs_to_the_final_file(tmp_path: Path, tiny_model_dir: Path) -> None:
-    rc, config = _launch(tmp_path, tiny_model_dir, PASSING_RULES, interval=0.5)
+    rc, config = _launch(tmp_path, tiny_model_dir, passing_stop_rule(4), interval=0.5,
+                         epochs=CONTINUE_EPOCHS)
     log = (tmp_path / "launch.log").read_text()
     assert rc == 0, log[-3000:]
     with Store(tmp_path / "state" / "state.db") as s:
@@ -99,7 +95,7 @@ def test_continue_path_runs_to_the_final_file(tmp_path: Path, tiny_model_dir: Pa
         assert s.stop_requests(RUN) == []
         run_row = s.run_row(RUN)
     assert trainer is not None and trainer.state == "exited" and trainer.exit_code == 0
-    assert [e.epoch for e in evaluations] == list(range(1, 11))
+    assert [e.epoch for e in evaluations] == list(range(1, CONTINUE_EPOCHS + 1))
     assert evaluations[-1].path.endswith(os.sep + "e2e_lora.safetensors")
     assert all(e.git_commit for e in evaluations)
     assert run_row is not None and run_row.status == "finished"

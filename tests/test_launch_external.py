@@ -10,24 +10,15 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import write_watch_config
-from tests.e2e import epochwatch, start, wait_for
+from tests.e2e import epochwatch, passing_stop_rule, start, wait_for
 from watcher.store import Store
 
 RUN = "E2E_EXTERNAL"
-RULES = """
-[[criteria]]
-name = "style_known_by_epoch_2"
-metric = "style_quality"
-comparison = ">="
-threshold = 0
-epoch = 2
-mode = "by"
-action = "stop"
-"""
 
 
 def test_launch_waits_for_the_external_daemon(tmp_path: Path, tiny_model_dir: Path) -> None:
-    config = write_watch_config(tmp_path, tiny_model_dir, name=RUN, epochs=3, interval=0.1, criteria=RULES)
+    config = write_watch_config(tmp_path, tiny_model_dir, name=RUN, epochs=3, size=64, steps=1,
+                                interval=0.1, criteria=passing_stop_rule(2))
     daemon = start(epochwatch("watch", "--config", str(config)), tmp_path / "daemon.log", cwd=tmp_path)
     try:
         db = tmp_path / "state" / "state.db"

@@ -4,6 +4,7 @@ the tests need are installed by `make test`, never by `make setup`. Real make, r
 
 from __future__ import annotations
 
+import ast
 import subprocess
 from pathlib import Path
 
@@ -55,3 +56,32 @@ def test_make_test_installs_the_debian_packages_before_the_suite(tmp_path: Path)
     setup = subprocess.run(["make", "-n", "--no-print-directory", "setup", "demo", f"VENV={tmp_path}/v"],
                            cwd=REPO, capture_output=True, text=True, timeout=60).stdout
     assert "system-deps" not in setup and "apt-get install -y" not in setup
+
+
+def _slow_tests() -> list[str]:
+    """`file::test` of every test function marked `@pytest.mark.slow`."""
+    found = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef):
+                if any(ast.unparse(d) == "pytest.mark.slow" for d in node.decorator_list):
+                    found.append(f"tests/{path.name}::{node.name}")
+    return found
+
+
+def test_slow_tests_run_in_a_documented_target_and_not_in_make_test(tmp_path: Path) -> None:
+    """make test leaves `slow` out and make slow runs them (make chaos too, those marked
+    chaos); each is named in the test-targets table of docs/chaos.md with its twin."""
+    def pytest_line(target: str) -> str:
+        plan = subprocess.run(["make", "-n", "--no-print-directory", target, f"VENV={tmp_path}/v"],
+                              cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+        return next(line for line in plan.splitlines() if "-m pytest" in line)
+
+    assert "-m 'not slow'" in pytest_line("test")
+    assert pytest_line("slow").endswith("-m slow")
+    assert "-m chaos" in pytest_line("chaos")
+    slow = _slow_tests()
+    assert slow, "no slow test found: the search is broken"
+    table = (REPO / "docs" / "chaos.md").read_text(encoding="utf-8")
+    for name in slow:
+        assert f"`{name}`" in table, f"{name} is marked slow but not listed in docs/chaos.md"

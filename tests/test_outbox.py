@@ -15,12 +15,10 @@ import psycopg
 import pytest
 
 from tests.httpstub import HttpStub, Response, wait_until
-from tests.pg import (  # noqa: F401  (pytest fixtures are registered by import)
+from tests.pg import (
     KEEP_TOKENS_3_DEMO_PARAMS,
     PostgrestStandIn,
-    apply_migrations,
-    pg_database_fixture,
-    postgres_fixture,
+    postgrest_served,
     sample_metrics,
 )
 from watcher import logs
@@ -43,10 +41,8 @@ FAST = {"backoff_initial_s": 0.02, "backoff_max_s": 0.1}
 
 @pytest.fixture()
 def rest(pg_database: str) -> Iterator[tuple[HttpStub, PostgrestStandIn]]:
-    apply_migrations(pg_database)
-    api = PostgrestStandIn(pg_database, KEY)
-    with HttpStub(api) as stub:
-        yield stub, api
+    with postgrest_served(pg_database, KEY) as served:
+        yield served
 
 
 def _enqueue_epochs(store: Store, epochs: range) -> None:
@@ -56,6 +52,14 @@ def _enqueue_epochs(store: Store, epochs: range) -> None:
 
 def _counts(store: Store) -> dict[str, int]:
     return store.outbox_counts(RUN).get("supabase", {})
+
+
+def _worker_with_run(db: Path, stub: HttpStub, **kw: int) -> tuple[Store, OutboxWorker]:
+    """The state database with the run row queued, and an outbox worker on it (not started)."""
+    store = Store(db)
+    worker = OutboxWorker(db, RUN, SupabaseSink(stub.url, KEY, timeout_s=5), None, **kw, **FAST)
+    assert enqueue_run(store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
+    return store, worker
 
 
 def test_outage_phases_end_with_every_row_delivered_once_in_order(
@@ -105,10 +109,7 @@ def test_a_failing_item_blocks_the_ones_behind_it(
     rest: tuple[HttpStub, PostgrestStandIn], tmp_path: Path
 ) -> None:
     stub, api = rest
-    store = Store(tmp_path / "state.db")
-    sink = SupabaseSink(stub.url, KEY, timeout_s=5)
-    worker = OutboxWorker(tmp_path / "state.db", RUN, sink, None, batch_size=1, **FAST)
-    enqueue_run(store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
+    store, worker = _worker_with_run(tmp_path / "state.db", stub, batch_size=1)
     _enqueue_epochs(store, range(1, 4))
     api.refuse = lambda row: row.get("epoch") == 2
     for _ in range(5):
@@ -154,9 +155,8 @@ def test_daemon_never_waits_on_supabase(
     rest: tuple[HttpStub, PostgrestStandIn], tmp_path: Path
 ) -> None:
     stub, api = rest
-    db = tmp_path / "state.db"
-    daemon_store = Store(db)
-    worker = OutboxWorker(db, RUN, SupabaseSink(stub.url, KEY, timeout_s=30), None, **FAST)
+    worker = OutboxWorker(tmp_path / "state.db", RUN, SupabaseSink(stub.url, KEY, timeout_s=30), None, **FAST)
+    daemon_store = Store(tmp_path / "state.db")  # the daemon's connection, beside the worker's
     worker.start()
     stub.mode = "gate"  # the server takes the request and holds it
     enqueue_run(daemon_store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
@@ -178,9 +178,7 @@ def test_same_epoch_twice_and_repeated_content(
     rest: tuple[HttpStub, PostgrestStandIn], pg_database: str, tmp_path: Path
 ) -> None:
     stub, api = rest
-    store = Store(tmp_path / "state.db")
-    worker = OutboxWorker(tmp_path / "state.db", RUN, SupabaseSink(stub.url, KEY, timeout_s=5), None, **FAST)
-    enqueue_run(store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
+    store, worker = _worker_with_run(tmp_path / "state.db", stub)
     metrics = sample_metrics(RUN, 1)
     assert enqueue_epoch(store, RUN, 1, metrics, None, "continue")
     worker.drain_once()
@@ -205,9 +203,7 @@ def test_reviews_are_delivered_and_a_correction_replaces_them(
     from watcher.commands.review import review_row
 
     stub, api = rest
-    store = Store(tmp_path / "state.db")
-    worker = OutboxWorker(tmp_path / "state.db", RUN, SupabaseSink(stub.url, KEY, timeout_s=5), None, **FAST)
-    enqueue_run(store, RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)
+    store, worker = _worker_with_run(tmp_path / "state.db", stub)
     assert enqueue_review(store, RUN, 2, review_row(RUN, 2, 6.0, 7.0, 5.0, "background pink"))
     worker.drain_once()
     # the same review again: nothing to send; a correction: sent, replacing it

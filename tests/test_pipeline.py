@@ -98,29 +98,18 @@ def test_cpu_defaults(pipe: SamplePipeline) -> None:
     assert pipe.pipe.scheduler.config.algorithm_type == "dpmsolver++"
 
 
-def test_text_encoder_only_lora_changes_images(
-    pipe: SamplePipeline, loras: dict[str, Path], base_images: list[np.ndarray]
+# conv: 48 attention-block targets + 31 ResNet/sampler layers (3x3 convs, time_emb_proj, shortcuts)
+@pytest.mark.parametrize(("lora", "unet_modules", "text_encoder_modules"),
+                         [("te_only", 0, 12), ("unet_only", 48, 0), ("conv", 79, 12)])
+def test_each_kind_of_lora_lands_on_its_modules_and_changes_images(
+    pipe: SamplePipeline, loras: dict[str, Path], base_images: list[np.ndarray], lora: str,
+    unet_modules: int, text_encoder_modules: int,
 ) -> None:
-    pipe.apply_lora(loras["te_only"])
-    assert pipe.lora_info["unet_modules"] == 0 and pipe.lora_info["text_encoder_modules"] == 12
-    assert pipe.lora_info["text_encoder_effect"] > 0
-    assert _max_diff(_arrays(pipe.generate(PROMPTS, 2)), base_images) > 10
-
-
-def test_unet_only_lora_changes_images(
-    pipe: SamplePipeline, loras: dict[str, Path], base_images: list[np.ndarray]
-) -> None:
-    pipe.apply_lora(loras["unet_only"])
-    assert pipe.lora_info["unet_modules"] == 48 and pipe.lora_info["text_encoder_modules"] == 0
-    assert _max_diff(_arrays(pipe.generate(PROMPTS, 2)), base_images) > 10
-
-
-def test_conv_dim_lora_lands_on_every_module(
-    pipe: SamplePipeline, loras: dict[str, Path], base_images: list[np.ndarray]
-) -> None:
-    pipe.apply_lora(loras["conv"])
-    # 48 attention-block targets + 31 ResNet/sampler layers (3x3 convs, time_emb_proj, shortcuts)
-    assert pipe.lora_info["unet_modules"] == 79 and pipe.lora_info["text_encoder_modules"] == 12
+    pipe.apply_lora(loras[lora])
+    assert pipe.lora_info["unet_modules"] == unet_modules
+    assert pipe.lora_info["text_encoder_modules"] == text_encoder_modules
+    if text_encoder_modules:
+        assert pipe.lora_info["text_encoder_effect"] > 0
     assert _max_diff(_arrays(pipe.generate(PROMPTS, 2)), base_images) > 10
 
 

@@ -62,6 +62,17 @@ def script(tmp_path: Path, name: str, body: str) -> Path:
     return path
 
 
+def ready_trainer(tmp_path: Path, started: list[TrainerProcess], name: str,
+                  body: str) -> tuple[TrainerProcess, int]:
+    """The script spawned as a trainer, its child ready: (the trainer, the child's pid)."""
+    log = tmp_path / "trainer.log"
+    trainer = spawn([str(script(tmp_path, name, body))], tmp_path, log)
+    started.append(trainer)
+    child = int(wait_for(log, r"^child (\d+)$").group(1))
+    wait_for(log, "^child ready$")
+    return trainer, child
+
+
 @pytest.fixture
 def started() -> Iterator[list[TrainerProcess]]:
     """Trainers a test starts; any left alive are killed (by their own group) at the end."""
@@ -133,11 +144,7 @@ def test_spawn_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_sigterm_reaches_the_whole_group(tmp_path: Path, started: list[TrainerProcess]) -> None:
-    log = tmp_path / "trainer.log"
-    trainer = spawn([str(script(tmp_path, "accel.sh", ACCELERATE_LIKE))], tmp_path, log)
-    started.append(trainer)
-    child = int(wait_for(log, r"^child (\d+)$").group(1))
-    wait_for(log, "^child ready$")
+    trainer, child = ready_trainer(tmp_path, started, "accel.sh", ACCELERATE_LIKE)
     assert os.getpgid(child) == trainer.pgid
     result = stop_group(trainer.pid, trainer.pgid, trainer.start_time, grace_s=20)
     assert result.outcome == "terminated", result.detail
@@ -149,16 +156,12 @@ def test_sigterm_reaches_the_whole_group(tmp_path: Path, started: list[TrainerPr
 
 def test_sigkill_after_grace_when_sigterm_is_ignored(
         tmp_path: Path, started: list[TrainerProcess]) -> None:
-    log = tmp_path / "trainer.log"
-    trainer = spawn([str(script(tmp_path, "stubborn.sh", STUBBORN))], tmp_path, log)
-    started.append(trainer)
-    child = int(wait_for(log, r"^child (\d+)$").group(1))
-    wait_for(log, "^child ready$")
+    trainer, child = ready_trainer(tmp_path, started, "stubborn.sh", STUBBORN)
     result = stop_group(trainer.pid, trainer.pgid, trainer.start_time, grace_s=1.0)
     assert result.outcome == "killed", result.detail
     assert result.remaining == ()
     assert gone(child) and gone(trainer.pid)  # no orphan left behind
-    assert "leader got TERM, carrying on" in log.read_text()  # SIGTERM came first
+    assert "leader got TERM, carrying on" in (tmp_path / "trainer.log").read_text()  # SIGTERM came first
     status = trainer.wait(10)
     assert status.cause == "killed by SIGKILL"
     assert trainer_state(status.returncode, stop_requested=True) == "killed"
@@ -226,10 +229,7 @@ def test_orphans_of_an_exited_leader_are_stopped(tmp_path: Path) -> None:
 def test_stop_from_a_process_that_is_not_the_parent(
         tmp_path: Path, started: list[TrainerProcess]) -> None:
     """The daemon under systemd: it cannot waitpid the trainer; the zombie counts as gone."""
-    log = tmp_path / "trainer.log"
-    trainer = spawn([str(script(tmp_path, "accel.sh", ACCELERATE_LIKE))], tmp_path, log)
-    started.append(trainer)
-    wait_for(log, "^child ready$")
+    trainer, _child = ready_trainer(tmp_path, started, "accel.sh", ACCELERATE_LIKE)
     code = ("import json, sys; from launcher.process import stop_group; "
             "r = stop_group(*map(int, sys.argv[1:3]), float(sys.argv[3]), 20); "
             "print(json.dumps([r.outcome, r.detail]))")
@@ -245,10 +245,7 @@ def test_stop_through_the_state_database_record(
         tmp_path: Path, started: list[TrainerProcess]) -> None:
     from watcher.store import Store
 
-    log = tmp_path / "trainer.log"
-    trainer = spawn([str(script(tmp_path, "accel.sh", ACCELERATE_LIKE))], tmp_path, log)
-    started.append(trainer)
-    wait_for(log, "^child ready$")
+    trainer, _child = ready_trainer(tmp_path, started, "accel.sh", ACCELERATE_LIKE)
     with Store(tmp_path / "state.db") as store:
         store.set_trainer("run", **trainer.record())
         row = store.trainer("run")

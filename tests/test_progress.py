@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.e2e import drain_pty
+
 REPO = Path(__file__).resolve().parent.parent
 COUNT = 120
 
@@ -110,16 +112,7 @@ def _python_in_pty(code: str, env: dict[str, str]) -> str:
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=follower,
                             stderr=follower, cwd=REPO, env=env)
     os.close(follower)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(leader)
+    shown = drain_pty(leader)
     assert proc.wait(60) == 0, shown.decode(errors="replace")
     return shown.decode(errors="replace")
 

@@ -30,7 +30,7 @@ save_model_as = "safetensors"
 save_every_n_epochs = 1
 max_train_epochs = 3
 """
-SPEED = '\n[model]\ndevice = "cpu"\ndtype = "float32"\nsteps = 2\nwidth = 128\nheight = 128\n'
+SPEED = '\n[model]\ndevice = "cpu"\ndtype = "float32"\nsteps = 1\nwidth = 64\nheight = 64\n'
 
 
 def readme_blocks() -> tuple[dict[str, str], list[str]]:

@@ -23,6 +23,7 @@ from test_report_support import (
     write_config,
 )
 
+from tests.e2e import drain_pty
 from watcher.cli import main
 from watcher.config import load_config
 from watcher.prompts import review_prompts
@@ -221,16 +222,7 @@ def test_progress_draws_a_bar_on_a_terminal(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=follower,
                           timeout=60, check=True)
     os.close(follower)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(leader)
+    drawn = drain_pty(leader)
     assert proc.stdout.decode().strip() == "items [0, 1, 2]"
     assert b"generating" in drawn
 

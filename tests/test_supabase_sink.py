@@ -11,12 +11,10 @@ import psycopg
 import pytest
 
 from tests.httpstub import HttpStub, Response
-from tests.pg import (  # noqa: F401  (pytest fixtures are registered by import)
+from tests.pg import (
     KEEP_TOKENS_3_DEMO_PARAMS,
     PostgrestStandIn,
-    apply_migrations,
-    pg_database_fixture,
-    postgres_fixture,
+    postgrest_served,
     sample_metrics,
 )
 from watcher.publish.supabase import (
@@ -33,18 +31,22 @@ KEY = "service-role-key-0123456789abcdef"
 
 @pytest.fixture()
 def rest(pg_database: str) -> Iterator[tuple[HttpStub, PostgrestStandIn]]:
-    apply_migrations(pg_database)
-    api = PostgrestStandIn(pg_database, KEY)
-    with HttpStub(api) as stub:
-        yield stub, api
+    with postgrest_served(pg_database, KEY) as served:
+        yield served
+
+
+def _sink_with_run(stub: HttpStub) -> SupabaseSink:
+    """A sink on the stand-in, the run's row already sent (epoch rows refer to it)."""
+    sink = SupabaseSink(stub.url, KEY, timeout_s=5)
+    sink.upsert("training_runs", [run_row(RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)], "run_name")
+    return sink
 
 
 def test_upsert_request_shape_and_rows_land_in_postgres(
     rest: tuple[HttpStub, PostgrestStandIn], pg_database: str
 ) -> None:
     stub, api = rest
-    sink = SupabaseSink(stub.url, KEY, timeout_s=5)
-    sink.upsert("training_runs", [run_row(RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)], "run_name")
+    sink = _sink_with_run(stub)
     rows = [epoch_row(RUN, e, sample_metrics(RUN, e), None, "continue") for e in (1, 2)]
     sink.upsert("epoch_evaluations", rows, "run_name,epoch")
     sink.close()
@@ -73,8 +75,7 @@ def test_replaying_the_same_body_updates_in_place(
     rest: tuple[HttpStub, PostgrestStandIn], pg_database: str
 ) -> None:
     stub, _api = rest
-    sink = SupabaseSink(stub.url, KEY, timeout_s=5)
-    sink.upsert("training_runs", [run_row(RUN, "running", KEEP_TOKENS_3_DEMO_PARAMS)], "run_name")
+    sink = _sink_with_run(stub)
     row = epoch_row(RUN, 3, sample_metrics(RUN, 3), None, "continue")
     sink.upsert("epoch_evaluations", [row], "run_name,epoch")
     sink.upsert("epoch_evaluations", [row], "run_name,epoch")  # a retry after a lost answer

@@ -12,30 +12,17 @@ import sys
 from pathlib import Path
 
 from tests.e2e import status_json
+from watcher.testing import write_trainer_source_config
 
 
 def _config(root: Path, model: Path) -> Path:
-    (root / "prompts.txt").write_text("pixel art portrait, solid green background (#00ff00) --d 1\n")
+    prompts = root / "prompts.txt"
+    prompts.write_text("pixel art portrait, solid green background (#00ff00) --d 1\n")
     simtrain = [sys.executable, "-m", "watcher", "simtrain", "-c", str(root / "config.toml"),
                 "--epochs", "8", "--interval", "2", "--nan-at-epoch", "2"]
-    config = root / "config.toml"
-    config.write_text(f"""
-[run]
-name = "NAN_RUN"
-output_dir = "output"
-output_name = "px"
-max_train_epochs = 8
-state_dir = "state"
-
+    return write_trainer_source_config(root, prompts, name="NAN_RUN", epochs=8, tables=f"""
 [model]
 base = "{model}"
-
-[sampling]
-source = "trainer"
-prompts_file = "prompts.txt"
-
-[results]
-repo = "results"
 
 [training]
 logging_dir = "tb"
@@ -54,7 +41,6 @@ mode = "from"
 epoch = 1
 action = "stop"
 """)
-    return config
 
 
 def test_nan_loss_stops_the_trainer(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -74,7 +60,7 @@ def test_nan_loss_stops_the_trainer(tmp_path: Path, tiny_model_dir: Path) -> Non
     assert len(stops) == 1 and 2 <= stops[0][0] <= 5, out[-3000:]
     assert "loss_is_a_number" in stops[0][1] and "loss_finite 0 < 1" in stops[0][1]
     assert trainer_state == "stopped", out[-3000:]
-    assert not (tmp_path / "output" / "px.safetensors").exists()  # never reached the last epoch
+    assert not (tmp_path / "output" / "demo_lora.safetensors").exists()  # never reached the last epoch
     assert "training_loss_nan" in events
     # no alert URLs here, so nothing is queued for delivery; the finding is in the state
     assert alerts == [] or "training_health" in alerts

@@ -110,6 +110,13 @@ def lora_bytes(epoch: int, output_name: str, seed: int = 0) -> bytes:
     return save(tensors, metadata={"ss_epoch": str(epoch), "ss_output_name": output_name})
 
 
+def run_table(name: str, output_name: str, epochs: int, *extra: str) -> str:
+    """A test config's [run] table (output in "output", state in "state"); `extra` adds keys."""
+    return "\n".join(["[run]", f'name = "{name}"', 'output_dir = "output"',
+                      f'output_name = "{output_name}"', f"max_train_epochs = {epochs}",
+                      'state_dir = "state"', *extra])
+
+
 def write_watch_config(root: Path, model_dir: Path, *, name: str = "E2E_RUN", epochs: int = 10,
                        size: int = 128, steps: int = 2, interval: float = 0.5,
                        criteria: str = "", extra_trainer: str = "") -> Path:
@@ -119,14 +126,7 @@ def write_watch_config(root: Path, model_dir: Path, *, name: str = "E2E_RUN", ep
     trainer = [sys.executable, "-m", "watcher", "simtrain", "--config", str(config),
                "--interval", str(interval)]
     config.write_text(f"""
-[run]
-name = "{name}"
-output_dir = "output"
-output_name = "e2e_lora"
-max_train_epochs = {epochs}
-save_every_n_epochs = 1
-state_dir = "state"
-expected_epoch_minutes = 1.0
+{run_table(name, "e2e_lora", epochs, "save_every_n_epochs = 1", "expected_epoch_minutes = 1.0")}
 
 [model]
 base = "{model_dir}"
@@ -168,13 +168,7 @@ def write_trainer_source_config(root: Path, prompts: Path, *, name: str, epochs:
     whole tables ([trainer], [daemon], [alerts], ...)."""
     config = root / "config.toml"
     config.write_text(f"""
-[run]
-name = "{name}"
-output_dir = "output"
-output_name = "demo_lora"
-max_train_epochs = {epochs}
-state_dir = "state"
-{run}
+{run_table(name, "demo_lora", epochs, run)}
 
 [sampling]
 source = "trainer"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -181,21 +181,21 @@ def channels_last(pipe: Any) -> Iterator[None]:
 
 
 @contextmanager
-def vae_slicing(pipe: Any) -> Iterator[None]:
-    pipe.vae.enable_slicing()
+def _vae_mode(pipe: Any, mode: str) -> Iterator[None]:
+    """The VAE's enable_<mode>() for the block, disable_<mode>() after (slicing, tiling)."""
+    getattr(pipe.vae, f"enable_{mode}")()
     try:
         yield
     finally:
-        pipe.vae.disable_slicing()
+        getattr(pipe.vae, f"disable_{mode}")()
 
 
-@contextmanager
-def vae_tiling(pipe: Any) -> Iterator[None]:
-    pipe.vae.enable_tiling()
-    try:
-        yield
-    finally:
-        pipe.vae.disable_tiling()
+def vae_slicing(pipe: Any) -> AbstractContextManager[None]:
+    return _vae_mode(pipe, "slicing")
+
+
+def vae_tiling(pipe: Any) -> AbstractContextManager[None]:
+    return _vae_mode(pipe, "tiling")
 
 
 @contextmanager

@@ -42,20 +42,25 @@ class Shapes:
         return int(self.unet["cross_attention_dim"])
 
 
-SD15 = Shapes(
-    name="sd15",
-    unet={**SD15_UNET_CONFIG, "norm_num_groups": 32},
-    vae={
+def _vae(block_out_channels: tuple[int, ...], layers_per_block: int, norm_num_groups: int) -> dict[str, Any]:
+    """An SD-style AutoencoderKL config: 4 blocks, 4 latent channels, 512 px samples."""
+    return {
         "in_channels": 3,
         "out_channels": 3,
-        "block_out_channels": (128, 256, 512, 512),
+        "block_out_channels": block_out_channels,
         "down_block_types": ("DownEncoderBlock2D",) * 4,
         "up_block_types": ("UpDecoderBlock2D",) * 4,
         "latent_channels": 4,
-        "layers_per_block": 2,
-        "norm_num_groups": 32,
+        "layers_per_block": layers_per_block,
+        "norm_num_groups": norm_num_groups,
         "sample_size": 512,
-    },
+    }
+
+
+SD15 = Shapes(
+    name="sd15",
+    unet={**SD15_UNET_CONFIG, "norm_num_groups": 32},
+    vae=_vae((128, 256, 512, 512), layers_per_block=2, norm_num_groups=32),
     text={k: v for k, v in SD15_TEXT_CONFIG.items() if k != "vocab_size"} | {"projection_dim": 768},
 )
 
@@ -74,17 +79,7 @@ SMOKE = Shapes(
         "attention_head_dim": 8,
         "norm_num_groups": 32,
     },
-    vae={
-        "in_channels": 3,
-        "out_channels": 3,
-        "block_out_channels": (8, 16, 32, 32),
-        "down_block_types": ("DownEncoderBlock2D",) * 4,
-        "up_block_types": ("UpDecoderBlock2D",) * 4,
-        "latent_channels": 4,
-        "layers_per_block": 1,
-        "norm_num_groups": 8,
-        "sample_size": 512,
-    },
+    vae=_vae((8, 16, 32, 32), layers_per_block=1, norm_num_groups=8),
     text={
         "hidden_size": 32,
         "intermediate_size": 64,

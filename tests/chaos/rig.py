@@ -131,6 +131,18 @@ class Proc:
     def tail(self, n: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
 
+    def wait_until(self, predicate: Callable[[], Any], timeout: float, what: str,
+                   interval: float = 0.1) -> Any:
+        """wait_for, failing at once (with this process's log) should the process die."""
+        return wait_for(predicate, timeout, what, interval, alive=self.proc, log=self.log)
+
+
+def kill_running(*procs: Proc) -> None:
+    """SIGKILL what is still running (a test's `finally`: nothing outlives it)."""
+    for p in procs:
+        if p.running():
+            p.kill()
+
 
 def daemon(config: Path, root: Path, env: dict[str, str], *extra: str) -> Proc:
     return Proc(epochwatch("watch", "--config", str(config), *extra), root / "daemon.log", env)
@@ -149,6 +161,11 @@ def state_of(db: Path, run: str) -> dict[str, Any]:
 def daemon_ready(db: Path, run: str, pid: int) -> bool:
     d = state_of(db, run)["daemon"]
     return d.get("pid") == pid and d.get("state") in ("idle", "evaluating")
+
+
+def wait_ready(watcher: Proc, db: Path, run: str, what: str = "the daemon ready") -> None:
+    """Until this daemon process has started up (its pid recorded, idle or evaluating)."""
+    watcher.wait_until(lambda: daemon_ready(db, run, watcher.pid), 300, what)
 
 
 def evaluated_epochs(db: Path, run: str) -> list[int]:
@@ -177,6 +194,19 @@ def outbox_settled(db: Path, run: str, channels: tuple[str, ...]) -> bool:
         return False
     return "alert" not in channels or all(
         f"{d.criterion}:{epoch}" in alerts for epoch, d in alerting_decisions(evaluations))
+
+
+def wait_delivered(watcher: Proc, db: Path, run: str, what: str, timeout: float = 300) -> None:
+    """Until every Supabase row and alert of the run's evaluated epochs is delivered (or
+    given up), the daemon alive throughout."""
+    watcher.wait_until(lambda: outbox_settled(db, run, ("supabase", "alert")), timeout, what,
+                       interval=0.5)
+
+
+def wait_evaluated(watcher: Proc, db: Path, run: str, epochs: int, timeout: float = 600) -> None:
+    """Until epochs 1..`epochs` are all evaluated, the daemon alive throughout."""
+    watcher.wait_until(lambda: evaluated_epochs(db, run) == list(range(1, epochs + 1)), timeout,
+                       "every epoch evaluated", interval=0.5)
 
 
 def status_json(config: Path, env: dict[str, str], timeout: float = 120) -> tuple[dict[str, Any], float]:
@@ -260,6 +290,10 @@ class Services:
     def env(self) -> dict[str, str]:
         return {"SUPABASE_URL": self.supabase.url, "SUPABASE_KEY": SUPABASE_KEY,
                 "EPOCHWATCH_ALERT_URLS": f"json://127.0.0.1:{self.hook.stub.port}/hooks/{HOOK_TOKEN}"}
+
+    def child_env(self) -> dict[str, str]:
+        """The environment for the daemon and trainer processes, pointed at these services."""
+        return child_env(**self.env())
 
     def set_outage(self, outage: str) -> None:
         self.supabase.set(outage)
