@@ -33,8 +33,21 @@ from watcher.kohya import (
 if TYPE_CHECKING:
     import torch
 
-DEFAULT_STEPS_PER_EPOCH = 203  # the plan's 203 images, batch size 1, 1 repeat
+# A stand-in's pace when the config names no dataset size ([run.dataset] num_images); a run's
+# own size lives in its config (steps_per_epoch below), never here.
+DEFAULT_STEPS_PER_EPOCH = 100
 WRITE_CHUNKS = 8
+
+
+def steps_per_epoch(num_images: int | None, kohya: Mapping[str, Any]) -> int:
+    """kohya's optimizer steps in one epoch: the images in batches of train_batch_size, then
+    gradient_accumulation_steps batches a step (its progress bar counts these);
+    DEFAULT_STEPS_PER_EPOCH when the dataset size is unknown."""
+    if not num_images:
+        return DEFAULT_STEPS_PER_EPOCH
+    batch = max(1, int(kohya.get("train_batch_size", 1)))
+    accumulation = max(1, int(kohya.get("gradient_accumulation_steps", 1)))
+    return max(1, math.ceil(math.ceil(num_images / batch) / accumulation))
 
 
 def epoch_file_name(output_name: str, epoch: int, last: bool) -> str:

@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from launcher.simtrain import _data_hashes, simulate_training
+from launcher.simtrain import (
+    DEFAULT_STEPS_PER_EPOCH,
+    _data_hashes,
+    simulate_training,
+    steps_per_epoch,
+)
 from watcher.kohya import check_fits, lora_target_names
 
 KEY = re.compile(r"^lora_(unet|te)_[a-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$")
@@ -34,6 +39,7 @@ def test_files_names_keys_and_metadata(tiny_model_dir: Path, tmp_path: Path) -> 
     files = simulate_training(
         tiny_model_dir, tmp_path, "px", epochs=3, interval_s=0.0, network_dim=8,
         network_alpha=4, session_id=4242, seed=5, log=log, extra_metadata={"keep_tokens": 3},
+        steps_per_epoch=203,
     )
     assert [f.name for f in files] == ["px-000001.safetensors", "px-000002.safetensors", "px.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in files)
@@ -238,3 +244,15 @@ def test_sd15_targets_match_kohya_counts(tmp_path: Path) -> None:
         lora_target_names(sdxl_like)
     with pytest.raises(ValueError, match="no such model folder or file"):
         lora_target_names(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(("num_images", "kohya", "expected"), [
+    (203, {}, 203),
+    (203, {"train_batch_size": 1, "gradient_accumulation_steps": 4}, 51),  # the KEEP_TOKENS_3 config
+    (203, {"train_batch_size": 2}, 102),
+    (12, {"train_batch_size": 4, "gradient_accumulation_steps": 2}, 2),
+    (None, {"train_batch_size": 4}, DEFAULT_STEPS_PER_EPOCH),
+])
+def test_steps_per_epoch_follows_the_dataset_and_kohyas_batching(
+        num_images: int | None, kohya: dict[str, int], expected: int) -> None:
+    assert steps_per_epoch(num_images, kohya) == expected

@@ -21,6 +21,9 @@ def _config(root: Path, model: Path) -> Path:
     simtrain = [sys.executable, "-m", "watcher", "simtrain", "-c", str(root / "config.toml"),
                 "--epochs", "8", "--interval", "2", "--nan-at-epoch", "2"]
     return write_trainer_source_config(root, prompts, name="NAN_RUN", epochs=8, tables=f"""
+[run.dataset]
+num_images = 203  # one step an image: no kohya config, so batch size 1, no accumulation
+
 [model]
 base = "{model}"
 

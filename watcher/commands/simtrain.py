@@ -2,7 +2,8 @@
 
 Reads the run's model, output folder, output name, epochs and network size from the watcher
 config (values the config leaves out come from its kohya config) and writes kohya-format LoRA
-epoch files the way train_network.py does. On SIGTERM it stops at once, leaving a partly
+epoch files the way train_network.py does, as many steps an epoch as kohya would take for
+`[run.dataset] num_images` (its batch size and gradient accumulation). On SIGTERM it stops at once, leaving a partly
 written file if it was saving, and exits by that signal, as a killed trainer would.
 """
 
@@ -38,7 +39,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: Namespace) -> int:
-    from launcher.simtrain import simulate_training
+    from launcher.simtrain import simulate_training, steps_per_epoch
 
     cfg = load(args.config)
     kohya: dict[str, Any] = dict(cfg.kohya or {})
@@ -74,6 +75,7 @@ def run(args: Namespace) -> int:
             cfg.base_model, cfg.output_dir, cfg.output_name, epochs, interval,
             dim, alpha, seed=int(kohya.get("seed", 0)),
             save_every_n_epochs=int(cfg.run.save_every_n_epochs or 1),
+            steps_per_epoch=steps_per_epoch(cfg.run.dataset.num_images, kohya),
             save_dtype=save_dtype,
             save_last_n_epochs=int(last_n) if last_n else None,
             conv_dim=conv_dim, conv_alpha=conv_alpha,
