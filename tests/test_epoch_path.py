@@ -7,14 +7,19 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 
+import pytest
+
+from watcher import daemon as daemon_module
 from watcher.config import SamplePrompt, load_config
 from watcher.daemon import Daemon
 from watcher.epoch.path import EpochPath
 from watcher.publish.destinations import PublishedEpoch
 from watcher.store import Store
 from watcher.testing import FakePipeline, lora_bytes, write_watch_config
+from watcher.training.storage import load_state
 
 GATE = "green_background_by_epoch_4"
 
@@ -220,3 +225,28 @@ def test_a_failing_destination_is_isolated_and_recorded(tmp_path: Path) -> None:
         assert event.epoch == 4 and "broken: ConnectionError: destination unreachable" in event.message
     finally:
         path.close()
+
+
+def test_the_daemon_reads_the_trainers_last_figures_before_it_exits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run shorter than one health period: the figures are read once more as the run ends."""
+    config = write_watch_config(tmp_path, tmp_path / "no-model-needed", name="SHORT_RUN")
+    cfg = load_config(config)
+    cfg.output_dir.mkdir(parents=True)
+    (cfg.output_dir / f"{cfg.output_name}-000001.safetensors").write_bytes(
+        lora_bytes(1, cfg.output_name, seed=1))
+    cfg.trainer.log_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg.trainer.log_file.write_text("epoch 1/1\nsteps: 100%|##########| 40/40 [00:20<00:00,  2.00it/s, avr_loss=0.123]\n")
+    monkeypatch.setattr(daemon_module, "HEALTH_EVERY_S", 1e9)
+    daemon = Daemon(cfg, once=True, pipeline=FakePipeline())
+    daemon._last_health = time.time()  # no health check comes round during this run
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        assert daemon.run() == 0
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    with Store(cfg.state_db) as store:
+        figures = load_state(store, "SHORT_RUN")
+    assert figures is not None and figures["figures"]["step"] == 40, figures
+    assert figures["figures"]["loss"] == pytest.approx(0.123)

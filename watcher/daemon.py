@@ -205,8 +205,10 @@ class Daemon:
         try:
             while not self._stopping:
                 if self._tick(detector):
-                    # The run is over and this process ends: deliver what is queued (the
-                    # last refusals, the run's end) instead of leaving it for a next run.
+                    # The run is over and this process ends: read the trainer's last figures
+                    # (a run shorter than a health period had none read yet), then deliver what
+                    # is queued (the last refusals, the run's end) instead of leaving it.
+                    self._poll_training()
                     self.publisher.flush()
                     break
         except ShutdownRequested:
@@ -425,12 +427,15 @@ class Daemon:
         self.publisher.alert("evaluation_error", f"transient:{checkpoint.sha256}:{type(exc).__name__}",
                              epoch=epoch, error=f"{message}; retrying in {delay:.0f} s")
 
-    def _check_health(self) -> None:
-        self._last_health = time.time()
+    def _poll_training(self) -> None:
         try:
             self.training.poll()  # loss, lr, speed; NaN / rising loss / stall alerts
         except Exception as exc:  # noqa: BLE001 - the trainer's figures never stop the daemon
             self.log.error("training figures failed", error=logs.redact(repr(exc)))
+
+    def _check_health(self) -> None:
+        self._last_health = time.time()
+        self._poll_training()
         trainer = self.store.trainer(self.run_name)
         if not trainer or trainer.state != "running":
             return

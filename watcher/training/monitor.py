@@ -20,10 +20,10 @@ import psutil
 
 from watcher import logs
 from watcher.config import WatchConfig
-from watcher.epoch.act import act
+from watcher.epoch.act import FINAL_RUN_STATES, act
 from watcher.epoch.decide import EpochRecord, decide
 from watcher.publish.publisher import Publisher
-from watcher.records import TRAINER_ENDED
+from watcher.records import TRAINER_ENDED, RunStatus
 from watcher.rules import Decision, Rule, is_training_rule
 from watcher.store import Store
 from watcher.training import gpu, storage
@@ -31,6 +31,8 @@ from watcher.training.figures import figures
 from watcher.training.health import findings, training_metrics
 from watcher.training.tensorboard import Batch, TensorBoardReader, logging_dir
 from watcher.training.trainer_log import TrainerLogReader
+
+STOPPING_OR_ENDED: frozenset[RunStatus] = FINAL_RUN_STATES | {"stopping"}
 
 
 class TrainingMonitor:
@@ -157,5 +159,7 @@ class TrainingMonitor:
             self.publisher.alert(d.alert_kind, f"{d.criterion}:{epoch}", epoch=epoch,
                                  criterion=d.criterion, metric=d.metric, value=d.value,
                                  threshold=d.threshold, message=d.message)
+        if d.stops and self.store.run_status(self.run) in STOPPING_OR_ENDED:
+            return  # a stop is already on its way (or the run is over): one request is enough
         act(self.store, self.run, epoch, [d], self.log)
 
