@@ -46,8 +46,11 @@ def _in_pty(argv: list[str], env: dict[str, str], interrupt_at: int | None = Non
     """Run the CLI with stdout and stderr on a pty; with interrupt_at, send SIGINT (what
     Ctrl-C sends) once the bar shows that many done. (exit status, everything shown)."""
     leader, follower = pty.openpty()
+    # Ctrl-C's default action in the child even when this suite runs as a background job
+    # (a shell starts those with SIGINT ignored, and the child would inherit that)
     proc = subprocess.Popen([sys.executable, "-m", "watcher", *argv], stdin=subprocess.DEVNULL,
-                            stdout=follower, stderr=follower, cwd=REPO, env=env)
+                            stdout=follower, stderr=follower, cwd=REPO, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(follower)
     shown, sent, deadline = b"", False, time.monotonic() + 120
     while time.monotonic() < deadline:
