@@ -427,8 +427,15 @@ class Tmpfs:
     def free(self) -> None:
         self.filler.unlink(missing_ok=True)
 
-    def read_only(self, on: bool) -> None:
-        done = _run("mount", "-o", "remount," + ("ro" if on else "rw"), str(self.path))
+    def read_only(self, on: bool, busy_s: float = 30.0) -> None:
+        """Remount read-only (or back): a file open for writing (the daemon drawing a picture
+        in the repository) makes the kernel refuse with "busy", so that is tried again."""
+        deadline = time.monotonic() + busy_s
+        while True:
+            done = _run("mount", "-o", "remount," + ("ro" if on else "rw"), str(self.path))
+            if done.returncode == 0 or "busy" not in done.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert done.returncode == 0, done.stderr
 
 
