@@ -122,3 +122,19 @@ def test_the_key_is_validated(tmp_path: Path, tiny_model_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"model.on_gpu_memory_short: Input should be 'refuse', "
                                           r"'offload' or 'trainer_samples'"):
         load_config(config(tmp_path, tiny_model_dir, "hope"))
+
+
+def test_the_clip_judge_counts_in_the_need(tmp_path: Path, tiny_model_dir: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from watcher.clipjudge import build_tiny_clip
+
+    clip = build_tiny_clip(tmp_path / "tiny-clip")
+    clip_bytes = weights_bytes(clip, "float32")
+    pipeline_bytes = weights_bytes(tiny_model_dir, "float32")
+    assert clip_bytes and pipeline_bytes
+    free_memory(monkeypatch, pipeline_bytes + MARGIN_BYTES)  # room for the pipeline alone
+    assert shortfall(tiny_model_dir, "cuda", "float32") is None
+    line = shortfall(tiny_model_dir, "cuda", "float32", clip)
+    assert line is not None and "of the CLIP judge" in line
+    free_memory(monkeypatch, pipeline_bytes + clip_bytes + MARGIN_BYTES)
+    assert shortfall(tiny_model_dir, "cuda", "float32", clip) is None

@@ -159,7 +159,7 @@ class Daemon:
 
     def _shortfall(self, pipeline: WarmPipeline) -> str | None:
         dtype = str(getattr(pipeline, "dtype", self.cfg.model.dtype))
-        return shortfall(self.cfg.base_model, str(pipeline.device), dtype)
+        return shortfall(self.cfg.base_model, str(pipeline.device), dtype, self.cfg.evaluation.clip_model)
 
     def _load_if_it_fits(self, pipeline: WarmPipeline) -> None:
         """Load the pipeline unless it would take GPU memory the trainer needs; then follow

@@ -56,7 +56,8 @@ def _evaluate(cfg: WatchConfig, info: CheckpointInfo) -> int:
             pipeline = SamplePipeline(cfg.base_model, device=cfg.model.device,
                                       dtype=cfg.model.dtype, scheduler=cfg.model.scheduler,
                                       family=cfg.model.family)
-            if (short := shortfall(cfg.base_model, pipeline.device, pipeline.dtype)) is not None:
+            if (short := shortfall(cfg.base_model, pipeline.device, pipeline.dtype,
+                                   cfg.evaluation.clip_model)) is not None:
                 raise CommandError(f"{short}; not loaded beside the trainer")
             pipeline.load()
             try:
