@@ -3,8 +3,9 @@
 Reads the run's model, output folder, output name, epochs and network size from the watcher
 config (values the config leaves out come from its kohya config) and writes kohya-format LoRA
 epoch files the way train_network.py does, as many steps an epoch as kohya would take for
-`[run.dataset] num_images` (its batch size and gradient accumulation). On SIGTERM it stops at once, leaving a partly
-written file if it was saving, and exits by that signal, as a killed trainer would.
+`[run.dataset] num_images` (its batch size and gradient accumulation). On SIGTERM it stops
+at once, leaving a partly written file if it was saving, and exits by that signal, as a
+killed trainer would.
 """
 
 from __future__ import annotations
